@@ -1,0 +1,52 @@
+# fastvision: every target sets itself up (scripts/setup.sh is idempotent and instant once done).
+#   make test     set up, then format check, clippy and the whole test suite
+#   make build    release build of the library and the `fastvision` binary
+#   make info     what fastvision sees: versions, device, threads, folders
+#   make setup    only the Python side: .venv with the pinned torch (libtorch) and weights
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT  := $(CURDIR)
+VENV  := $(ROOT)/.venv
+FASTVISION_CACHE ?= $(HOME)/.cache/fastvision
+
+# Build outputs live outside the clone, so a fresh clone (CI's, every run) reuses compiled
+# dependencies instead of rebuilding tch's C++ bindings from zero.
+export CARGO_TARGET_DIR ?= $(FASTVISION_CACHE)/target
+export FASTVISION_CACHE
+# tch links against the torch wheel in .venv. LIBTORCH names a stable symlink (made by setup)
+# so torch-sys' build stays cached across clones; FASTVISION_TORCH_DIR is this clone's real
+# folder, which crate/build.rs writes into the binaries' rpath.
+export LIBTORCH := $(FASTVISION_CACHE)/libtorch
+export FASTVISION_TORCH_DIR = $(realpath $(VENV)/libtorch)
+# Only for doctests, which rustdoc links without our build.rs; binaries and tests use the rpath.
+export LD_LIBRARY_PATH := $(LIBTORCH)/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
+
+CARGO ?= cargo
+BIN   := $(CARGO_TARGET_DIR)/release/fastvision
+
+.PHONY: help setup build test fmt clippy info
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release --locked
+
+fmt: setup
+	$(CARGO) fmt --all --check
+
+clippy: setup
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+test: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) test --release --locked --workspace
+
+info: build
+	$(BIN) info

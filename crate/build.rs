@@ -1,0 +1,92 @@
+//! Makes every binary and test of this crate find libtorch on its own, with no `LD_LIBRARY_PATH`.
+//!
+//! torch-sys passes `-rpath` only to its own C++ shim, and GNU ld's `--as-needed` silently drops
+//! `libtorch_cuda.so` because no symbol of ours references it directly: the program then runs on
+//! the CPU even on a GPU machine ("Cannot initialize CUDA without ATen_cuda library"). So we add
+//! the rpath and force the CUDA library into the link ourselves (tch's own build.rs does the same
+//! for its examples only).
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    // Makefile/.cargo/config.toml set these; FASTVISION_TORCH_DIR is the clone's own torch folder
+    // (LIBTORCH may be a stable symlink so cached torch-sys builds survive a fresh clone).
+    for var in ["FASTVISION_TORCH_DIR", "LIBTORCH", "LIBTORCH_LIB"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    println!("cargo:rerun-if-changed=../Cargo.lock");
+
+    let lib_dir = torch_lib_dir();
+    if let Some(lib) = &lib_dir
+        && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+    {
+        println!("cargo:rustc-link-search=native={}", lib.display());
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        if lib.join("libtorch_cuda.so").exists() {
+            println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+            println!("cargo:rustc-link-arg=-ltorch_cuda");
+            println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        }
+    }
+
+    let torch_root = lib_dir.as_deref().and_then(Path::parent);
+    let libtorch_version = torch_root
+        .and_then(|root| std::fs::read_to_string(root.join("version.py")).ok())
+        .and_then(|text| python_string(&text, "__version__"))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=FASTVISION_LIBTORCH_VERSION={libtorch_version}");
+    println!(
+        "cargo:rustc-env=FASTVISION_LIBTORCH_LIB={}",
+        lib_dir
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    println!(
+        "cargo:rustc-env=FASTVISION_TCH_VERSION={}",
+        locked_version("tch")
+    );
+}
+
+/// torch's `lib/` folder, resolved through symlinks so the rpath names the real files.
+fn torch_lib_dir() -> Option<PathBuf> {
+    let root = env::var_os("FASTVISION_TORCH_DIR")
+        .or_else(|| env::var_os("LIBTORCH"))
+        .map(PathBuf::from);
+    let lib = match root {
+        Some(root) => root.join("lib"),
+        None => PathBuf::from(env::var_os("LIBTORCH_LIB")?),
+    };
+    lib.canonicalize().ok()
+}
+
+/// `__version__ = '2.13.0+cu130'` → `2.13.0+cu130`.
+fn python_string(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.trim_start().strip_prefix('=')?;
+        Some(
+            rest.trim()
+                .trim_matches(|c| c == '\'' || c == '"')
+                .to_string(),
+        )
+    })
+}
+
+/// The version of `name` that Cargo.lock pins, so `fastvision info` reports what was really built.
+fn locked_version(name: &str) -> String {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let lock = std::fs::read_to_string(manifest.join("../Cargo.lock")).unwrap_or_default();
+    let needle = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == needle
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+        {
+            return v.trim_matches('"').to_string();
+        }
+    }
+    "unknown".into()
+}

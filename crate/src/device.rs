@@ -1,0 +1,76 @@
+//! Which device fastvision computes on, decided in one place: CUDA when the machine has it,
+//! else the CPU, unless `FASTVISION_DEVICE` says otherwise.
+
+use crate::{Error, Result};
+use tch::{Cuda, Device};
+
+/// The environment variable that overrides the device choice: `cpu`, `cuda` or `cuda:N`.
+pub const DEVICE_ENV: &str = "FASTVISION_DEVICE";
+
+/// The device to use: `FASTVISION_DEVICE` if set, otherwise the first GPU if CUDA works, else CPU.
+///
+/// ```
+/// let dev = fastvision::default_device().unwrap();
+/// let t = tch::Tensor::ones([2], (tch::Kind::Float, dev));
+/// assert_eq!(t.device(), dev);
+/// ```
+pub fn default_device() -> Result<Device> {
+    match std::env::var(DEVICE_ENV) {
+        Ok(spec) if !spec.trim().is_empty() => parse_device(&spec, Cuda::device_count()),
+        _ => Ok(Device::cuda_if_available()),
+    }
+}
+
+/// Reads a device name (`cpu`, `cuda`, `cuda:N`, `gpu`) against the number of GPUs present.
+///
+/// ```
+/// use tch::Device;
+/// use fastvision::device::parse_device;
+/// assert_eq!(parse_device("cpu", 0).unwrap(), Device::Cpu);
+/// assert_eq!(parse_device("cuda:1", 2).unwrap(), Device::Cuda(1));
+/// assert!(parse_device("cuda", 0).is_err());
+/// ```
+pub fn parse_device(spec: &str, cuda_devices: i64) -> Result<Device> {
+    let spec = spec.trim().to_ascii_lowercase();
+    let index = match spec.as_str() {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" | "gpu" => 0,
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => {
+                return Err(Error::Device(format!(
+                    "{DEVICE_ENV}={spec:?} is not a device name: use cpu, cuda or cuda:N (for example cuda:0)"
+                )));
+            }
+        },
+    };
+    if cuda_devices == 0 {
+        return Err(Error::Device(format!(
+            "{DEVICE_ENV}={spec} asks for CUDA, but libtorch sees no CUDA device on this machine \
+             (no NVIDIA GPU, no driver for the CUDA 13 wheel, or libtorch_cuda not linked). \
+             Unset {DEVICE_ENV} or set it to cpu; `fastvision info` shows what was found"
+        )));
+    }
+    if index as i64 >= cuda_devices {
+        return Err(Error::Device(format!(
+            "{DEVICE_ENV}={spec} asks for GPU {index}, but this machine has {cuda_devices} \
+             (cuda:0 to cuda:{})",
+            cuda_devices - 1
+        )));
+    }
+    Ok(Device::Cuda(index))
+}
+
+/// A short human name for a device: `cpu` or `cuda:0`.
+///
+/// ```
+/// assert_eq!(fastvision::device::device_name(tch::Device::Cuda(1)), "cuda:1");
+/// ```
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        Device::Mps => "mps".into(),
+        Device::Vulkan => "vulkan".into(),
+    }
+}

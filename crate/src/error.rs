@@ -1,0 +1,69 @@
+//! The one error type of the library. Every message says what went wrong, with which file or
+//! value, and what to do about it, because its reader is usually a notebook user mid-lesson.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in fastvision.
+///
+/// ```
+/// use fastvision::Error;
+/// let err = Error::io("data/fruits", std::io::Error::from(std::io::ErrorKind::NotFound));
+/// assert!(err.to_string().contains("data/fruits"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+
+    /// An image file could not be decoded.
+    #[error(
+        "{path}: not a readable image ({reason}); remove it or run verify_images on its folder"
+    )]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// The decoder's explanation.
+        reason: String,
+    },
+
+    /// A device was asked for that this machine does not have, or named in a way we don't read.
+    #[error("{0}")]
+    Device(String),
+
+    /// An argument or setting has a value we cannot use; the message names it and the fix.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl Error {
+    /// An I/O error about `path`.
+    ///
+    /// ```
+    /// let e = fastvision::Error::io("x.jpg", std::io::Error::other("boom"));
+    /// assert_eq!(e.to_string(), "x.jpg: boom");
+    /// ```
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The library's result type.
+///
+/// ```
+/// fn half(x: i64) -> fastvision::Result<i64> { Ok(x / 2) }
+/// assert_eq!(half(4).unwrap(), 2);
+/// ```
+pub type Result<T, E = Error> = std::result::Result<T, E>;
