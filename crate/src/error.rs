@@ -40,6 +40,14 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// Kaggle credentials are missing or unreadable (the message never contains the key).
+    #[error("{0}")]
+    Credentials(String),
+
+    /// A download or an archive failed; the message names the source and what to do.
+    #[error("{0}")]
+    Download(String),
+
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

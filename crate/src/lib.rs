@@ -12,10 +12,18 @@
 //! ```
 
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod info;
+pub mod io;
+pub mod show;
 
+pub use data::folder::{FromFolder, ImageDataBunch};
+pub use data::sample::generate_sample;
+pub use data::transforms::{Stats, Transforms, get_transforms, imagenet_stats};
+pub use data::verify::{VerifyOptions, VerifyReport, verify_images};
 pub use device::default_device;
 pub use error::{Error, Result};
 pub use info::Info;
+pub use show::Figure;

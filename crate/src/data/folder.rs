@@ -1,0 +1,545 @@
+//! `ImageDataBunch`: the lesson's data, from a folder of class folders or from a CSV of labels.
+//!
+//! The layout is checked up front and explained when wrong (an empty class, an empty split, a
+//! `test/` folder that would silently become a class), and the split sizes are printed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use polars::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::image::is_image_file;
+use crate::data::loader::{DataLoader, ImageDataset};
+use crate::data::transforms::{Stats, Transforms};
+use crate::{Error, Result};
+
+/// Options of [`ImageDataBunch::from_folder`] (and the CSV sources), with fastai's defaults.
+///
+/// ```
+/// use fastvision::{FromFolder, get_transforms};
+/// let opts = FromFolder { train: "Training".into(), valid: "Test".into(), size: 100,
+///                         ds_tfms: Some(get_transforms()), ..Default::default() };
+/// assert_eq!(opts.bs, 64);
+/// ```
+#[derive(Debug, Clone)]
+pub struct FromFolder {
+    /// Training folder name under the path.
+    pub train: String,
+    /// Validation folder name under the path (ignored when `valid_pct` is set).
+    pub valid: String,
+    /// Instead of a validation folder, hold out this fraction of all images at random.
+    pub valid_pct: Option<f64>,
+    /// Seed for the random split, shuffling and augmentation.
+    pub seed: u64,
+    /// Images are made `size` x `size` (shorter side resized, centre cropped).
+    pub size: u32,
+    /// Batch size.
+    pub bs: usize,
+    /// Training-set augmentation (`Some(get_transforms())` in the lesson).
+    pub ds_tfms: Option<Transforms>,
+    /// Threads decoding images; 0 = one per core.
+    pub num_workers: usize,
+    /// Most bytes of decoded images to keep in memory; above it images are decoded every epoch.
+    pub memory_budget: u64,
+    /// Device batches are put on; `None` = [`crate::default_device`].
+    pub device: Option<tch::Device>,
+}
+
+impl Default for FromFolder {
+    fn default() -> Self {
+        FromFolder {
+            train: "train".into(),
+            valid: "valid".into(),
+            valid_pct: None,
+            seed: 42,
+            size: 224,
+            bs: 64,
+            ds_tfms: None,
+            num_workers: 0,
+            memory_budget: 4 << 30,
+            device: None,
+        }
+    }
+}
+
+/// Training and validation data, ready for a learner: fastai's `ImageDataBunch`.
+#[derive(Debug)]
+pub struct ImageDataBunch {
+    /// The folder the data came from.
+    pub path: PathBuf,
+    /// Class names, sorted; labels index into this.
+    pub classes: Vec<String>,
+    /// Shuffled, augmented training batches (last incomplete batch dropped).
+    pub train_dl: DataLoader,
+    /// Validation batches in order, not augmented.
+    pub valid_dl: DataLoader,
+    /// Normalisation, once [`ImageDataBunch::normalize`] has been called.
+    pub stats: Option<Stats>,
+}
+
+/// An image file and its label.
+type Labelled = (PathBuf, String);
+
+const SPLIT_NAMES: [&str; 7] = [
+    "train",
+    "training",
+    "valid",
+    "validation",
+    "val",
+    "test",
+    "testing",
+];
+
+fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            images_under(&p, out)?;
+        } else if is_image_file(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn subfolders(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+fn describe(names: &[String]) -> String {
+    if names.is_empty() {
+        "no folders".into()
+    } else if names.len() > 8 {
+        format!("{} folders: {}, ...", names.len(), names[..8].join(", "))
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Images of one split folder, labelled by their parent folder's name.
+fn labelled_images(split: &Path) -> Result<Vec<Labelled>> {
+    let mut files = Vec::new();
+    images_under(split, &mut files)?;
+    let labelled: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|f| {
+            let label = f.parent().and_then(|p| p.file_name()).unwrap_or_default();
+            let label = label.to_string_lossy().into_owned();
+            (f, label)
+        })
+        .collect();
+    // Images sitting directly in the split folder would make the split's name a class.
+    if let Some((f, _)) = labelled.iter().find(|(f, _)| f.parent() == Some(split)) {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds images directly ({} and maybe more), but labels come from class folders: \
+             put each image in a folder named after its class, e.g. {}/<class>/{}",
+            split.display(),
+            f.file_name().unwrap_or_default().to_string_lossy(),
+            split.display(),
+            f.file_name().unwrap_or_default().to_string_lossy()
+        )));
+    }
+    Ok(labelled)
+}
+
+fn check_classes(split: &Path, labelled: &[(PathBuf, String)]) -> Result<()> {
+    let with_images: BTreeSet<&str> = labelled.iter().map(|(_, l)| l.as_str()).collect();
+    let folders = subfolders(split);
+    if let Some(empty) = folders.iter().find(|f| !with_images.contains(f.as_str())) {
+        return Err(Error::InvalidArgument(format!(
+            "class folder {} has no images; remove it or add images (found classes: {})",
+            split.join(empty).display(),
+            describe(&folders)
+        )));
+    }
+    if let Some(split_like) = with_images
+        .iter()
+        .find(|l| SPLIT_NAMES.contains(&l.to_ascii_lowercase().as_str()))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{} would become a class named {split_like:?}, which looks like a split folder, not a \
+             class. Pass the split folders' names (train/valid), or move it out of {}",
+            split.join(split_like).display(),
+            split.display()
+        )));
+    }
+    Ok(())
+}
+
+impl ImageDataBunch {
+    /// Loads labelled images from `path`: by default `path/<train>/<class>/*` and
+    /// `path/<valid>/<class>/*`, or, with `valid_pct`, every image under `path` split at random.
+    /// Labels are parent folder names; classes are sorted.
+    ///
+    /// ```no_run
+    /// use fastvision::{FromFolder, ImageDataBunch, get_transforms, imagenet_stats};
+    /// let data = ImageDataBunch::from_folder("data/fruits-360".as_ref(), FromFolder {
+    ///     train: "Training".into(), valid: "Test".into(), size: 100,
+    ///     ds_tfms: Some(get_transforms()), ..Default::default()
+    /// }).unwrap().normalize(imagenet_stats).unwrap();
+    /// assert_eq!(data.classes.len(), 131);
+    /// ```
+    pub fn from_folder(path: &Path, opts: FromFolder) -> Result<Self> {
+        if !path.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a folder; download the data first (download_kaggle_dataset, untar_data \
+                 or generate_sample)",
+                path.display()
+            )));
+        }
+        let (train, valid) = match opts.valid_pct {
+            Some(pct) => {
+                let all = labelled_images(path)?;
+                check_classes(path, &all)?;
+                random_split(all, pct, opts.seed)?
+            }
+            None => {
+                let found = subfolders(path);
+                let split = |name: &str| -> Result<Vec<(PathBuf, String)>> {
+                    let dir = path.join(name);
+                    if !dir.is_dir() {
+                        return Err(Error::InvalidArgument(format!(
+                            "no folder {:?} in {} (found {}); pass the split folders' names \
+                             (for Fruits 360: train \"Training\", valid \"Test\"), or set valid_pct \
+                             to split at random",
+                            name,
+                            path.display(),
+                            describe(&found)
+                        )));
+                    }
+                    let items = labelled_images(&dir)?;
+                    check_classes(&dir, &items)?;
+                    Ok(items)
+                };
+                (split(&opts.train)?, split(&opts.valid)?)
+            }
+        };
+        Self::from_items(path, train, valid, opts)
+    }
+
+    /// Loads images listed in a CSV file under `path` (columns: file name relative to
+    /// `path/folder`, label), split at random by `opts.valid_pct` (default 0.2), like fastai's
+    /// `from_csv`.
+    ///
+    /// ```no_run
+    /// use fastvision::{FromFolder, ImageDataBunch};
+    /// let data = ImageDataBunch::from_csv("data/fruits".as_ref(), "images", "labels.csv",
+    ///     FromFolder { size: 100, ..Default::default() }).unwrap();
+    /// ```
+    pub fn from_csv(path: &Path, folder: &str, csv_labels: &str, opts: FromFolder) -> Result<Self> {
+        let csv = path.join(csv_labels);
+        let df = CsvReadOptions::default()
+            .with_has_header(true)
+            .try_into_reader_with_file_path(Some(csv.clone()))
+            .and_then(|r| r.finish())
+            .map_err(|e| {
+                Error::InvalidArgument(format!("{}: cannot read labels CSV: {e}", csv.display()))
+            })?;
+        Self::from_df(path, folder, &df, opts)
+    }
+
+    /// Like [`ImageDataBunch::from_csv`], with the labels already in a DataFrame whose first
+    /// column is the file name and second the label.
+    ///
+    /// ```no_run
+    /// use polars::prelude::*;
+    /// use fastvision::{FromFolder, ImageDataBunch};
+    /// let df = df!("name" => ["a.jpg", "b.jpg"], "label" => ["apple", "pear"]).unwrap();
+    /// let data = ImageDataBunch::from_df("data/x".as_ref(), ".", &df, FromFolder::default());
+    /// ```
+    pub fn from_df(path: &Path, folder: &str, df: &DataFrame, opts: FromFolder) -> Result<Self> {
+        let bad = |what: String| Error::InvalidArgument(format!("labels table: {what}"));
+        if df.width() < 2 {
+            return Err(bad(format!(
+                "needs two columns (file name, label), found {:?}",
+                df.get_column_names()
+            )));
+        }
+        let as_strings = |i: usize| -> Result<Vec<Option<String>>> {
+            let col = df.columns()[i]
+                .cast(&DataType::String)
+                .map_err(|e| bad(e.to_string()))?;
+            let ca = col.str().map_err(|e| bad(e.to_string()))?.clone();
+            Ok(ca.iter().map(|v| v.map(str::to_owned)).collect())
+        };
+        let (names, labels) = (as_strings(0)?, as_strings(1)?);
+        let base = path.join(folder);
+        let mut items = Vec::with_capacity(names.len());
+        for (row, (name, label)) in names.into_iter().zip(labels).enumerate() {
+            let (Some(name), Some(label)) = (name, label) else {
+                return Err(bad(format!(
+                    "row {} has an empty file name or label",
+                    row + 1
+                )));
+            };
+            let file = base.join(&name);
+            if !file.is_file() {
+                return Err(bad(format!(
+                    "row {}: {} does not exist (file names are relative to {})",
+                    row + 1,
+                    file.display(),
+                    base.display()
+                )));
+            }
+            items.push((file, label));
+        }
+        let pct = opts.valid_pct.unwrap_or(0.2);
+        let (train, valid) = random_split(items, pct, opts.seed)?;
+        Self::from_items(path, train, valid, opts)
+    }
+
+    fn from_items(
+        path: &Path,
+        train: Vec<(PathBuf, String)>,
+        valid: Vec<(PathBuf, String)>,
+        opts: FromFolder,
+    ) -> Result<Self> {
+        for (name, split) in [("training", &train), ("validation", &valid)] {
+            if split.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "the {name} set of {} is empty: no images found (extensions read: {})",
+                    path.display(),
+                    crate::data::image::IMAGE_EXTENSIONS.join(", ")
+                )));
+            }
+        }
+        if opts.bs == 0 || opts.size == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "bs and size must be at least 1 (got bs={}, size={})",
+                opts.bs, opts.size
+            )));
+        }
+        let classes: Vec<String> = train
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let index: BTreeMap<&str, i64> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i as i64))
+            .collect();
+        if let Some((f, l)) = valid.iter().find(|(_, l)| !index.contains_key(l.as_str())) {
+            return Err(Error::InvalidArgument(format!(
+                "validation image {} has class {l:?}, which the training set does not have \
+                 (training classes: {})",
+                f.display(),
+                describe(&classes)
+            )));
+        }
+        let device = match opts.device {
+            Some(d) => d,
+            None => crate::default_device()?,
+        };
+        let total = (train.len() + valid.len()) as u64;
+        let in_memory =
+            total * ImageDataset::bytes_per_image(opts.size) as u64 <= opts.memory_budget;
+        let make = |items: Vec<(PathBuf, String)>| {
+            let labels = items.iter().map(|(_, l)| index[l.as_str()]).collect();
+            let files = items.into_iter().map(|(f, _)| f).collect();
+            ImageDataset::new(files, labels, opts.size, in_memory)
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.num_workers)
+            .build()
+            .map_err(|e| {
+                Error::InvalidArgument(format!("num_workers={}: {e}", opts.num_workers))
+            })?;
+        let (train_ds, valid_ds) = pool.install(|| (make(train), make(valid)));
+        let loader = |ds: ImageDataset, train: bool| DataLoader {
+            dataset: Arc::new(ds),
+            bs: opts.bs,
+            shuffle: train,
+            drop_last: train,
+            tfms: if train { opts.ds_tfms } else { None },
+            stats: None,
+            device,
+            seed: opts.seed,
+            prefetch: 2,
+        };
+        let data = ImageDataBunch {
+            path: path.to_path_buf(),
+            classes,
+            train_dl: loader(train_ds, true),
+            valid_dl: loader(valid_ds, false),
+            stats: None,
+        };
+        println!("{}", data.summary_line());
+        Ok(data)
+    }
+
+    /// Normalises every batch with `stats` (the lesson uses `imagenet_stats`). Calling it twice
+    /// is an error, as in fastai, since it would normalise twice.
+    ///
+    /// ```no_run
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// let data = data.normalize(fastvision::imagenet_stats).unwrap();
+    /// ```
+    pub fn normalize(mut self, stats: Stats) -> Result<Self> {
+        if let Some(old) = self.stats {
+            return Err(Error::InvalidArgument(format!(
+                "the data is already normalised (mean {:?}, std {:?}); call normalize once",
+                old.mean, old.std
+            )));
+        }
+        self.stats = Some(stats);
+        self.train_dl.stats = Some(stats);
+        self.valid_dl.stats = Some(stats);
+        Ok(self)
+    }
+
+    /// Number of classes.
+    pub fn c(&self) -> usize {
+        self.classes.len()
+    }
+
+    fn summary_line(&self) -> String {
+        let t = &self.train_dl.dataset;
+        let v = &self.valid_dl.dataset;
+        let memory = if t.in_memory() {
+            let mb = (t.len() + v.len()) * ImageDataset::bytes_per_image(t.size) / (1 << 20);
+            format!("decoded into memory ({mb} MB)")
+        } else {
+            "decoded every epoch (over the memory budget)".into()
+        };
+        format!(
+            "ImageDataBunch {}: {} classes, {} train / {} valid images, {}px, bs {}, {}, on {}",
+            self.path.display(),
+            self.c(),
+            t.len(),
+            v.len(),
+            t.size,
+            self.train_dl.bs,
+            memory,
+            crate::device::device_name(self.train_dl.device)
+        )
+    }
+
+    /// Classes, counts per split, image size and a class-count table.
+    ///
+    /// ```no_run
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// println!("{}", data.summary());
+    /// ```
+    pub fn summary(&self) -> DataSummary {
+        let count = |ds: &ImageDataset| {
+            let mut c = vec![0usize; self.classes.len()];
+            for &l in &ds.labels {
+                c[l as usize] += 1;
+            }
+            c
+        };
+        DataSummary {
+            line: self.summary_line(),
+            classes: self.classes.clone(),
+            train_counts: count(&self.train_dl.dataset),
+            valid_counts: count(&self.valid_dl.dataset),
+        }
+    }
+}
+
+/// Shuffles with `seed` and holds out the first `pct` of items, as fastai's random split does.
+fn random_split(
+    mut items: Vec<(PathBuf, String)>,
+    pct: f64,
+    seed: u64,
+) -> Result<(Vec<Labelled>, Vec<Labelled>)> {
+    if !(0.0..1.0).contains(&pct) || pct == 0.0 {
+        return Err(Error::InvalidArgument(format!(
+            "valid_pct must be between 0 and 1 (exclusive), got {pct}"
+        )));
+    }
+    items.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let n_valid = (pct * items.len() as f64) as usize;
+    let train = items.split_off(n_valid);
+    Ok((train, items))
+}
+
+/// What [`ImageDataBunch::summary`] returns: printable, and an HTML table in a notebook.
+#[derive(Debug, Clone)]
+pub struct DataSummary {
+    /// The one-line description.
+    pub line: String,
+    /// Class names.
+    pub classes: Vec<String>,
+    /// Training images per class.
+    pub train_counts: Vec<usize>,
+    /// Validation images per class.
+    pub valid_counts: Vec<usize>,
+}
+
+impl DataSummary {
+    /// The class counts as a DataFrame: class, train, valid.
+    pub fn df(&self) -> DataFrame {
+        let to_u64 = |v: &[usize]| v.iter().map(|&c| c as u64).collect::<Vec<_>>();
+        df!(
+            "class" => self.classes.clone(),
+            "train" => to_u64(&self.train_counts),
+            "valid" => to_u64(&self.valid_counts),
+        )
+        .expect("equal-length columns")
+    }
+
+    /// Renders in a notebook as the summary line and a class-count table.
+    pub fn evcxr_display(&self) {
+        let rows: Vec<Vec<String>> = (0..self.classes.len())
+            .map(|i| {
+                vec![
+                    self.classes[i].clone(),
+                    self.train_counts[i].to_string(),
+                    self.valid_counts[i].to_string(),
+                ]
+            })
+            .collect();
+        let table = crate::show::html_table(&["class", "train", "valid"], &rows);
+        crate::show::display_html(&format!(
+            "<p>{}</p>{table}",
+            crate::show::escape(&self.line)
+        ));
+    }
+}
+
+impl fmt::Display for DataSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.line)?;
+        let w = self
+            .classes
+            .iter()
+            .map(|c| c.chars().count())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        writeln!(f, "{:<w$}  {:>6}  {:>6}", "class", "train", "valid")?;
+        for i in 0..self.classes.len() {
+            writeln!(
+                f,
+                "{:<w$}  {:>6}  {:>6}",
+                self.classes[i], self.train_counts[i], self.valid_counts[i]
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! The data half of the lesson, in the order data flows: get it ([`download`], [`sample`]),
+//! check it ([`verify`]), label and split it ([`folder`]), batch it ([`loader`]) and augment
+//! it ([`transforms`]).
+
+pub mod download;
+pub mod folder;
+pub mod image;
+pub mod loader;
+pub mod sample;
+pub mod transforms;
+pub mod verify;

@@ -1,0 +1,344 @@
+//! Data augmentation as fastai's `get_transforms()` defines it, applied to a whole batch at once
+//! on the batch's device: one affine grid (flip, rotate, zoom) bent by a perspective warp, one
+//! `grid_sampler` call with reflection padding, then lighting in logit space. This is how fastai
+//! v2 runs augmentation on the GPU; fastai v1 did the same maths one image at a time on the CPU.
+//!
+//! Random draws come from a seeded generator passed in, never from a global one, so an epoch's
+//! augmentations are reproducible.
+
+use rand::Rng;
+use tch::{Device, Kind, Tensor};
+
+/// Channel mean and standard deviation used to normalise batches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    /// Per-channel mean (R, G, B) of pixels in [0, 1].
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation.
+    pub std: [f32; 3],
+}
+
+/// ImageNet's channel statistics, which pretrained models expect (fastai's `imagenet_stats`).
+///
+/// ```
+/// use fastvision::imagenet_stats;
+/// assert_eq!(imagenet_stats.mean[0], 0.485);
+/// ```
+#[allow(non_upper_case_globals)]
+pub const imagenet_stats: Stats = Stats {
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+};
+
+impl Stats {
+    fn tensors(&self, device: Device) -> (Tensor, Tensor) {
+        let mean = Tensor::from_slice(&self.mean)
+            .view([1, 3, 1, 1])
+            .to_device(device);
+        let std = Tensor::from_slice(&self.std)
+            .view([1, 3, 1, 1])
+            .to_device(device);
+        (mean, std)
+    }
+
+    /// `(x - mean) / std` for a float batch `[N, 3, H, W]` in [0, 1].
+    ///
+    /// ```
+    /// use fastvision::imagenet_stats;
+    /// let x = tch::Tensor::full([1, 3, 2, 2], 0.5, (tch::Kind::Float, tch::Device::Cpu));
+    /// let back = imagenet_stats.denorm(&imagenet_stats.norm(&x));
+    /// assert!((back - x).abs().max().double_value(&[]) < 1e-6);
+    /// ```
+    pub fn norm(&self, x: &Tensor) -> Tensor {
+        let (mean, std) = self.tensors(x.device());
+        (x - mean) / std
+    }
+
+    /// The inverse of [`Stats::norm`]: back to pixels in [0, 1] for display.
+    pub fn denorm(&self, x: &Tensor) -> Tensor {
+        let (mean, std) = self.tensors(x.device());
+        x * std + mean
+    }
+}
+
+/// The augmentation settings of fastai v1's `get_transforms` (training set only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transforms {
+    /// Flip left-right with probability 0.5.
+    pub do_flip: bool,
+    /// Also flip vertically and transpose (the dihedral group), for images with no "up".
+    pub flip_vert: bool,
+    /// Largest rotation in degrees, drawn uniformly in [-max_rotate, max_rotate].
+    pub max_rotate: f64,
+    /// Largest zoom factor, drawn uniformly in [1, max_zoom], about a random focal point.
+    pub max_zoom: f64,
+    /// Largest lighting change: brightness in 0.5 ± max_lighting/2, contrast in
+    /// [1 - max_lighting, 1 / (1 - max_lighting)] (log-uniform).
+    pub max_lighting: f64,
+    /// Largest perspective warp magnitude.
+    pub max_warp: f64,
+    /// Probability of each of rotate, zoom and warp.
+    pub p_affine: f64,
+    /// Probability of each of brightness and contrast.
+    pub p_lighting: f64,
+}
+
+/// fastai's default augmentation: flip p=0.5, rotate ±10°, zoom up to 1.1, lighting 0.2,
+/// warp 0.2, p_affine and p_lighting 0.75, reflection padding.
+///
+/// ```
+/// let tfms = fastvision::get_transforms();
+/// assert_eq!((tfms.max_rotate, tfms.max_zoom, tfms.p_affine), (10.0, 1.1, 0.75));
+/// ```
+pub fn get_transforms() -> Transforms {
+    Transforms {
+        do_flip: true,
+        flip_vert: false,
+        max_rotate: 10.0,
+        max_zoom: 1.1,
+        max_lighting: 0.2,
+        max_warp: 0.2,
+        p_affine: 0.75,
+        p_lighting: 0.75,
+    }
+}
+
+/// The random draws for one image, kept so tests can check the maths against them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ItemParams {
+    /// Affine matrix mapping output coordinates to input coordinates (rows of a 2x3).
+    pub affine: [[f64; 3]; 2],
+    /// Perspective magnitudes (x, y); zero when not warped.
+    pub warp: (f64, f64),
+    /// Value added in logit space (logit of the brightness draw); zero when unchanged.
+    pub brightness: f64,
+    /// Factor applied in logit space; one when unchanged.
+    pub contrast: f64,
+}
+
+fn mat_mul(a: [[f64; 3]; 3], b: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| a[i][k] * b[k][j]).sum()))
+}
+
+impl Transforms {
+    /// Draws one image's augmentation.
+    ///
+    /// ```
+    /// use rand::SeedableRng;
+    /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// let p = fastvision::get_transforms().draw(&mut rng);
+    /// assert!(p.contrast >= 0.8 - 1e-9 && p.contrast <= 1.25 + 1e-9);
+    /// ```
+    pub fn draw(&self, rng: &mut impl Rng) -> ItemParams {
+        let mut m = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        if self.do_flip && rng.random_bool(0.5) {
+            m = mat_mul(m, [[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        }
+        if self.flip_vert {
+            if rng.random_bool(0.5) {
+                m = mat_mul(m, [[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]]);
+            }
+            if rng.random_bool(0.5) {
+                m = mat_mul(m, [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]);
+            }
+        }
+        if self.max_rotate > 0.0 && rng.random_bool(self.p_affine) {
+            let deg = rng.random_range(-self.max_rotate..=self.max_rotate);
+            let (s, c) = deg.to_radians().sin_cos();
+            m = mat_mul(m, [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]);
+        }
+        if self.max_zoom > 1.0 && rng.random_bool(self.p_affine) {
+            // fastai v1 `zoom`: scale about a focal point anywhere in the image.
+            let scale = rng.random_range(1.0..=self.max_zoom);
+            let (row, col) = (rng.random_range(0.0..=1.0), rng.random_range(0.0..=1.0));
+            let shrink = 1.0 - 1.0 / scale;
+            let z = [
+                [1.0 / scale, 0.0, shrink * (2.0 * col - 1.0)],
+                [0.0, 1.0 / scale, shrink * (2.0 * row - 1.0)],
+                [0.0, 0.0, 1.0],
+            ];
+            m = mat_mul(z, m);
+        }
+        let warp = if self.max_warp > 0.0 && rng.random_bool(self.p_affine) {
+            (
+                rng.random_range(-self.max_warp..=self.max_warp),
+                rng.random_range(-self.max_warp..=self.max_warp),
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        let mut brightness = 0.0;
+        let mut contrast = 1.0;
+        if self.max_lighting > 0.0 {
+            if rng.random_bool(self.p_lighting) {
+                let b: f64 = rng.random_range(
+                    0.5 * (1.0 - self.max_lighting)..=0.5 * (1.0 + self.max_lighting),
+                );
+                brightness = (b / (1.0 - b)).ln();
+            }
+            if rng.random_bool(self.p_lighting) {
+                let lo = (1.0 - self.max_lighting).ln();
+                contrast = rng.random_range(lo..=-lo).exp();
+            }
+        }
+        ItemParams {
+            affine: [m[0], m[1]],
+            warp,
+            brightness,
+            contrast,
+        }
+    }
+
+    /// Augments a float batch `[N, C, H, W]` with pixels in [0, 1], on its own device.
+    ///
+    /// ```
+    /// use rand::SeedableRng;
+    /// let x = tch::Tensor::rand([4, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+    /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    /// let y = fastvision::get_transforms().apply(&x, &mut rng);
+    /// assert_eq!(y.size(), x.size());
+    /// ```
+    pub fn apply(&self, x: &Tensor, rng: &mut impl Rng) -> Tensor {
+        let params: Vec<ItemParams> = (0..x.size()[0]).map(|_| self.draw(rng)).collect();
+        apply_params(x, &params)
+    }
+}
+
+/// Solves for the 8 perspective coefficients taking `from` points onto `to` points.
+fn perspective_coeffs(from: [[f64; 2]; 4], to: [[f64; 2]; 4]) -> [f64; 8] {
+    let mut a = [[0.0f64; 9]; 8];
+    for (i, (p, q)) in from.iter().zip(to.iter()).enumerate() {
+        a[2 * i] = [
+            p[0],
+            p[1],
+            1.0,
+            0.0,
+            0.0,
+            0.0,
+            -q[0] * p[0],
+            -q[0] * p[1],
+            q[0],
+        ];
+        a[2 * i + 1] = [
+            0.0,
+            0.0,
+            0.0,
+            p[0],
+            p[1],
+            1.0,
+            -q[1] * p[0],
+            -q[1] * p[1],
+            q[1],
+        ];
+    }
+    // Gauss-Jordan elimination with partial pivoting on the augmented 8x9 system.
+    for col in 0..8 {
+        let pivot = (col..8)
+            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
+            .unwrap();
+        a.swap(col, pivot);
+        let d = a[col][col];
+        for v in a[col].iter_mut() {
+            *v /= d;
+        }
+        for row in 0..8 {
+            if row != col {
+                let f = a[row][col];
+                let pivot_row = a[col];
+                for (v, p) in a[row].iter_mut().zip(pivot_row) {
+                    *v -= f * p;
+                }
+            }
+        }
+    }
+    std::array::from_fn(|i| a[i][8])
+}
+
+/// fastai's symmetric warp: the corners move in or out by the magnitudes.
+fn warp_coeffs((mx, my): (f64, f64)) -> [f64; 8] {
+    let orig = [[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]];
+    let targ = [
+        [-1.0 - my, -1.0 - mx],
+        [-1.0 + my, 1.0 + mx],
+        [1.0 + my, -1.0 + mx],
+        [1.0 - my, 1.0 - mx],
+    ];
+    perspective_coeffs(orig, targ)
+}
+
+/// Applies drawn parameters to a batch: one affine grid, the warp on its coordinates, one
+/// `grid_sampler` (bilinear, reflection padding, corners aligned), then lighting.
+pub fn apply_params(x: &Tensor, params: &[ItemParams]) -> Tensor {
+    let device = x.device();
+    let size = x.size();
+    let n = size[0];
+    assert_eq!(n as usize, params.len(), "one ItemParams per image");
+    let theta: Vec<f32> = params
+        .iter()
+        .flat_map(|p| p.affine.iter().flatten().map(|&v| v as f32))
+        .collect();
+    let theta = Tensor::from_slice(&theta).view([n, 2, 3]).to_device(device);
+    let mut grid = Tensor::affine_grid_generator(&theta, &size, true);
+
+    if params.iter().any(|p| p.warp != (0.0, 0.0)) {
+        let coeffs: Vec<f32> = params
+            .iter()
+            .flat_map(|p| {
+                if p.warp == (0.0, 0.0) {
+                    [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+                } else {
+                    warp_coeffs(p.warp)
+                }
+            })
+            .map(|v| v as f32)
+            .collect();
+        let c = Tensor::from_slice(&coeffs)
+            .view([n, 1, 1, 8])
+            .to_device(device);
+        let gx = grid.select(3, 0);
+        let gy = grid.select(3, 1);
+        let at = |i: i64| c.select(3, i);
+        let denom = &gx * at(6) + &gy * at(7) + 1.0;
+        let nx = (&gx * at(0) + &gy * at(1) + at(2)) / &denom;
+        let ny = (&gx * at(3) + &gy * at(4) + at(5)) / &denom;
+        grid = Tensor::stack(&[nx, ny], 3);
+    }
+    let mut out = x.grid_sampler(&grid, 0, 2, true);
+
+    if params
+        .iter()
+        .any(|p| p.brightness != 0.0 || p.contrast != 1.0)
+    {
+        let b: Vec<f32> = params.iter().map(|p| p.brightness as f32).collect();
+        let c: Vec<f32> = params.iter().map(|p| p.contrast as f32).collect();
+        let b = Tensor::from_slice(&b).view([n, 1, 1, 1]).to_device(device);
+        let c = Tensor::from_slice(&c).view([n, 1, 1, 1]).to_device(device);
+        let logit = out.clamp(1e-6, 1.0 - 1e-6).logit(None::<f64>);
+        out = ((logit + b) * c).sigmoid();
+    }
+    out.to_kind(Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warp_coefficients_move_the_corners() {
+        let c = warp_coeffs((0.1, -0.2));
+        let apply = |x: f64, y: f64| {
+            let d = c[6] * x + c[7] * y + 1.0;
+            (
+                (c[0] * x + c[1] * y + c[2]) / d,
+                (c[3] * x + c[4] * y + c[5]) / d,
+            )
+        };
+        let (x, y) = apply(-1.0, 1.0);
+        assert!(
+            (x - (-1.0 - 0.2)).abs() < 1e-9 && (y - 1.1).abs() < 1e-9,
+            "{x} {y}"
+        );
+        let (x, y) = apply(1.0, 1.0);
+        assert!((x - 1.2).abs() < 1e-9 && (y - 0.9).abs() < 1e-9, "{x} {y}");
+    }
+}

@@ -1,0 +1,473 @@
+//! `verify_images`: find broken, oversized and odd images before they spoil a training run.
+//!
+//! fastai v1's meaning, made safe: broken files are moved to a quarantine folder rather than
+//! deleted (unless `delete` is set), fixes are written atomically, a dry run touches nothing, and
+//! if *every* image fails to decode nothing is moved at all, since that points to a wrong path or
+//! a decoder problem rather than a folder of bad files (the way fastai once deleted whole
+//! datasets).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use image::{ColorType, DynamicImage, ImageFormat};
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::data::image::{MAX_PIXELS, image_dimensions, is_image_file, open_image};
+use crate::{Error, Result};
+
+/// How [`verify_images`] checks and fixes a folder. Defaults: quarantine broken files, no size
+/// limit, 3 channels, fix in place, no recursion, all cores, not a dry run.
+///
+/// ```
+/// let opts = fastvision::VerifyOptions { max_size: Some(500), recurse: true, ..Default::default() };
+/// assert!(!opts.delete && opts.n_channels == 3);
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Delete broken files instead of moving them to the quarantine folder.
+    pub delete: bool,
+    /// Resize images whose longer side exceeds this many pixels (aspect ratio kept).
+    pub max_size: Option<u32>,
+    /// Convert images to this many channels (3 = RGB, 1 = grayscale).
+    pub n_channels: u8,
+    /// Where fixed images are written, keeping their path relative to the verified folder;
+    /// relative paths are taken from that folder. `None` replaces them in place (atomically).
+    pub dest: Option<PathBuf>,
+    /// Where broken files are moved; default `<folder>/../.quarantine/<folder name>/`
+    /// (a hidden folder, which `from_folder` never mistakes for a class).
+    pub quarantine: Option<PathBuf>,
+    /// Also check sub-folders.
+    pub recurse: bool,
+    /// Threads to use; 0 means one per core.
+    pub max_workers: usize,
+    /// Only report what would be done.
+    pub dry_run: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            delete: false,
+            max_size: None,
+            n_channels: 3,
+            dest: None,
+            quarantine: None,
+            recurse: false,
+            max_workers: 0,
+            dry_run: false,
+        }
+    }
+}
+
+/// One problem found, and what was done about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyIssue {
+    /// The image file.
+    pub file: PathBuf,
+    /// What is wrong with it.
+    pub problem: String,
+    /// What was done (or, in a dry run, would be done).
+    pub action: String,
+}
+
+/// What [`verify_images`] found: one row per problem, plus counts.
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    /// The folder that was verified.
+    pub path: PathBuf,
+    /// Image files checked.
+    pub checked: usize,
+    /// Files skipped because they are not images by extension (such as `.DS_Store`).
+    pub ignored: usize,
+    /// Files that could not be decoded.
+    pub broken: usize,
+    /// Files resized or converted (or that would be, in a dry run).
+    pub fixed: usize,
+    /// Every problem, sorted by file.
+    pub issues: Vec<VerifyIssue>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+impl VerifyReport {
+    /// The report as a DataFrame with columns `file`, `problem`, `action`.
+    ///
+    /// ```no_run
+    /// let report = fastvision::verify_images("data/fruits/Training".as_ref(), &Default::default()).unwrap();
+    /// println!("{}", report.df());
+    /// ```
+    pub fn df(&self) -> DataFrame {
+        let col =
+            |f: fn(&VerifyIssue) -> String| -> Vec<String> { self.issues.iter().map(f).collect() };
+        df!(
+            "file" => col(|i| i.file.display().to_string()),
+            "problem" => col(|i| i.problem.clone()),
+            "action" => col(|i| i.action.clone()),
+        )
+        .expect("three columns of equal length")
+    }
+
+    /// The one-line summary that `verify_images` prints.
+    ///
+    /// ```
+    /// let r = fastvision::data::verify::VerifyReport {
+    ///     path: "x".into(), checked: 10, ignored: 1, broken: 2, fixed: 3, issues: vec![], dry_run: false,
+    /// };
+    /// assert_eq!(r.summary(), "verify_images x: 10 images checked, 2 broken, 3 resized or converted, 1 non-image file ignored");
+    /// ```
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "verify_images {}: {} images checked, {} broken, {} resized or converted",
+            self.path.display(),
+            self.checked,
+            self.broken,
+            self.fixed
+        );
+        if self.ignored > 0 {
+            let plural = if self.ignored == 1 { "" } else { "s" };
+            s += &format!(", {} non-image file{plural} ignored", self.ignored);
+        }
+        if self.dry_run {
+            s += " (dry run: nothing changed)";
+        }
+        s
+    }
+
+    /// Renders in a notebook as the summary and an HTML table of the problems.
+    pub fn evcxr_display(&self) {
+        let rows: Vec<Vec<String>> = self
+            .issues
+            .iter()
+            .map(|i| {
+                vec![
+                    i.file.display().to_string(),
+                    i.problem.clone(),
+                    i.action.clone(),
+                ]
+            })
+            .collect();
+        let table = crate::show::html_table(&["file", "problem", "action"], &rows);
+        crate::show::display_html(&format!(
+            "<p>{}</p>{table}",
+            crate::show::escape(&self.summary())
+        ));
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.summary())?;
+        for i in &self.issues {
+            writeln!(f, "  {}: {} -> {}", i.file.display(), i.problem, i.action)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one file needs.
+enum Finding {
+    Fine,
+    Broken(String),
+    Fix {
+        problems: Vec<String>,
+        image: Box<DynamicImage>,
+    },
+}
+
+/// Number of colour components declared in a JPEG's frame header, if it is a JPEG.
+fn jpeg_components(bytes: &[u8]) -> Option<u8> {
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 9 < bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+            return bytes.get(i + 9).copied();
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+fn channels_and_depth(img: &DynamicImage) -> (u8, u16) {
+    let c: ColorType = img.color();
+    (
+        c.channel_count(),
+        c.bytes_per_pixel() as u16 * 8 / c.channel_count() as u16,
+    )
+}
+
+fn examine(path: &Path, opts: &VerifyOptions) -> Finding {
+    let (w, h) = match image_dimensions(path) {
+        Ok(d) => d,
+        Err(Error::Image { reason, .. }) => return Finding::Broken(reason),
+        Err(e) => return Finding::Broken(e.to_string()),
+    };
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Finding::Broken(format!(
+            "{w}x{h} pixels, over the {MAX_PIXELS}-pixel limit (decompression bomb?)"
+        ));
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Finding::Broken(e.to_string()),
+    };
+    let jpeg_channels = jpeg_components(&bytes);
+    if jpeg_channels.is_some() {
+        // image decodes damaged JPEGs leniently (grey fill); verification must not.
+        let options = zune_core::options::DecoderOptions::default().set_strict_mode(true);
+        let mut strict = zune_jpeg::JpegDecoder::new_with_options(
+            zune_core::bytestream::ZCursor::new(&bytes),
+            options,
+        );
+        if let Err(e) = strict.decode() {
+            return Finding::Broken(format!("truncated or corrupt JPEG ({e})"));
+        }
+    }
+    let img = match open_image(path) {
+        Ok(img) => img,
+        Err(Error::Image { reason, .. }) => return Finding::Broken(reason),
+        Err(e) => return Finding::Broken(e.to_string()),
+    };
+    let mut problems = Vec::new();
+    let (channels, depth) = channels_and_depth(&img);
+    if jpeg_channels == Some(4) {
+        problems.push("CMYK JPEG (4 channels)".to_string());
+    } else if channels != opts.n_channels {
+        let kind = match channels {
+            1 => "grayscale",
+            2 => "grayscale with alpha",
+            4 => "RGBA",
+            _ => "RGB",
+        };
+        problems.push(format!(
+            "{kind} ({channels} channel{})",
+            if channels == 1 { "" } else { "s" }
+        ));
+    }
+    if depth != 8 {
+        problems.push(format!("{depth}-bit"));
+    }
+    if let Some(max) = opts.max_size
+        && w.max(h) > max
+    {
+        problems.push(format!("{w}x{h}, larger than max_size {max}"));
+    }
+    if problems.is_empty() {
+        return Finding::Fine;
+    }
+    Finding::Fix {
+        problems,
+        image: Box::new(img),
+    }
+}
+
+/// Flattens alpha onto white (fruit photos sit on white), converts to 8 bits and `n_channels`,
+/// and shrinks so the longer side is at most `max_size`.
+fn fixed_image(img: DynamicImage, opts: &VerifyOptions) -> DynamicImage {
+    let rgba = img.to_rgba8();
+    let rgb = image::RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let p = rgba.get_pixel(x, y).0;
+        let a = p[3] as f32 / 255.0;
+        image::Rgb(std::array::from_fn(|i| {
+            (p[i] as f32 * a + 255.0 * (1.0 - a)).round() as u8
+        }))
+    });
+    let mut out = if opts.n_channels == 1 {
+        DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(rgb).to_luma8())
+    } else {
+        DynamicImage::ImageRgb8(rgb)
+    };
+    if let Some(max) = opts.max_size
+        && out.width().max(out.height()) > max
+    {
+        out = out.resize(max, max, image::imageops::FilterType::Lanczos3);
+    }
+    out
+}
+
+fn write_image(img: &DynamicImage, path: &Path) -> Result<()> {
+    let format = ImageFormat::from_path(path).unwrap_or(ImageFormat::Png);
+    let mut bytes = Vec::new();
+    let encoded = if format == ImageFormat::Jpeg {
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
+        img.write_with_encoder(encoder)
+    } else {
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), format)
+    };
+    encoded.map_err(|e| Error::Image {
+        path: path.to_path_buf(),
+        reason: format!("could not encode: {e}"),
+    })?;
+    crate::io::atomic_write(path, &bytes)
+}
+
+fn move_file(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    if std::fs::rename(from, to).is_err() {
+        // Across file systems rename fails: copy, then remove the original.
+        std::fs::copy(from, to).map_err(|e| Error::io(to, e))?;
+        std::fs::remove_file(from).map_err(|e| Error::io(from, e))?;
+    }
+    Ok(())
+}
+
+fn list_files(dir: &Path, recurse: bool, skip: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_dir() {
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if recurse && !hidden && !skip.contains(&path) {
+                list_files(&path, recurse, skip, out)?;
+            }
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Checks every image in `path` (see [`VerifyOptions`]), fixes what it can, quarantines or
+/// deletes what it cannot, prints a one-line summary and returns the full report.
+///
+/// ```no_run
+/// use fastvision::{verify_images, VerifyOptions};
+/// let report = verify_images("data/fruits-360/Training".as_ref(),
+///     &VerifyOptions { max_size: Some(500), recurse: true, ..Default::default() }).unwrap();
+/// assert_eq!(report.broken, 0);
+/// ```
+pub fn verify_images(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
+    if !path.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "verify_images: {} is not a folder; pass the folder that holds the images",
+            path.display()
+        )));
+    }
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            path.join(p)
+        }
+    };
+    let dest = opts.dest.as_deref().map(resolve);
+    let quarantine = opts.quarantine.as_deref().map(resolve).unwrap_or_else(|| {
+        let name = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_owned()));
+        let parent = path.join("..");
+        parent
+            .join(".quarantine")
+            .join(name.unwrap_or_else(|| "images".into()))
+    });
+    let skip: Vec<PathBuf> = dest.iter().cloned().collect();
+    let mut files = Vec::new();
+    list_files(path, opts.recurse, &skip, &mut files)?;
+    files.sort();
+    let (images, others): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| is_image_file(f));
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.max_workers)
+        .build()
+        .map_err(|e| {
+            Error::InvalidArgument(format!(
+                "verify_images: cannot start {} workers: {e}",
+                opts.max_workers
+            ))
+        })?;
+    let findings: Vec<(PathBuf, Finding)> = pool.install(|| {
+        images
+            .par_iter()
+            .map(|f| (f.clone(), examine(f, opts)))
+            .collect()
+    });
+
+    let n_broken = findings
+        .iter()
+        .filter(|(_, f)| matches!(f, Finding::Broken(_)))
+        .count();
+    // Every file failing means a wrong path, format or decoder, not a folder of bad images.
+    let suspicious = n_broken == images.len() && images.len() >= 10;
+
+    let rel = |f: &Path| f.strip_prefix(path).unwrap_or(f).to_path_buf();
+    let mut report = VerifyReport {
+        path: path.to_path_buf(),
+        checked: images.len(),
+        ignored: others.len(),
+        broken: n_broken,
+        fixed: 0,
+        issues: Vec::new(),
+        dry_run: opts.dry_run,
+    };
+    for (file, finding) in findings {
+        let (problem, action) = match finding {
+            Finding::Fine => continue,
+            Finding::Broken(problem) => {
+                let action = if suspicious {
+                    "kept: every image failed, so nothing was moved; check the path and format"
+                        .into()
+                } else if opts.dry_run {
+                    if opts.delete {
+                        "would delete".into()
+                    } else {
+                        format!("would quarantine to {}", quarantine.display())
+                    }
+                } else if opts.delete {
+                    match std::fs::remove_file(&file) {
+                        Ok(()) => "deleted".into(),
+                        Err(e) => format!("could not delete: {e}"),
+                    }
+                } else {
+                    let target = quarantine.join(rel(&file));
+                    match move_file(&file, &target) {
+                        Ok(()) => format!("quarantined to {}", target.display()),
+                        Err(e) => format!("could not quarantine: {e}"),
+                    }
+                };
+                (problem, action)
+            }
+            Finding::Fix { problems, image } => {
+                report.fixed += 1;
+                let target = dest
+                    .as_ref()
+                    .map_or_else(|| file.clone(), |d| d.join(rel(&file)));
+                let what = if opts
+                    .max_size
+                    .is_some_and(|m| image.width().max(image.height()) > m)
+                {
+                    "resized"
+                } else {
+                    "converted"
+                };
+                let action = if opts.dry_run {
+                    format!("would be {what}")
+                } else {
+                    match write_image(&fixed_image(*image, opts), &target) {
+                        Ok(()) if target == file => format!("{what} in place"),
+                        Ok(()) => format!("{what} to {}", target.display()),
+                        Err(e) => format!("could not fix: {e}"),
+                    }
+                };
+                (problems.join(", "), action)
+            }
+        };
+        report.issues.push(VerifyIssue {
+            file: rel(&file),
+            problem,
+            action,
+        });
+    }
+    println!("{}", report.summary());
+    Ok(report)
+}

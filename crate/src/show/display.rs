@@ -1,0 +1,74 @@
+//! The evcxr display protocol: a value shows itself in a notebook by printing
+//! `EVCXR_BEGIN_CONTENT <mime>` ... `EVCXR_END_CONTENT` to stdout. evcxr keeps only the last
+//! output of each MIME type per cell, so every value emits exactly one.
+
+use std::io::Write;
+
+use base64::Engine;
+
+/// Sends HTML to the notebook (no-op effect outside evcxr beyond printing the block).
+///
+/// ```
+/// fastvision::show::display_html("<b>hello</b>");
+/// ```
+pub fn display_html(html: &str) {
+    emit("text/html", html);
+}
+
+/// Sends a PNG to the notebook, base64-encoded as evcxr expects.
+pub fn display_png(png: &[u8]) {
+    emit(
+        "image/png",
+        &base64::engine::general_purpose::STANDARD.encode(png),
+    );
+}
+
+fn emit(mime: &str, content: &str) {
+    // One locked write, so output from other threads cannot land inside the block.
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let _ = write!(
+        out,
+        "EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT\n"
+    );
+    let _ = out.flush();
+}
+
+/// Escapes text for HTML.
+///
+/// ```
+/// assert_eq!(fastvision::show::escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
+/// ```
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A plain HTML table, styled like fastai's progress table (numbers right-aligned).
+///
+/// ```
+/// let html = fastvision::show::html_table(&["class", "n"], &[vec!["apple".into(), "3".into()]]);
+/// assert!(html.contains("<td>apple</td>") && html.contains("<th>n</th>"));
+/// ```
+pub fn html_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut html = String::from("<table class=\"dataframe\" border=\"1\">\n<thead><tr>");
+    for h in headers {
+        html += &format!("<th>{}</th>", escape(h));
+    }
+    html += "</tr></thead>\n<tbody>\n";
+    for row in rows {
+        html += "<tr>";
+        for cell in row {
+            let numeric = cell.parse::<f64>().is_ok();
+            if numeric {
+                html += &format!("<td style=\"text-align:right\">{}</td>", escape(cell));
+            } else {
+                html += &format!("<td>{}</td>", escape(cell));
+            }
+        }
+        html += "</tr>\n";
+    }
+    html + "</tbody>\n</table>"
+}
