@@ -59,7 +59,22 @@ impl KaggleCredentials {
     /// println!("{creds}");
     /// ```
     pub fn from_env() -> Result<Self> {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`KaggleCredentials::from_env`], reading variables through `lookup`.
+    ///
+    /// ```
+    /// use fastvision::data::download::KaggleCredentials;
+    /// let c = KaggleCredentials::from_lookup(|k| match k {
+    ///     "KAGGLE_USERNAME" => Some("ann".into()),
+    ///     "KAGGLE_KEY" => Some("secret".into()),
+    ///     _ => None,
+    /// }).unwrap();
+    /// assert_eq!(c.username, "ann");
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |n: &str| lookup(n).filter(|v| !v.trim().is_empty());
         if let (Some(username), Some(key)) = (var("KAGGLE_USERNAME"), var("KAGGLE_KEY")) {
             return Ok(KaggleCredentials { username, key });
         }

@@ -93,7 +93,7 @@ fn inside(shape: usize, u: f64, v: f64) -> bool {
         2 => u * u + (v - 0.28).powi(2) < 0.36 || u * u + (v + 0.38).powi(2) < 0.17,
         3 => u * u + v * v < 0.95 && u * u + (v + 0.45).powi(2) > 0.7,
         4 => {
-            let (x, y) = (u * 1.15, -v * 1.15 + 0.15);
+            let (x, y) = (u * 1.4, -v * 1.4 + 0.2);
             (x * x + y * y - 1.0).powi(3) - x * x * y.powi(3) < 0.0
         }
         _ => {

@@ -1,0 +1,470 @@
+//! Downloads against a real HTTP server on 127.0.0.1 started by each test: real sockets, real
+//! bytes, including a connection dropped halfway and hostile archives.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fastvision::data::download::{Kaggle, KaggleCredentials, fruits360_layout, untar_data};
+
+/// A request's path and Range header, as the server saw it.
+type Request = (String, Option<String>);
+
+#[derive(Clone)]
+enum Route {
+    /// Serve these bytes (honouring Range), optionally only with this Authorization header.
+    File {
+        bytes: Vec<u8>,
+        auth: Option<String>,
+        drop_first: bool,
+    },
+    Status(u16),
+}
+
+/// A tiny HTTP/1.1 server: serves `routes`, records each request's path and Range header.
+struct Server {
+    port: u16,
+    log: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Server {
+    fn start(routes: HashMap<String, Route>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let served_once = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let (log2, routes) = (Arc::clone(&log), Arc::new(routes));
+        std::thread::spawn(move || {
+            // Bounded: a test never needs more than a handful of requests.
+            for stream in listener.incoming().take(32) {
+                let Ok(stream) = stream else { continue };
+                let (routes, log, once) = (
+                    Arc::clone(&routes),
+                    Arc::clone(&log2),
+                    Arc::clone(&served_once),
+                );
+                std::thread::spawn(move || handle(stream, &routes, &log, &once));
+            }
+        });
+        Server { port, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+fn handle(
+    mut stream: TcpStream,
+    routes: &HashMap<String, Route>,
+    log: &Mutex<Vec<Request>>,
+    once: &Mutex<std::collections::HashSet<String>>,
+) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let range = headers.get("range").cloned();
+    log.lock().unwrap().push((path.clone(), range.clone()));
+    let respond = |stream: &mut TcpStream, status: &str, extra: &str, body: &[u8]| {
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(body);
+    };
+    match routes.get(&path) {
+        None => respond(&mut stream, "404 Not Found", "", b"no such thing"),
+        Some(Route::Status(code)) => respond(&mut stream, &format!("{code} Nope"), "", b"{}"),
+        Some(Route::File {
+            bytes,
+            auth,
+            drop_first,
+        }) => {
+            if let Some(expected) = auth
+                && headers.get("authorization") != Some(expected)
+            {
+                return respond(&mut stream, "401 Unauthorized", "", b"{\"code\":401}");
+            }
+            let start = range
+                .as_deref()
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+            if *drop_first && once.lock().unwrap().insert(path.clone()) {
+                // Promise the whole file, send half, hang up.
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n",
+                    bytes.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&bytes[..bytes.len() / 2]);
+                let _ = stream.flush();
+                return;
+            }
+            match start {
+                Some(s) if s < bytes.len() => {
+                    let extra = format!(
+                        "Content-Range: bytes {s}-{}/{}\r\n",
+                        bytes.len() - 1,
+                        bytes.len()
+                    );
+                    respond(&mut stream, "206 Partial Content", &extra, &bytes[s..]);
+                }
+                _ => respond(&mut stream, "200 OK", "Accept-Ranges: bytes\r\n", bytes),
+            }
+        }
+    }
+}
+
+fn creds(key: &str) -> KaggleCredentials {
+    KaggleCredentials {
+        username: "ann".into(),
+        key: key.into(),
+    }
+}
+
+fn basic(user: &str, key: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{key}"))
+    )
+}
+
+/// A zip shaped like Kaggle's Fruits 360 download, with real (generated) JPEGs in it.
+fn fruits_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut buf);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in entries {
+        zip.start_file(*name, opts).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap();
+    buf.into_inner()
+}
+
+fn a_jpeg() -> Vec<u8> {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = fastvision::generate_sample(&tmp.path().join("s"), 2, 1, 9).unwrap();
+    let class = std::fs::read_dir(s.join("Training"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read(
+        std::fs::read_dir(class)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap()
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn kaggle_download_with_basic_auth_lands_complete() {
+    let jpeg = a_jpeg();
+    let zip = fruits_zip(&[
+        (
+            "fruits-360_dataset/fruits-360/Training/Apple Braeburn/r_0_100.jpg",
+            &jpeg,
+        ),
+        (
+            "fruits-360_dataset/fruits-360/Test/Apple Braeburn/r_1_100.jpg",
+            &jpeg,
+        ),
+    ]);
+    let key = "0123456789abcdef0123456789abcdef";
+    let server = Server::start(HashMap::from([(
+        "/api/v1/datasets/download/moltean/fruits".to_string(),
+        Route::File {
+            bytes: zip,
+            auth: Some(basic("ann", key)),
+            drop_first: false,
+        },
+    )]));
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("fruits-360");
+    let kaggle = Kaggle {
+        credentials: creds(key),
+        api: server.url("/api/v1"),
+    };
+    let path = kaggle.download("moltean/fruits", &dest).unwrap();
+    let layout = fruits360_layout(&path).unwrap();
+    assert_eq!(layout, dest.join("fruits-360_dataset/fruits-360"));
+    assert_eq!(
+        std::fs::read(layout.join("Training/Apple Braeburn/r_0_100.jpg")).unwrap(),
+        jpeg
+    );
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "temporary files left: {:?}",
+        leftovers(tmp.path())
+    );
+
+    // Wrong key: a clear error that names the fix and never the key.
+    let bad = Kaggle {
+        credentials: creds("ffffffffffffffffffffffffffffffff"),
+        api: server.url("/api/v1"),
+    };
+    let dest2 = tmp.path().join("again");
+    let err = bad
+        .download("moltean/fruits", &dest2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("HTTP 401") && err.contains("kaggle.json"),
+        "{err}"
+    );
+    assert!(!err.contains("ffffffff"), "the key leaked into: {err}");
+    assert!(!dest2.exists());
+}
+
+#[test]
+fn missing_dataset_and_server_errors_say_what_to_fix() {
+    let server = Server::start(HashMap::from([(
+        "/api/v1/datasets/download/x/busy".to_string(),
+        Route::Status(503),
+    )]));
+    let tmp = tempfile::tempdir().unwrap();
+    let kaggle = Kaggle {
+        credentials: creds("k"),
+        api: server.url("/api/v1"),
+    };
+    let err = kaggle
+        .download("moltean/nope", &tmp.path().join("d"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("HTTP 404") && err.contains("owner/slug"),
+        "{err}"
+    );
+    let err = kaggle
+        .download("x/busy", &tmp.path().join("d"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("HTTP 503") && err.contains("try again later"),
+        "{err}"
+    );
+    let err = kaggle
+        .download("not-a-slug", &tmp.path().join("d"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("owner/slug"), "{err}");
+
+    // Nothing listens on a port we just closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = untar_data(
+        &format!("http://127.0.0.1:{port}/f.tgz"),
+        &tmp.path().join("d"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&format!("could not reach 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(!tmp.path().join("d").exists());
+}
+
+#[test]
+fn a_dropped_connection_resumes_where_it_stopped() {
+    let jpeg = a_jpeg();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let zip = fruits_zip(&[
+        ("Training/a/r_0_100.jpg", &jpeg),
+        ("Test/a/r_1_100.jpg", &jpeg),
+        ("noise.bin", &big),
+    ]);
+    let server = Server::start(HashMap::from([(
+        "/fruits.zip".to_string(),
+        Route::File {
+            bytes: zip.clone(),
+            auth: None,
+            drop_first: true,
+        },
+    )]));
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("fruits");
+    untar_data(&server.url("/fruits.zip"), &dest).unwrap();
+    assert_eq!(std::fs::read(dest.join("noise.bin")).unwrap(), big);
+    let log = server.log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        log[1].1.as_deref(),
+        Some(format!("bytes={}-", zip.len() / 2).as_str()),
+        "resumed with a Range request"
+    );
+    assert!(leftovers(tmp.path()).is_empty());
+    // An existing download is not fetched again.
+    untar_data(&server.url("/fruits.zip"), &dest).unwrap();
+    assert_eq!(server.log.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn zip_slip_archives_are_refused_whole() {
+    let zip = fruits_zip(&[
+        ("Training/a/ok.txt", b"fine"),
+        ("../../escaped.txt", b"gotcha"),
+    ]);
+    let server = Server::start(HashMap::from([(
+        "/evil.zip".to_string(),
+        Route::File {
+            bytes: zip,
+            auth: None,
+            drop_first: false,
+        },
+    )]));
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("a/b/evil");
+    let err = untar_data(&server.url("/evil.zip"), &dest)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("zip-slip") && err.contains("../../escaped.txt"),
+        "{err}"
+    );
+    assert!(!dest.exists(), "nothing may be unpacked");
+    assert!(!tmp.path().join("escaped.txt").exists() && !tmp.path().join("a/escaped.txt").exists());
+}
+
+fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (name, data) in entries {
+        let mut header = tar::Header::new_old();
+        // Written raw so hostile names like "../x" survive into the archive.
+        let field = &mut header.as_old_mut().name;
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        tar.append(&header, *data).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn tgz_archives_unpack_and_hostile_ones_do_not() {
+    let jpeg = a_jpeg();
+    let good = tgz(&[
+        ("fruits/Training/a/r_0_100.jpg", &jpeg),
+        ("fruits/Test/a/r_1_100.jpg", &jpeg),
+    ]);
+    let evil = tgz(&[
+        ("fruits/Training/a/r_0_100.jpg", &jpeg),
+        ("../evil.sh", b"rm -rf ~"),
+    ]);
+    let server = Server::start(HashMap::from([
+        (
+            "/good.tgz".to_string(),
+            Route::File {
+                bytes: good,
+                auth: None,
+                drop_first: false,
+            },
+        ),
+        (
+            "/evil.tgz".to_string(),
+            Route::File {
+                bytes: evil,
+                auth: None,
+                drop_first: false,
+            },
+        ),
+    ]));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = untar_data(&server.url("/good.tgz"), &tmp.path().join("good")).unwrap();
+    assert_eq!(fruits360_layout(&path).unwrap(), path.join("fruits"));
+    let err = untar_data(&server.url("/evil.tgz"), &tmp.path().join("evil"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("../evil.sh") && err.contains("outside"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("evil").exists() && !tmp.path().join("evil.sh").exists());
+    let mut r = String::new();
+    let _ = std::fs::File::open(tmp.path().join("evil.sh")).map(|mut f| f.read_to_string(&mut r));
+    assert!(r.is_empty());
+}
+
+#[test]
+fn credentials_come_from_env_or_kaggle_json_and_never_show_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_string_lossy().into_owned();
+    std::fs::write(
+        tmp.path().join("kaggle.json"),
+        r#"{"username":"bob","key":"abcdef0123456789abcdef0123456789"}"#,
+    )
+    .unwrap();
+    let from_file =
+        KaggleCredentials::from_lookup(|k| (k == "KAGGLE_CONFIG_DIR").then(|| dir.clone()))
+            .unwrap();
+    assert_eq!(from_file.username, "bob");
+    assert!(!format!("{from_file:?}").contains("abcdef"));
+    let env_wins = KaggleCredentials::from_lookup(|k| match k {
+        "KAGGLE_USERNAME" => Some("ann".into()),
+        "KAGGLE_KEY" => Some("k".into()),
+        "KAGGLE_CONFIG_DIR" => Some(dir.clone()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(env_wins.username, "ann");
+    let none = KaggleCredentials::from_lookup(|k| (k == "HOME").then(|| "/nonexistent".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        none.contains("KAGGLE_USERNAME") && none.contains("/nonexistent/.kaggle/kaggle.json"),
+        "{none}"
+    );
+    std::fs::write(
+        tmp.path().join("kaggle.json"),
+        r#"{"user":"bob","key":"abcdef0123456789abcdef0123456789"}"#,
+    )
+    .unwrap();
+    let bad = KaggleCredentials::from_lookup(|k| (k == "KAGGLE_CONFIG_DIR").then(|| dir.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("not valid kaggle.json") && !bad.contains("abcdef"),
+        "{bad}"
+    );
+}
