@@ -3,6 +3,7 @@
 #   make build    release build of the library and the `fastvision` binary
 #   make info     what fastvision sees: versions, device, threads, folders
 #   make setup    only the Python side: .venv with the pinned torch (libtorch) and weights
+#   make bench    fastvision against fastai on the same data and machine (bench/RESULTS.md)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -26,7 +27,10 @@ export LD_LIBRARY_PATH := $(LIBTORCH)/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_P
 CARGO ?= cargo
 BIN   := $(CARGO_TARGET_DIR)/release/fastvision
 
-.PHONY: help setup build test fmt clippy info
+BENCH_DATA ?= $(ROOT)/../shared/data/fruits-360-sample
+BENCH_VENV := $(FASTVISION_CACHE)/bench-venv
+
+.PHONY: help setup build test fmt clippy info bench
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -50,3 +54,11 @@ test: setup
 
 info: build
 	$(BIN) info
+
+# fastai lives in its own venv (same torch pin) so it never touches the project's .venv.
+bench: setup
+	@test -d "$(BENCH_DATA)/Training" || { echo "no Fruits-360-layout data at $(BENCH_DATA): set BENCH_DATA=/path (Training/ and Test/)"; exit 1; }
+	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -c "import fastai" 2>/dev/null || $(BENCH_VENV)/bin/pip install --progress-bar on -r bench/requirements.txt
+	$(CARGO) build --release --locked --example bench
+	$(BENCH_VENV)/bin/python bench/run.py "$(BENCH_DATA)" --fastvision $(CARGO_TARGET_DIR)/release/examples/bench --python $(BENCH_VENV)/bin/python

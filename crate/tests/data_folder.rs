@@ -344,3 +344,45 @@ fn show_batch_draws_the_images_with_correct_colours() {
         "{colourful} coloured pixels of {total}"
     );
 }
+
+#[test]
+fn the_loaders_fast_path_matches_fastais_order() {
+    use fastvision::data::loader::{DataLoader, ImageDataset, prepare_batch};
+    let Some(sample) = common::real_sample("the_loaders_fast_path_matches_fastais_order") else {
+        return;
+    };
+    let data = ImageDataBunch::from_folder(&sample, opts()).unwrap();
+    let ds: &ImageDataset = &data.train_dl.dataset;
+    let idx: Vec<usize> = (0..16).map(|i| i * 150).collect();
+    let tfms = get_transforms();
+
+    // Fast path: lighting on u8 through a table, normalise, then resample.
+    let dl = DataLoader {
+        stats: Some(imagenet_stats),
+        ..data.train_dl.clone()
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let fast = dl.finish(prepare_batch(ds, &idx, Some(&tfms), &mut rng)).x;
+
+    // Reference, fastai's order: resample float pixels, lighting in logit space, normalise.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let params: Vec<_> = (0..16).map(|_| tfms.draw(&mut rng)).collect();
+    let (px, _) = ds.gather(&idx);
+    let x = Tensor::from_slice(&px)
+        .view([16, 100, 100, 3])
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        / 255.0;
+    let reference = imagenet_stats.norm(&apply_params(&x, &params));
+
+    let diff = (&fast - &reference).abs();
+    let mean = diff.mean(Kind::Float).double_value(&[]);
+    assert!(mean < 0.02, "mean difference {mean} (normalised units)");
+    // And the augmentation did something: far from the un-augmented batch.
+    let plain = imagenet_stats.norm(&x);
+    let moved = (&fast - &plain).abs().mean(Kind::Float).double_value(&[]);
+    assert!(
+        moved > 10.0 * mean,
+        "augmented batch differs by only {moved}"
+    );
+}

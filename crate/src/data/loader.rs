@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::image::load_rgb;
-use crate::data::transforms::{Stats, Transforms};
+use crate::data::transforms::{Stats, Transforms, apply_lighting_u8, sampling_grid};
 
 /// Labelled image files of one split, with their pixels when they were decoded up front.
 #[derive(Debug)]
@@ -102,8 +102,9 @@ impl ImageDataset {
         }
     }
 
-    /// A u8 batch `[B, H, W, 3]` of the given items and their labels, skipping unreadable ones.
-    pub fn gather(&self, idx: &[usize]) -> (Tensor, Tensor) {
+    /// The pixels (`[B, H, W, 3]` u8, items one after another) and labels of the given items,
+    /// skipping unreadable ones.
+    pub fn gather(&self, idx: &[usize]) -> (Vec<u8>, Vec<i64>) {
         let per = Self::bytes_per_image(self.size);
         let got: Vec<(usize, std::borrow::Cow<'_, [u8]>)> = if self.in_memory() {
             idx.iter()
@@ -120,9 +121,41 @@ impl ImageDataset {
             buf.extend_from_slice(px);
             labels.push(self.labels[*i]);
         }
-        let s = self.size as i64;
-        let x = Tensor::from_slice(&buf).view([got.len() as i64, s, s, 3]);
-        (x, Tensor::from_slice(&labels))
+        (buf, labels)
+    }
+}
+
+/// A batch made ready on the loader's background thread: 8-bit pixels with lighting applied,
+/// labels, and the sampling grid of its geometric augmentation.
+#[derive(Debug)]
+pub struct Prepared {
+    /// `[B, H, W, 3]` u8 pixels.
+    pub x: Tensor,
+    /// `[B]` class indices.
+    pub y: Tensor,
+    /// `[B, H, W, 2]` sampling grid, when augmenting.
+    pub grid: Option<Tensor>,
+}
+
+/// Gathers items and does the CPU half of augmentation: draws each item's parameters, applies
+/// lighting to the 8-bit pixels and computes the batch's sampling grid.
+pub fn prepare_batch(
+    ds: &ImageDataset,
+    idx: &[usize],
+    tfms: Option<&Transforms>,
+    rng: &mut ChaCha8Rng,
+) -> Prepared {
+    let (mut buf, labels) = ds.gather(idx);
+    let (n, s) = (labels.len(), ds.size as usize);
+    let grid = tfms.filter(|_| n > 0).map(|t| {
+        let params: Vec<_> = (0..n).map(|_| t.draw(rng)).collect();
+        apply_lighting_u8(&mut buf, &params);
+        Tensor::from_slice(&sampling_grid(&params, s, s)).view([n as i64, s as i64, s as i64, 2])
+    });
+    Prepared {
+        x: Tensor::from_slice(&buf).view([n as i64, s as i64, s as i64, 3]),
+        y: Tensor::from_slice(&labels),
+        grid,
     }
 }
 
@@ -185,7 +218,7 @@ impl DataLoader {
         order
     }
 
-    /// The batches of epoch `epoch`, prepared one ahead on a background thread.
+    /// The batches of epoch `epoch`, prepared ahead on a background thread.
     ///
     /// ```no_run
     /// # let data: fastvision::ImageDataBunch = unimplemented!();
@@ -198,18 +231,21 @@ impl DataLoader {
         let n_batches = self.len();
         let bs = self.bs;
         let ds = Arc::clone(&self.dataset);
+        let tfms = self.tfms;
         let device = self.device;
+        let mut rng = self.augment_rng(epoch);
         let (tx, rx) = sync_channel(self.prefetch.max(1));
         let worker = std::thread::spawn(move || {
             for b in 0..n_batches {
                 let idx = &order[b * bs..((b + 1) * bs).min(order.len())];
-                let (x, y) = ds.gather(idx);
-                let (x, y) = if device.is_cuda() {
-                    (x.pin_memory(device), y.pin_memory(device))
-                } else {
-                    (x, y)
-                };
-                if tx.send((x, y)).is_err() {
+                let mut p = prepare_batch(&ds, idx, tfms.as_ref(), &mut rng);
+                if device.is_cuda() {
+                    // Page-locked, so the copy to the GPU can run asynchronously.
+                    p.x = p.x.pin_memory(device);
+                    p.y = p.y.pin_memory(device);
+                    p.grid = p.grid.map(|g| g.pin_memory(device));
+                }
+                if tx.send(p).is_err() {
                     return;
                 }
             }
@@ -218,48 +254,58 @@ impl DataLoader {
             rx: Some(rx),
             worker: Some(worker),
             loader: self.clone(),
-            rng: ChaCha8Rng::seed_from_u64(self.seed.rotate_left(13) ^ epoch.wrapping_add(1)),
         }
     }
 
-    /// Moves a u8 `[B, H, W, 3]` batch to the device and makes it model input: float in [0, 1],
-    /// channels first, augmented when this loader augments, then normalised.
-    pub fn prepare(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> Tensor {
-        let x = x
-            .to_device_(self.device, Kind::Uint8, true, false)
-            .permute([0, 3, 1, 2])
-            .to_kind(Kind::Float)
-            / 255.0;
-        let x = match &self.tfms {
-            Some(t) => t.apply(&x, rng),
+    /// The generator behind epoch `epoch`'s augmentation draws.
+    pub fn augment_rng(&self, epoch: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(self.seed.rotate_left(13) ^ epoch.wrapping_add(1))
+    }
+
+    /// The device half: moves a prepared batch to the device and makes it model input, float
+    /// and normalised, resampled through its augmentation grid. Normalising before resampling
+    /// gives the same result as after (bilinear weights sum to one and reflection padding only
+    /// reads real pixels) and folds `/255` and normalisation into one multiply-add.
+    pub fn finish(&self, p: Prepared) -> Batch {
+        let dev = self.device;
+        let x =
+            p.x.to_device_(dev, Kind::Uint8, true, false)
+                .permute([0, 3, 1, 2]);
+        let x = x.to_kind(Kind::Float).contiguous();
+        let x = match &self.stats {
+            Some(s) => {
+                let (scale, shift) = s.u8_affine(dev);
+                x * scale + shift
+            }
+            None => x / 255.0,
+        };
+        let x = match p.grid {
+            Some(g) => x.grid_sampler(&g.to_device_(dev, Kind::Float, true, false), 0, 2, true),
             None => x,
         };
-        match &self.stats {
-            Some(s) => s.norm(&x),
-            None => x,
+        Batch {
+            x,
+            y: p.y.to_device_(dev, Kind::Int64, true, false),
         }
     }
 }
 
 /// The batches of one epoch; dropping it early stops the background thread.
 pub struct BatchIter {
-    rx: Option<Receiver<(Tensor, Tensor)>>,
+    rx: Option<Receiver<Prepared>>,
     worker: Option<JoinHandle<()>>,
     loader: DataLoader,
-    rng: ChaCha8Rng,
 }
 
 impl Iterator for BatchIter {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
-        let (x, y) = self.rx.as_ref()?.recv().ok()?;
-        if x.size()[0] == 0 {
+        let p = self.rx.as_ref()?.recv().ok()?;
+        if p.y.size()[0] == 0 {
             return self.next();
         }
-        let x = self.loader.prepare(&x, &mut self.rng);
-        let y = y.to_device_(self.loader.device, Kind::Int64, true, false);
-        Some(Batch { x, y })
+        Some(self.loader.finish(p))
     }
 }
 

@@ -1,7 +1,10 @@
-//! Data augmentation as fastai's `get_transforms()` defines it, applied to a whole batch at once
-//! on the batch's device: one affine grid (flip, rotate, zoom) bent by a perspective warp, one
-//! `grid_sampler` call with reflection padding, then lighting in logit space. This is how fastai
-//! v2 runs augmentation on the GPU; fastai v1 did the same maths one image at a time on the CPU.
+//! Data augmentation as fastai's `get_transforms()` defines it, applied to a whole batch at once:
+//! one sampling grid per batch (flip, rotate and zoom as an affine map, bent by a perspective
+//! warp), one `grid_sampler` call on the batch's device with reflection padding, and lighting
+//! (brightness and contrast in logit space). This is how fastai v2 runs augmentation on the GPU;
+//! fastai v1 did the same maths one image at a time on the CPU. The loader's background thread
+//! draws the parameters, computes the grid and applies lighting to the 8-bit pixels through a
+//! lookup table, so the device only resamples.
 //!
 //! Random draws come from a seeded generator passed in, never from a global one, so an epoch's
 //! augmentations are reproducible.
@@ -52,6 +55,25 @@ impl Stats {
     pub fn norm(&self, x: &Tensor) -> Tensor {
         let (mean, std) = self.tensors(x.device());
         (x - mean) / std
+    }
+
+    /// `(scale, shift)` with `u8 * scale + shift == norm(u8 / 255)`, shaped `[1, 3, 1, 1]`.
+    pub fn u8_affine(&self, device: Device) -> (Tensor, Tensor) {
+        let scale: Vec<f32> = self.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
+        let shift: Vec<f32> = self
+            .mean
+            .iter()
+            .zip(&self.std)
+            .map(|(m, s)| -m / s)
+            .collect();
+        (
+            Tensor::from_slice(&scale)
+                .view([1, 3, 1, 1])
+                .to_device(device),
+            Tensor::from_slice(&shift)
+                .view([1, 3, 1, 1])
+                .to_device(device),
+        )
     }
 
     /// The inverse of [`Stats::norm`]: back to pixels in [0, 1] for display.
@@ -266,45 +288,99 @@ fn warp_coeffs((mx, my): (f64, f64)) -> [f64; 8] {
     perspective_coeffs(orig, targ)
 }
 
-/// Applies drawn parameters to a batch: one affine grid, the warp on its coordinates, one
-/// `grid_sampler` (bilinear, reflection padding, corners aligned), then lighting.
+/// The sampling grid `[N, H, W, 2]` (x, y in [-1, 1], corners aligned) for a batch of drawn
+/// parameters: each output pixel's affine image, bent by the item's perspective warp. Computed
+/// in plain Rust on the loader's background thread, which on a CPU is several times cheaper than
+/// `affine_grid` plus the warp as tensor operations, and leaves only one `grid_sampler` per
+/// batch for the device.
+///
+/// ```
+/// use fastvision::data::transforms::{ItemParams, sampling_grid};
+/// let id = ItemParams { affine: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], warp: (0.0, 0.0), brightness: 0.0, contrast: 1.0 };
+/// let g = sampling_grid(&[id], 3, 3);
+/// assert_eq!(&g[..4], &[-1.0, -1.0, 0.0, -1.0]);
+/// ```
+pub fn sampling_grid(params: &[ItemParams], h: usize, w: usize) -> Vec<f32> {
+    let mut grid = vec![0f32; params.len() * h * w * 2];
+    let coord = |i: usize, n: usize| {
+        if n > 1 {
+            -1.0 + 2.0 * i as f64 / (n - 1) as f64
+        } else {
+            0.0
+        }
+    };
+    for (p, out) in params.iter().zip(grid.chunks_exact_mut(h * w * 2)) {
+        let [a, b] = p.affine;
+        let warp = (p.warp != (0.0, 0.0)).then(|| warp_coeffs(p.warp));
+        for i in 0..h {
+            let y = coord(i, h);
+            for j in 0..w {
+                let x = coord(j, w);
+                let (mut gx, mut gy) = (a[0] * x + a[1] * y + a[2], b[0] * x + b[1] * y + b[2]);
+                if let Some(c) = &warp {
+                    let d = c[6] * gx + c[7] * gy + 1.0;
+                    (gx, gy) = (
+                        (c[0] * gx + c[1] * gy + c[2]) / d,
+                        (c[3] * gx + c[4] * gy + c[5]) / d,
+                    );
+                }
+                let k = (i * w + j) * 2;
+                out[k] = gx as f32;
+                out[k + 1] = gy as f32;
+            }
+        }
+    }
+    grid
+}
+
+/// fastai's lighting for one pixel value in [0, 1]: brightness and contrast in logit space.
+fn light(v: f64, brightness: f64, contrast: f64) -> f64 {
+    let v = v.clamp(1e-6, 1.0 - 1e-6);
+    let logit = (v / (1.0 - v)).ln();
+    1.0 / (1.0 + (-(logit + brightness) * contrast).exp())
+}
+
+/// Applies each item's lighting to 8-bit pixels in place through a 256-entry lookup table:
+/// lighting acts on each pixel alone, so a table per image replaces per-pixel `logit` and
+/// `sigmoid` over the whole float batch. `pixels` holds the items one after another.
+///
+/// ```
+/// use fastvision::data::transforms::{ItemParams, apply_lighting_u8};
+/// let p = ItemParams { affine: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], warp: (0.0, 0.0), brightness: 1.0, contrast: 1.0 };
+/// let mut px = vec![128u8; 3];
+/// apply_lighting_u8(&mut px, &[p]);
+/// assert!(px[0] > 180);
+/// ```
+pub fn apply_lighting_u8(pixels: &mut [u8], params: &[ItemParams]) {
+    if params.is_empty() {
+        return;
+    }
+    let per = pixels.len() / params.len();
+    for (p, item) in params.iter().zip(pixels.chunks_exact_mut(per)) {
+        if p.brightness == 0.0 && p.contrast == 1.0 {
+            continue;
+        }
+        let lut: [u8; 256] = std::array::from_fn(|v| {
+            (light(v as f64 / 255.0, p.brightness, p.contrast) * 255.0).round() as u8
+        });
+        for px in item.iter_mut() {
+            *px = lut[*px as usize];
+        }
+    }
+}
+
+/// Applies drawn parameters to a float batch `[N, C, H, W]` in [0, 1] in fastai's order: one
+/// `grid_sampler` (bilinear, reflection padding, corners aligned) over the affine-and-warp grid,
+/// then lighting. The loaders use the equivalent fast path ([`apply_lighting_u8`] on the
+/// 8-bit pixels, then the same grid); this is the reference it is tested against.
 pub fn apply_params(x: &Tensor, params: &[ItemParams]) -> Tensor {
     let device = x.device();
     let size = x.size();
     let n = size[0];
     assert_eq!(n as usize, params.len(), "one ItemParams per image");
-    let theta: Vec<f32> = params
-        .iter()
-        .flat_map(|p| p.affine.iter().flatten().map(|&v| v as f32))
-        .collect();
-    let theta = Tensor::from_slice(&theta).view([n, 2, 3]).to_device(device);
-    let mut grid = Tensor::affine_grid_generator(&theta, &size, true);
-
-    if params.iter().any(|p| p.warp != (0.0, 0.0)) {
-        let coeffs: Vec<f32> = params
-            .iter()
-            .flat_map(|p| {
-                if p.warp == (0.0, 0.0) {
-                    [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
-                } else {
-                    warp_coeffs(p.warp)
-                }
-            })
-            .map(|v| v as f32)
-            .collect();
-        let c = Tensor::from_slice(&coeffs)
-            .view([n, 1, 1, 8])
-            .to_device(device);
-        let gx = grid.select(3, 0);
-        let gy = grid.select(3, 1);
-        let at = |i: i64| c.select(3, i);
-        let denom = &gx * at(6) + &gy * at(7) + 1.0;
-        let nx = (&gx * at(0) + &gy * at(1) + at(2)) / &denom;
-        let ny = (&gx * at(3) + &gy * at(4) + at(5)) / &denom;
-        grid = Tensor::stack(&[nx, ny], 3);
-    }
-    let mut out = x.grid_sampler(&grid, 0, 2, true);
-
+    let (h, w) = (size[2] as usize, size[3] as usize);
+    let grid = Tensor::from_slice(&sampling_grid(params, h, w)).view([n, h as i64, w as i64, 2]);
+    let mut out = x.grid_sampler(&grid.to_device(device), 0, 2, true);
     if params
         .iter()
         .any(|p| p.brightness != 0.0 || p.contrast != 1.0)

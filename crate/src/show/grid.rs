@@ -3,11 +3,10 @@
 use image::{RgbImage, imageops::FilterType};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use crate::data::folder::ImageDataBunch;
+use crate::data::loader::prepare_batch;
 use crate::show::Figure;
 use crate::{Error, Result};
 
@@ -108,9 +107,9 @@ impl ImageDataBunch {
             ));
         }
         let idx: Vec<usize> = dl.order(0).into_iter().take(n).collect();
-        let (x, y) = dl.dataset.gather(&idx);
-        let mut rng = ChaCha8Rng::seed_from_u64(dl.seed);
-        let x = dl.prepare(&x, &mut rng);
+        let mut rng = dl.augment_rng(0);
+        let batch = dl.finish(prepare_batch(&dl.dataset, &idx, dl.tfms.as_ref(), &mut rng));
+        let (x, y) = (batch.x, batch.y);
         let x = match &self.stats {
             Some(s) => s.denorm(&x),
             None => x,

@@ -1,0 +1,82 @@
+//! fastvision's side of the benchmarks: one phase per run, one JSON line on stdout, so the
+//! runner (bench/run.py) can alternate it with fastai's run of the same phase.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use fastvision::{FromFolder, ImageDataBunch, get_transforms, imagenet_stats};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Phase {
+    /// One augmented training epoch without a model: decode, augment, normalise, batch.
+    Data,
+}
+
+#[derive(Parser)]
+struct Args {
+    #[arg(value_enum)]
+    phase: Phase,
+    /// A Fruits-360-layout folder (Training/ and Test/).
+    path: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    size: u32,
+    #[arg(long, default_value_t = 64)]
+    bs: usize,
+    #[arg(long, default_value_t = 2)]
+    threads: i32,
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().split(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tch::set_num_threads(args.threads);
+    match args.phase {
+        Phase::Data => {
+            let start = Instant::now();
+            let opts = FromFolder {
+                train: "Training".into(),
+                valid: "Test".into(),
+                size: args.size,
+                bs: args.bs,
+                ds_tfms: Some(get_transforms()),
+                num_workers: args.threads as usize,
+                ..Default::default()
+            };
+            let data = ImageDataBunch::from_folder(&args.path, opts)?.normalize(imagenet_stats)?;
+            let setup_s = start.elapsed().as_secs_f64();
+            let mut epochs = Vec::new();
+            for epoch in 0..3 {
+                let t = Instant::now();
+                let mut n = 0i64;
+                let mut checksum = 0f64;
+                for batch in data.train_dl.epoch(epoch) {
+                    n += batch.x.size()[0];
+                    // Touch the result so no work can be skipped.
+                    checksum += batch.x.get(0).get(0).get(0).get(0).double_value(&[]);
+                }
+                epochs.push((n, t.elapsed().as_secs_f64(), checksum));
+            }
+            let (n, first_s, _) = epochs[0];
+            let steady_s = epochs[1..].iter().map(|e| e.1).sum::<f64>() / (epochs.len() - 1) as f64;
+            let out = serde_json::json!({
+                "tool": "fastvision", "phase": "data", "images": n,
+                "setup_s": setup_s, "first_epoch_s": first_s, "epoch_s": steady_s,
+                "images_per_s": n as f64 / steady_s,
+                "images_per_s_first": n as f64 / (setup_s + first_s),
+                "peak_rss_mb": peak_rss_mb(),
+            });
+            println!("{out}");
+        }
+    }
+    Ok(())
+}
