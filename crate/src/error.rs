@@ -48,6 +48,14 @@ pub enum Error {
     #[error("{0}")]
     Download(String),
 
+    /// Pretrained weights or a saved model could not be found, converted or loaded.
+    #[error("{0}")]
+    Weights(String),
+
+    /// Training stopped: the loss became NaN or infinite (the message says where and what to try).
+    #[error("{0}")]
+    Diverged(String),
+
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -17,6 +17,7 @@ pub mod device;
 pub mod error;
 pub mod info;
 pub mod io;
+pub mod models;
 pub mod show;
 
 pub use data::folder::{FromFolder, ImageDataBunch};

@@ -366,6 +366,27 @@ fn fetch(url: &str, creds: Option<&KaggleCredentials>, what: &str, part: &Path) 
     }
 }
 
+/// Downloads `url` to the file `dest` (resuming, with a progress bar), atomically: the file
+/// appears complete or not at all.
+///
+/// ```no_run
+/// fastvision::data::download::download_file("https://example.com/w.pth", "w.pth".as_ref()).unwrap();
+/// ```
+pub fn download_file(url: &str, dest: &Path) -> Result<()> {
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or("download".into());
+    let part = parent.join(format!(".{name}.download.part"));
+    fetch(url, None, url, &part)?;
+    std::fs::rename(&part, dest).map_err(|e| Error::io(dest, e))
+}
+
 fn fetch_and_unpack(
     url: &str,
     creds: Option<&KaggleCredentials>,

