@@ -17,6 +17,7 @@ pub mod device;
 pub mod error;
 pub mod info;
 pub mod io;
+pub mod learner;
 pub mod models;
 pub mod show;
 
@@ -27,4 +28,9 @@ pub use data::verify::{VerifyOptions, VerifyReport, verify_images};
 pub use device::default_device;
 pub use error::{Error, Result};
 pub use info::Info;
+pub use learner::metrics::{accuracy, error_rate};
+pub use learner::one_cycle::{Lr, slice};
+pub use learner::persist::load_learner;
+pub use learner::{Learner, cnn_learner, cnn_learner_with};
+pub use models::{mobilenet_v2, resnet18, resnet34, resnet50};
 pub use show::Figure;

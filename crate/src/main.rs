@@ -57,6 +57,32 @@ enum Command {
         #[arg(long)]
         delete: bool,
     },
+    /// Train a classifier on a Fruits-360-layout folder and export it.
+    Train {
+        path: PathBuf,
+        #[arg(long, default_value = "mobilenet_v2")]
+        arch: String,
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        /// Epochs of fine-tuning the whole network afterwards (slice(1e-6, 10^-5.5)).
+        #[arg(long, default_value_t = 0)]
+        unfrozen_epochs: usize,
+        #[arg(long, default_value_t = 100)]
+        size: u32,
+        #[arg(long, default_value_t = 64)]
+        bs: usize,
+        /// Start from random weights instead of ImageNet's.
+        #[arg(long)]
+        no_pretrained: bool,
+        #[arg(long, default_value = "export.safetensors")]
+        export: PathBuf,
+    },
+    /// Classify images with a model from `fastvision train` (or Learner::export).
+    Predict {
+        model: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Save a grid of augmented training images as PNG (Fruits 360 layout: Training/ and Test/).
     ShowBatch {
         path: PathBuf,
@@ -112,6 +138,50 @@ fn main() -> anyhow::Result<()> {
                     issue.problem,
                     issue.action
                 );
+            }
+        }
+        Command::Train {
+            path,
+            arch,
+            epochs,
+            unfrozen_epochs,
+            size,
+            bs,
+            no_pretrained,
+            export,
+        } => {
+            ctrlc::set_handler(fastvision::learner::fit::request_stop)?;
+            let opts = FromFolder {
+                train: "Training".into(),
+                valid: "Test".into(),
+                size,
+                bs,
+                ds_tfms: Some(get_transforms()),
+                ..Default::default()
+            };
+            let data = ImageDataBunch::from_folder(&path, opts)?.normalize(imagenet_stats)?;
+            let learn_opts = fastvision::learner::CnnOptions {
+                pretrained: !no_pretrained,
+                ..Default::default()
+            };
+            let mut learn = fastvision::cnn_learner_with(
+                &data,
+                arch.parse()?,
+                &[fastvision::error_rate],
+                learn_opts,
+            )?;
+            learn.fit_one_cycle(epochs, None)?;
+            if unfrozen_epochs > 0 {
+                learn.unfreeze();
+                learn.fit_one_cycle(unfrozen_epochs, fastvision::slice(1e-6, 10f64.powf(-5.5)))?;
+            }
+            learn.export(&export)?;
+            println!("exported to {}", export.display());
+        }
+        Command::Predict { model, images } => {
+            let learn = fastvision::load_learner(&model)?;
+            for image in images {
+                println!("{}: {}", image.display(), learn.predict(&image)?);
             }
         }
         Command::ShowBatch {

@@ -67,8 +67,9 @@ impl Default for FromFolder {
     }
 }
 
-/// Training and validation data, ready for a learner: fastai's `ImageDataBunch`.
-#[derive(Debug)]
+/// Training and validation data, ready for a learner: fastai's `ImageDataBunch`. Cloning is
+/// cheap: the decoded images are shared.
+#[derive(Debug, Clone)]
 pub struct ImageDataBunch {
     /// The folder the data came from.
     pub path: PathBuf,

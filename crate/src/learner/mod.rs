@@ -1,0 +1,628 @@
+//! The training half of the lesson: `cnn_learner`, `fit_one_cycle`, `lr_find`, freezing, and
+//! saving, exporting and predicting. The loop lives in [`fit`]; everything else is a
+//! [`fit::Callback`] over it or a thin method here.
+
+pub mod fit;
+pub mod metrics;
+pub mod one_cycle;
+pub mod optim;
+pub mod persist;
+pub mod recorder;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Reduction, Tensor};
+
+use crate::data::folder::ImageDataBunch;
+use crate::data::loader::DataLoader;
+use crate::data::transforms::Stats;
+use crate::models::Arch;
+use crate::models::archs::{Stage, forward_stages};
+use crate::models::head::create_head;
+use crate::models::weights::{load_into, pretrained_weights};
+use crate::{Error, Result};
+use fit::{Callback, FitState, NanGuard, ProgressTable};
+use metrics::Metric;
+use one_cycle::{Lr, OneCycle};
+use optim::AdamW;
+use recorder::{LrFinder, Recorder};
+
+/// Layer groups: two for the body, one for the head.
+pub const N_GROUPS: usize = 3;
+
+/// Options of [`cnn_learner_with`].
+#[derive(Debug, Clone)]
+pub struct CnnOptions {
+    /// Start from ImageNet weights (and freeze the body), as the lesson does.
+    pub pretrained: bool,
+    /// Seed for the head's initialisation and dropout.
+    pub seed: u64,
+    /// Decoupled weight decay.
+    pub wd: f64,
+}
+
+impl Default for CnnOptions {
+    fn default() -> Self {
+        CnnOptions {
+            pretrained: true,
+            seed: 42,
+            wd: 1e-2,
+        }
+    }
+}
+
+/// A model, its data, optimizer and training history: fastai's `Learner`.
+pub struct Learner {
+    /// The data (None for a learner from `load_learner`, which only predicts).
+    pub data: Option<ImageDataBunch>,
+    /// The architecture.
+    pub arch: Arch,
+    /// Class names, indexed by the model's outputs.
+    pub classes: Vec<String>,
+    /// Image size the model was trained at.
+    pub size: u32,
+    /// Normalisation the model expects.
+    pub stats: Option<Stats>,
+    /// All weights and BatchNorm statistics, under torchvision names (`head.*` for the head).
+    pub vs: nn::VarStore,
+    pub(crate) body: Vec<Stage>,
+    pub(crate) head: nn::SequentialT,
+    /// The optimizer.
+    pub opt: AdamW,
+    /// What happened in the last fit.
+    pub recorder: Recorder,
+    /// Metrics shown after each epoch.
+    pub metrics: Vec<Metric>,
+    /// Where `save` and `load` put models; default `<data path>/models`.
+    pub model_dir: PathBuf,
+    /// Seed for reproducible training.
+    pub seed: u64,
+    frozen_to: usize,
+    fits: u64,
+    epochs_done: u64,
+    fp16: bool,
+}
+
+impl std::fmt::Debug for Learner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Learner({}, {} classes, {}px, {} frozen group(s), device {})",
+            self.arch,
+            self.classes.len(),
+            self.size,
+            self.frozen_to,
+            crate::device::device_name(self.vs.device())
+        )
+    }
+}
+
+/// A prediction for one image.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// The predicted class name.
+    pub class: String,
+    /// Its index.
+    pub index: usize,
+    /// Probability of every class.
+    pub probs: Vec<f32>,
+}
+
+impl std::fmt::Display for Prediction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:.1}%)", self.class, 100.0 * self.probs[self.index])
+    }
+}
+
+/// A CNN learner for `data` with fastai's head on `arch`'s body, pretrained and frozen.
+///
+/// ```no_run
+/// use fastvision::{cnn_learner, error_rate, models::mobilenet_v2};
+/// # let data: fastvision::ImageDataBunch = unimplemented!();
+/// let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+/// learn.fit_one_cycle(1, None).unwrap();
+/// ```
+pub fn cnn_learner(data: &ImageDataBunch, arch: Arch, metrics: &[Metric]) -> Result<Learner> {
+    cnn_learner_with(data, arch, metrics, CnnOptions::default())
+}
+
+/// [`cnn_learner`] with options (random initialisation, seed, weight decay).
+pub fn cnn_learner_with(
+    data: &ImageDataBunch,
+    arch: Arch,
+    metrics: &[Metric],
+    opts: CnnOptions,
+) -> Result<Learner> {
+    let device = data.train_dl.device;
+    let mut learn = Learner::build(
+        arch,
+        data.classes.clone(),
+        data.train_dl.dataset.size,
+        data.stats,
+        device,
+        opts.seed,
+    )?;
+    learn.data = Some(data.clone());
+    learn.metrics = metrics.to_vec();
+    learn.model_dir = data.path.join("models");
+    learn.opt.wd = opts.wd;
+    if opts.pretrained {
+        let weights = pretrained_weights(arch)?;
+        // Only the body comes from ImageNet; the head is new (and the file has no `head.*`).
+        let n = load_into(&learn.vs, &weights, &[])?;
+        let body_vars = learn
+            .vs
+            .variables()
+            .keys()
+            .filter(|k| !k.starts_with("head."))
+            .count();
+        if n < body_vars {
+            return Err(Error::Weights(format!(
+                "{} holds {n} of the {body_vars} body tensors of {arch}: not {arch}'s weights?",
+                weights.display()
+            )));
+        }
+        learn.freeze();
+    }
+    Ok(learn)
+}
+
+impl Learner {
+    pub(crate) fn build(
+        arch: Arch,
+        classes: Vec<String>,
+        size: u32,
+        stats: Option<Stats>,
+        device: Device,
+        seed: u64,
+    ) -> Result<Learner> {
+        if classes.len() < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "a classifier needs at least 2 classes, got {}",
+                classes.len()
+            )));
+        }
+        tch::manual_seed(seed as i64);
+        let vs = nn::VarStore::new(device);
+        let body = arch.body(&vs.root());
+        let head = create_head(
+            &(vs.root() / "head"),
+            arch.body_channels(),
+            classes.len() as i64,
+        );
+        let opt = AdamW::new(Self::param_groups(&vs, arch));
+        Ok(Learner {
+            data: None,
+            arch,
+            classes,
+            size,
+            stats,
+            vs,
+            body,
+            head,
+            opt,
+            recorder: Recorder::default(),
+            metrics: vec![],
+            model_dir: PathBuf::from("models"),
+            seed,
+            frozen_to: 0,
+            fits: 0,
+            epochs_done: 0,
+            fp16: false,
+        })
+    }
+
+    /// Trainable parameters by layer group, sorted by name.
+    fn param_groups(vs: &nn::VarStore, arch: Arch) -> Vec<Vec<(String, Tensor)>> {
+        let mut groups: Vec<Vec<(String, Tensor)>> = (0..N_GROUPS).map(|_| Vec::new()).collect();
+        // Fresh variables: those requiring gradients are the trainable ones (BatchNorm running
+        // statistics are not).
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in vars {
+            let g = Self::group_of(arch, &name);
+            groups[g].push((name, t));
+        }
+        groups
+    }
+
+    fn group_of(arch: Arch, name: &str) -> usize {
+        if name.starts_with("head.") {
+            N_GROUPS - 1
+        } else {
+            arch.group_of(name)
+        }
+    }
+
+    /// Runs the model: body, then head. `train` selects dropout and BatchNorm behaviour.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let run = || self.head.forward_t(&self.body_features(x, train), train);
+        if self.fp16 {
+            tch::autocast(true, run).to_kind(Kind::Float)
+        } else {
+            run()
+        }
+    }
+
+    /// The body's feature map for `x` (what Grad-CAM looks at).
+    pub fn body_features(&self, x: &Tensor, train: bool) -> Tensor {
+        forward_stages(&self.body, x, train)
+    }
+
+    /// The head applied to a feature map from [`Learner::body_features`].
+    pub fn head_forward(&self, features: &Tensor, train: bool) -> Tensor {
+        self.head.forward_t(features, train)
+    }
+
+    /// The data, or an error for a learner made by `load_learner`.
+    pub fn data(&self) -> Result<&ImageDataBunch> {
+        self.data.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(
+                "this learner has no data (it came from load_learner, which is for predict); build one with cnn_learner to train".into(),
+            )
+        })
+    }
+
+    /// Freezes layer groups before `n`: their weights stop training, except BatchNorm layers,
+    /// which keep adapting to the new data (fastai's `train_bn`). Resets the optimizer state.
+    ///
+    /// ```no_run
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.freeze_to(1); // train the later body stages and the head
+    /// ```
+    pub fn freeze_to(&mut self, n: usize) {
+        let n = n.min(N_GROUPS - 1);
+        for (group, g) in self.opt.groups.iter_mut().enumerate() {
+            for p in g.params.iter_mut() {
+                // In the body, one-dimensional parameters are exactly the BatchNorm weights and biases.
+                let is_bn = !p.name.starts_with("head.") && p.tensor.dim() == 1;
+                let _ = p.tensor.set_requires_grad(group >= n || is_bn);
+            }
+        }
+        self.frozen_to = n;
+        self.opt.clear_state();
+    }
+
+    /// Trains only the head (and BatchNorm layers): `freeze_to(last group)`.
+    pub fn freeze(&mut self) {
+        self.freeze_to(N_GROUPS - 1);
+    }
+
+    /// Trains every layer.
+    pub fn unfreeze(&mut self) {
+        self.freeze_to(0);
+    }
+
+    /// How many layer groups are frozen.
+    pub fn frozen_groups(&self) -> usize {
+        self.frozen_to
+    }
+
+    /// Mixed precision on CUDA: the forward pass runs under autocast (fp16 where safe, BatchNorm
+    /// in fp32) and the loss is scaled dynamically. On a CPU it warns and changes nothing.
+    pub fn to_fp16(&mut self) -> &mut Self {
+        if self.vs.device().is_cuda() {
+            self.fp16 = true;
+        } else {
+            eprintln!("warning: to_fp16 needs a CUDA device; training stays in fp32 on the CPU");
+        }
+        self
+    }
+
+    /// A copy of every variable (weights and BatchNorm statistics).
+    pub fn snapshot(&self) -> Vec<(String, Tensor)> {
+        let mut vars: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.copy()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Puts back variables taken by [`Learner::snapshot`].
+    pub fn restore(&mut self, snapshot: &[(String, Tensor)]) {
+        let vars = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, saved) in snapshot {
+                if let Some(v) = vars.get(name) {
+                    let mut v = v.shallow_clone();
+                    v.copy_(saved);
+                }
+            }
+        });
+    }
+
+    /// Trains for `epochs` epochs with constant learning rates.
+    ///
+    /// ```no_run
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.fit(1, 1e-3).unwrap();
+    /// ```
+    pub fn fit(&mut self, epochs: usize, lr: impl Into<Lr>) -> Result<&Recorder> {
+        let lrs = lr.into().expand(N_GROUPS);
+        self.fit_with(epochs, lrs, &mut [])
+    }
+
+    /// Trains with the one-cycle policy; `max_lr` is a number, `None` (fastai's default
+    /// `slice(3e-3)`) or [`crate::slice`].
+    ///
+    /// ```no_run
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.fit_one_cycle(4, None).unwrap();
+    /// learn.unfreeze();
+    /// learn.fit_one_cycle(2, fastvision::slice(1e-6, 10f64.powf(-5.5))).unwrap();
+    /// ```
+    pub fn fit_one_cycle(&mut self, epochs: usize, max_lr: impl Into<Lr>) -> Result<&Recorder> {
+        let mut schedule = OneCycle::new(max_lr.into().expand(N_GROUPS));
+        let lrs = schedule.max_lrs.clone();
+        self.fit_with(epochs, lrs, &mut [&mut schedule])
+    }
+
+    /// The learning-rate range test: trains a few batches with an exponentially growing
+    /// learning rate, records the loss, then puts the weights and optimizer state back exactly
+    /// as they were (from memory; nothing is written to disk). Plot with `recorder.plot`.
+    ///
+    /// ```no_run
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.lr_find(1e-7, 10.0, 100, true).unwrap();
+    /// let s = learn.recorder.suggestions().unwrap();
+    /// ```
+    pub fn lr_find(
+        &mut self,
+        start_lr: f64,
+        end_lr: f64,
+        num_it: usize,
+        stop_div: bool,
+    ) -> Result<&Recorder> {
+        if !(start_lr > 0.0 && end_lr > start_lr && num_it >= 6) {
+            return Err(Error::InvalidArgument(format!(
+                "lr_find needs 0 < start_lr < end_lr and num_it >= 6 (got {start_lr}, {end_lr}, {num_it})"
+            )));
+        }
+        let n_batches = self.data()?.train_dl.len().max(1);
+        let epochs = num_it.div_ceil(n_batches);
+        let weights = self.snapshot();
+        let opt_state = self.opt.state();
+        let mut finder = LrFinder::new(start_lr, end_lr, num_it, stop_div);
+        let result = self
+            .fit_with(epochs, vec![start_lr; N_GROUPS], &mut [&mut finder])
+            .map(|_| ());
+        self.restore(&weights);
+        self.opt.set_state(&opt_state);
+        result?;
+        self.recorder.is_lr_find = true;
+        println!("LR Finder is complete, type learn.recorder.plot(true) to see the graph.");
+        Ok(&self.recorder)
+    }
+
+    /// The training loop (see [`fit`]): each epoch trains on every batch, then validates.
+    pub fn fit_with(
+        &mut self,
+        epochs: usize,
+        lrs: Vec<f64>,
+        extra: &mut [&mut dyn Callback],
+    ) -> Result<&Recorder> {
+        let train_dl: DataLoader = self.data()?.train_dl.clone();
+        let valid_dl: DataLoader = self.data()?.valid_dl.clone();
+        if train_dl.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "the training set has {} images, fewer than one batch of {}: lower bs",
+                train_dl.dataset.len(),
+                train_dl.bs
+            )));
+        }
+        tch::manual_seed(self.seed.wrapping_add(self.fits) as i64);
+        self.fits += 1;
+        let names = self.metrics.iter().map(|m| m.name.to_string()).collect();
+        let mut state = FitState::new(epochs, train_dl.len(), lrs, names);
+        let mut recorder = std::mem::take(&mut self.recorder);
+        let mut progress = ProgressTable::default();
+        let mut guard = NanGuard;
+        let result = {
+            let mut cbs: Vec<&mut dyn Callback> = vec![&mut recorder];
+            for cb in extra.iter_mut() {
+                cbs.push(&mut **cb);
+            }
+            cbs.push(&mut guard);
+            cbs.push(&mut progress);
+            self.run_fit(&mut state, &train_dl, &valid_dl, &mut cbs)
+        };
+        self.recorder = recorder;
+        result.map(|_| &self.recorder)
+    }
+
+    fn run_fit(
+        &mut self,
+        s: &mut FitState,
+        train_dl: &DataLoader,
+        valid_dl: &DataLoader,
+        cbs: &mut [&mut dyn Callback],
+    ) -> Result<()> {
+        let _ = fit::take_stop_request();
+        for cb in cbs.iter_mut() {
+            cb.on_train_begin(s)?;
+        }
+        let mut scale = 65536.0f64;
+        let mut good_steps = 0u32;
+        let outcome = (|| -> Result<()> {
+            for epoch in 0..s.n_epochs {
+                s.epoch = epoch;
+                s.epoch_start = std::time::Instant::now();
+                s.valid = None;
+                let start_weights = self.snapshot();
+                for cb in cbs.iter_mut() {
+                    cb.on_epoch_begin(s)?;
+                }
+                let batches = train_dl.epoch(self.epochs_done);
+                self.epochs_done += 1;
+                for (b, batch) in batches.enumerate() {
+                    s.batch = b;
+                    for cb in cbs.iter_mut() {
+                        cb.on_batch_begin(s)?;
+                    }
+                    self.opt.set_lrs(&s.lrs);
+                    self.opt.beta1 = s.mom;
+                    let logits = self.forward(&batch.x, true);
+                    let loss = logits.cross_entropy_for_logits(&batch.y);
+                    let value = loss.double_value(&[]);
+                    for cb in cbs.iter_mut() {
+                        if let Err(e) = cb.on_loss(s, value) {
+                            self.restore(&start_weights);
+                            return Err(e);
+                        }
+                    }
+                    if s.stop {
+                        break;
+                    }
+                    self.opt.zero_grad();
+                    if self.fp16 {
+                        (&loss * scale).backward();
+                        let finite = self
+                            .opt
+                            .grads()
+                            .iter()
+                            .all(|g| g.isfinite().all().int64_value(&[]) == 1);
+                        if !finite {
+                            scale /= 2.0;
+                            good_steps = 0;
+                            continue;
+                        }
+                        tch::no_grad(|| {
+                            for mut g in self.opt.grads() {
+                                let _ = g.g_mul_scalar_(1.0 / scale);
+                            }
+                        });
+                        good_steps += 1;
+                        if good_steps == 1000 {
+                            scale *= 2.0;
+                            good_steps = 0;
+                        }
+                    } else {
+                        loss.backward();
+                    }
+                    self.opt.step();
+                    s.record_loss(value);
+                    for cb in cbs.iter_mut() {
+                        cb.on_batch_end(s)?;
+                    }
+                    s.iteration += 1;
+                    if fit::take_stop_request() {
+                        s.stop = true;
+                        s.stopped_because =
+                            Some(format!("interrupted at epoch {epoch}, batch {b}"));
+                    }
+                    if s.stop {
+                        break;
+                    }
+                }
+                if !s.skip_validate {
+                    s.valid = Some(self.validate_on(valid_dl));
+                }
+                for cb in cbs.iter_mut() {
+                    cb.on_epoch_end(s)?;
+                }
+                if s.stop {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        for cb in cbs.iter_mut() {
+            cb.on_train_end(s)?;
+        }
+        outcome
+    }
+
+    /// Validation loss and metrics on the validation set.
+    pub fn validate(&self) -> Result<(f64, Vec<f64>)> {
+        Ok(self.validate_on(&self.data()?.valid_dl.clone()))
+    }
+
+    fn validate_on(&self, dl: &DataLoader) -> (f64, Vec<f64>) {
+        let mut n = 0.0;
+        let mut loss = 0.0;
+        let mut metrics = vec![0.0; self.metrics.len()];
+        tch::no_grad(|| {
+            for batch in dl.epoch(0) {
+                let bs = batch.y.size()[0] as f64;
+                let logits = self.forward(&batch.x, false);
+                loss += logits.cross_entropy_for_logits(&batch.y).double_value(&[]) * bs;
+                for (m, acc) in self.metrics.iter().zip(metrics.iter_mut()) {
+                    *acc += (m.f)(&logits, &batch.y) * bs;
+                }
+                n += bs;
+            }
+        });
+        (
+            loss / n.max(1.0),
+            metrics.into_iter().map(|m| m / n.max(1.0)).collect(),
+        )
+    }
+
+    /// Probabilities `[N, C]`, targets `[N]` and per-item losses `[N]` over a loader, in its
+    /// order, computed batch by batch (only these three small tensors are kept), on the CPU.
+    pub fn get_preds(&self, dl: &DataLoader) -> (Tensor, Tensor, Tensor) {
+        let (mut probs, mut targets, mut losses) = (Vec::new(), Vec::new(), Vec::new());
+        tch::no_grad(|| {
+            for batch in dl.epoch(0) {
+                let logits = self.forward(&batch.x, false);
+                let loss =
+                    logits.cross_entropy_loss::<Tensor>(&batch.y, None, Reduction::None, -100, 0.0);
+                probs.push(logits.softmax(-1, Kind::Float).to_device(Device::Cpu));
+                targets.push(batch.y.to_device(Device::Cpu));
+                losses.push(loss.to_device(Device::Cpu));
+            }
+        });
+        (
+            Tensor::cat(&probs, 0),
+            Tensor::cat(&targets, 0),
+            Tensor::cat(&losses, 0),
+        )
+    }
+
+    /// Classifies one image file with the validation transforms (resize, normalise).
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let p = learn.predict("apple.jpg".as_ref()).unwrap();
+    /// println!("{} {}", p.class, p.probs[p.index]);
+    /// ```
+    pub fn predict(&self, path: &Path) -> Result<Prediction> {
+        let rgb = crate::data::image::load_rgb(path, self.size)?;
+        let s = self.size as i64;
+        let x = Tensor::from_slice(rgb.as_raw())
+            .view([1, s, s, 3])
+            .permute([0, 3, 1, 2])
+            .to_kind(Kind::Float)
+            / 255.0;
+        let x = match &self.stats {
+            Some(st) => st.norm(&x),
+            None => x,
+        };
+        let probs = tch::no_grad(|| {
+            self.forward(&x.to_device(self.vs.device()), false)
+                .softmax(-1, Kind::Float)
+        });
+        let probs: Vec<f32> =
+            Vec::try_from(probs.view([-1]).to_device(Device::Cpu)).map_err(Error::Torch)?;
+        let index = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        Ok(Prediction {
+            class: self.classes[index].clone(),
+            index,
+            probs,
+        })
+    }
+}

@@ -1,0 +1,186 @@
+//! `learn.summary()`: every stage with its output shape, parameter counts, what trains, and
+//! which layer group it belongs to.
+
+use std::fmt;
+
+use tch::nn::ModuleT;
+use tch::{Kind, Tensor};
+
+use crate::learner::{Learner, N_GROUPS};
+
+/// One row of the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRow {
+    /// Stage or layer name.
+    pub layer: String,
+    /// Output shape for one image.
+    pub output_shape: Vec<i64>,
+    /// Parameters.
+    pub params: i64,
+    /// Parameters that train now.
+    pub trainable: i64,
+    /// Layer group.
+    pub group: usize,
+}
+
+/// The summary table.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The rows, input to output.
+    pub rows: Vec<SummaryRow>,
+    /// Frozen layer groups.
+    pub frozen_groups: usize,
+    /// Architecture and input size, for the title.
+    pub title: String,
+}
+
+impl Learner {
+    /// The model summary (renders as a table in a notebook).
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// println!("{}", learn.summary());
+    /// ```
+    pub fn summary(&self) -> Summary {
+        let vars = self.vs.variables();
+        let count = |prefix: &str| -> (i64, i64) {
+            let mut total = (0, 0);
+            for (name, t) in &vars {
+                if !t.requires_grad() && !name.starts_with(prefix) {
+                    continue;
+                }
+                let is_param = self
+                    .opt
+                    .groups
+                    .iter()
+                    .flat_map(|g| &g.params)
+                    .any(|p| &p.name == name);
+                if is_param && name.starts_with(prefix) {
+                    total.0 += t.numel() as i64;
+                    if t.requires_grad() {
+                        total.1 += t.numel() as i64;
+                    }
+                }
+            }
+            total
+        };
+        let s = self.size as i64;
+        let mut x = Tensor::zeros([1, 3, s, s], (Kind::Float, self.vs.device()));
+        let mut rows = Vec::new();
+        tch::no_grad(|| {
+            for stage in &self.body {
+                x = stage.module.forward_t(&x, false);
+                let first = stage
+                    .name
+                    .split('+')
+                    .next()
+                    .unwrap_or(&stage.name)
+                    .to_string();
+                let mut prefixes = vec![format!("{first}.")];
+                if first == "conv1" {
+                    prefixes.push("bn1.".into());
+                }
+                let (params, trainable) = prefixes.iter().fold((0, 0), |acc, p| {
+                    let c = count(p);
+                    (acc.0 + c.0, acc.1 + c.1)
+                });
+                let group = self.arch.group_of(&format!("{first}.x"));
+                rows.push(SummaryRow {
+                    layer: stage.name.clone(),
+                    output_shape: x.size(),
+                    params,
+                    trainable,
+                    group,
+                });
+            }
+            let out = self.head.forward_t(&x, false);
+            let (params, trainable) = count("head.");
+            rows.push(SummaryRow {
+                layer: "head (ConcatPool, BN, Dropout, Linear 512, ReLU, BN, Dropout, Linear)"
+                    .into(),
+                output_shape: out.size(),
+                params,
+                trainable,
+                group: N_GROUPS - 1,
+            });
+        });
+        Summary {
+            rows,
+            frozen_groups: self.frozen_groups(),
+            title: format!("{} at {}px", self.arch, self.size),
+        }
+    }
+}
+
+impl Summary {
+    fn cells(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let shape = r
+                    .output_shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" x ");
+                let trains = if r.trainable == r.params {
+                    "yes".to_string()
+                } else if r.trainable == 0 {
+                    "no".to_string()
+                } else {
+                    "BatchNorm only".to_string()
+                };
+                vec![
+                    r.layer.clone(),
+                    shape,
+                    r.params.to_string(),
+                    trains,
+                    r.group.to_string(),
+                ]
+            })
+            .collect()
+    }
+
+    fn footer(&self) -> String {
+        let total: i64 = self.rows.iter().map(|r| r.params).sum();
+        let trainable: i64 = self.rows.iter().map(|r| r.trainable).sum();
+        let frozen = match self.frozen_groups {
+            0 => "no layer group frozen".to_string(),
+            n => format!("model frozen up to layer group {n} (BatchNorm layers still train)"),
+        };
+        format!("{total} parameters, {trainable} trainable; {frozen}")
+    }
+
+    /// Renders as an HTML table in a notebook.
+    pub fn evcxr_display(&self) {
+        let table = crate::show::html_table(
+            &["layer", "output shape", "params", "trainable", "group"],
+            &self.cells(),
+        );
+        crate::show::display_html(&format!(
+            "<p><b>{}</b></p>{table}<p>{}</p>",
+            crate::show::escape(&self.title),
+            crate::show::escape(&self.footer())
+        ));
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.title)?;
+        writeln!(
+            f,
+            "{:<40} {:<20} {:>12} {:<15} {}",
+            "layer", "output shape", "params", "trainable", "group"
+        )?;
+        for c in self.cells() {
+            let name: String = c[0].chars().take(40).collect();
+            writeln!(
+                f,
+                "{:<40} {:<20} {:>12} {:<15} {}",
+                name, c[1], c[2], c[3], c[4]
+            )?;
+        }
+        write!(f, "{}", self.footer())
+    }
+}
