@@ -10,10 +10,12 @@ use crate::{Error, Result};
 /// creating the parent folder if needed.
 ///
 /// ```
+/// use std::os::unix::fs::PermissionsExt;
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("a/b.txt");
 /// fastvision::io::atomic_write(&path, b"hello").unwrap();
 /// assert_eq!(std::fs::read(&path).unwrap(), b"hello");
+/// assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
 /// ```
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write_with(path, |file| file.write_all(bytes))
@@ -43,6 +45,13 @@ pub fn atomic_write_with(
         .map_err(|e| Error::io(parent, e))?;
     write(tmp.as_file_mut()).map_err(|e| Error::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    // Temporary files are private (0600); the result should be as readable as the file it
+    // replaces, or as an ordinary new file.
+    let perms = match std::fs::metadata(path) {
+        Ok(m) => m.permissions(),
+        Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    };
+    std::fs::set_permissions(tmp.path(), perms).map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }

@@ -415,6 +415,9 @@ fn fetch_and_unpack(
         std::fs::remove_dir(dest).map_err(|e| Error::io(dest, e))?;
     }
     let staged = staging.keep();
+    // Temporary folders are private (0700); a dataset folder is an ordinary one.
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| Error::io(&staged, e))?;
     std::fs::rename(&staged, dest).map_err(|e| Error::io(dest, e))?;
     std::fs::remove_file(&part).map_err(|e| Error::io(&part, e))?;
     Ok(dest.to_path_buf())

@@ -262,6 +262,9 @@ pub fn generate_sample(
     })?;
     std::fs::write(tmp.path().join(MARKER), &stamp).map_err(|e| Error::io(tmp.path(), e))?;
     let kept = tmp.keep();
+    // Temporary folders are private (0700); a dataset folder is an ordinary one.
+    std::fs::set_permissions(&kept, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| Error::io(&kept, e))?;
     std::fs::rename(&kept, dest).map_err(|e| Error::io(dest, e))?;
     Ok(dest.to_path_buf())
 }

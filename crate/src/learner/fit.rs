@@ -234,7 +234,10 @@ impl ProgressTable {
 
 impl Callback for ProgressTable {
     fn on_train_begin(&mut self, s: &mut FitState) -> Result<()> {
-        println!("{}", Self::header(&s.metric_names));
+        // lr_find (which skips validation) has no table to show.
+        if !s.skip_validate {
+            println!("{}", Self::header(&s.metric_names));
+        }
         Ok(())
     }
     fn on_epoch_begin(&mut self, s: &mut FitState) -> Result<()> {

@@ -14,7 +14,8 @@ use crate::{Error, Result};
 pub const DPI: f64 = 100.0;
 
 /// Draws images in a grid of `ncols` columns, each with its title above it, on a figure of
-/// `figsize` inches (at [`DPI`]). Titles too long for their cell are shortened with "…".
+/// `figsize` inches (at [`DPI`]). Titles may have several lines (`\n`); lines too long for
+/// their cell are shortened with "…".
 ///
 /// ```
 /// let cells = vec![(image::RgbImage::new(10, 10), "apple".to_string()); 4];
@@ -26,6 +27,16 @@ pub fn image_grid(
     ncols: usize,
     figsize: (f64, f64),
 ) -> Result<Figure> {
+    image_grid_titled(cells, ncols, figsize, None)
+}
+
+/// [`image_grid`] with a title over the whole figure.
+pub fn image_grid_titled(
+    cells: &[(RgbImage, String)],
+    ncols: usize,
+    figsize: (f64, f64),
+    suptitle: Option<&str>,
+) -> Result<Figure> {
     if cells.is_empty() || ncols == 0 {
         return Err(Error::InvalidArgument("image_grid: nothing to show".into()));
     }
@@ -34,9 +45,17 @@ pub fn image_grid(
         (figsize.0 * DPI).round() as u32,
         (figsize.1 * DPI).round() as u32,
     );
-    let (cell_w, cell_h) = (w / ncols as u32, h / nrows as u32);
-    let font_px = (cell_w as f64 / 11.0).clamp(11.0, 18.0);
-    let title_h = (font_px * 1.6) as u32;
+    let sup_h = if suptitle.is_some() { 40 } else { 0 };
+    let (cell_w, cell_h) = (w / ncols as u32, (h - sup_h) / nrows as u32);
+    let font_px = (cell_w as f64 / 13.0).clamp(11.0, 17.0);
+    let lines = cells
+        .iter()
+        .map(|c| c.1.lines().count())
+        .max()
+        .unwrap_or(1)
+        .max(1) as u32;
+    let line_h = (font_px * 1.3) as u32;
+    let title_h = lines * line_h + 4;
     let pad = (cell_w / 30).max(2);
     let side = (cell_w - 2 * pad)
         .min(cell_h.saturating_sub(title_h + pad))
@@ -46,21 +65,30 @@ pub fn image_grid(
         let style = TextStyle::from(("sans-serif", font_px).into_font())
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Center));
+        if let Some(t) = suptitle {
+            let big = TextStyle::from(("sans-serif", 20.0).into_font().style(FontStyle::Bold))
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Center));
+            root.draw(&Text::new(
+                t.to_string(),
+                ((w / 2) as i32, (sup_h / 2) as i32),
+                &big,
+            ))?;
+        }
+        let max_chars = ((cell_w as f64 - 4.0) / (font_px * 0.55)).max(4.0) as usize;
         for (i, (img, title)) in cells.iter().enumerate() {
             let (col, row) = ((i % ncols) as u32, (i / ncols) as u32);
-            let (x0, y0) = (col * cell_w, row * cell_h);
-            let max_chars = ((cell_w as f64 - 4.0) / (font_px * 0.55)).max(4.0) as usize;
-            let title = if title.chars().count() > max_chars {
-                format!("{}…", title.chars().take(max_chars - 1).collect::<String>())
-            } else {
-                title.clone()
-            };
+            let (x0, y0) = (col * cell_w, sup_h + row * cell_h);
             let cx = (x0 + cell_w / 2) as i32;
-            root.draw(&Text::new(
-                title,
-                (cx, (y0 + title_h / 2 + pad / 2) as i32),
-                &style,
-            ))?;
+            for (l, line) in title.lines().enumerate() {
+                let line = if line.chars().count() > max_chars {
+                    format!("{}…", line.chars().take(max_chars - 1).collect::<String>())
+                } else {
+                    line.to_string()
+                };
+                let y = (y0 + pad / 2 + l as u32 * line_h + line_h / 2) as i32;
+                root.draw(&Text::new(line, (cx, y), &style))?;
+            }
             let scaled = image::imageops::resize(img, side, side, FilterType::Triangle);
             let ix = (x0 + (cell_w - side) / 2) as i32;
             let iy = (y0 + title_h + pad / 2) as i32;

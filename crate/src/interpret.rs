@@ -1,0 +1,526 @@
+//! `ClassificationInterpretation`: what the model gets wrong, and why. Top losses (as a table
+//! and as a grid with Grad-CAM heatmaps), a confusion matrix that stays readable at 131
+//! classes, and the most confused pairs.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use image::{Rgb, RgbImage};
+use polars::prelude::*;
+use tch::{Device, Kind, Tensor};
+
+use crate::data::loader::DataLoader;
+use crate::learner::Learner;
+use crate::show::Figure;
+use crate::show::colors::{blues, magma};
+use crate::show::grid::{batch_to_images, image_grid_titled};
+use crate::{Error, Result};
+
+/// Predictions on a split, with an inference copy of the model for heatmaps.
+pub struct ClassificationInterpretation {
+    /// Softmax probabilities `[N, C]` (CPU).
+    pub probs: Tensor,
+    /// Actual classes `[N]`.
+    pub y_true: Tensor,
+    /// Predicted classes `[N]`.
+    pub pred_class: Tensor,
+    /// Cross-entropy of each item `[N]`.
+    pub losses: Tensor,
+    /// The image file of each item.
+    pub items: Vec<PathBuf>,
+    /// Class names.
+    pub classes: Vec<String>,
+    model: Learner,
+    dl: DataLoader,
+}
+
+impl fmt::Debug for ClassificationInterpretation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ClassificationInterpretation({} items, {} classes, {} errors)",
+            self.items.len(),
+            self.classes.len(),
+            self.n_errors()
+        )
+    }
+}
+
+/// (actual, predicted, count) pairs from [`ClassificationInterpretation::most_confused`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MostConfused(pub Vec<(String, String, i64)>);
+
+impl ClassificationInterpretation {
+    /// Interprets the learner on its validation set (the lesson's `Test` folder).
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let interp = fastvision::ClassificationInterpretation::from_learner(&learn).unwrap();
+    /// interp.plot_top_losses(9, (15.0, 11.0), true).unwrap();
+    /// ```
+    pub fn from_learner(learn: &Learner) -> Result<Self> {
+        let dl = learn.data()?.valid_dl.clone();
+        Self::from_learner_on(learn, &dl)
+    }
+
+    /// Interprets the learner on any loader of its data (for example the training set).
+    pub fn from_learner_on(learn: &Learner, dl: &DataLoader) -> Result<Self> {
+        let (probs, y_true, losses) = learn.get_preds(dl);
+        let pred_class = probs.argmax(-1, false);
+        // A private copy of the model, so the interpretation stands alone in a notebook cell.
+        let mut model = Learner::build(
+            learn.arch,
+            learn.classes.clone(),
+            learn.size,
+            learn.stats,
+            learn.vs.device(),
+            learn.seed,
+        )?;
+        model.restore(&learn.snapshot());
+        Ok(ClassificationInterpretation {
+            probs,
+            y_true,
+            pred_class,
+            losses,
+            items: dl.dataset.items.clone(),
+            classes: learn.classes.clone(),
+            model,
+            dl: dl.clone(),
+        })
+    }
+
+    /// Number of wrong predictions.
+    pub fn n_errors(&self) -> i64 {
+        self.pred_class
+            .ne_tensor(&self.y_true)
+            .sum(Kind::Int64)
+            .int64_value(&[])
+    }
+
+    /// The `k` largest losses and their item indices, largest first (all if `k` is None).
+    pub fn top_losses(&self, k: Option<usize>) -> (Tensor, Tensor) {
+        let n = self.losses.size()[0];
+        let k = k.map_or(n, |k| (k as i64).min(n));
+        self.losses.topk(k, -1, true, true)
+    }
+
+    /// The top losses as a table: file, actual, predicted, loss, P(actual), P(predicted).
+    pub fn top_losses_df(&self, k: usize) -> DataFrame {
+        let (losses, idx) = self.top_losses(Some(k));
+        let idx: Vec<i64> = Vec::try_from(&idx).expect("int64 indices");
+        let losses: Vec<f64> = Vec::try_from(&losses.to_kind(Kind::Double)).expect("losses");
+        let actual: Vec<i64> = idx.iter().map(|&i| self.y_true.int64_value(&[i])).collect();
+        let pred: Vec<i64> = idx
+            .iter()
+            .map(|&i| self.pred_class.int64_value(&[i]))
+            .collect();
+        df!(
+            "file" => idx.iter().map(|&i| self.items[i as usize].display().to_string()).collect::<Vec<_>>(),
+            "actual" => actual.iter().map(|&c| self.classes[c as usize].clone()).collect::<Vec<_>>(),
+            "predicted" => pred.iter().map(|&c| self.classes[c as usize].clone()).collect::<Vec<_>>(),
+            "loss" => losses,
+            "P(actual)" => idx.iter().zip(&actual).map(|(&i, &c)| self.probs.double_value(&[i, c])).collect::<Vec<_>>(),
+            "P(predicted)" => idx.iter().zip(&pred).map(|(&i, &c)| self.probs.double_value(&[i, c])).collect::<Vec<_>>(),
+        )
+        .expect("equal-length columns")
+    }
+
+    /// Grad-CAM heatmaps `[B, H, W]` in [0, 1] for a normalised batch `x` and one class per
+    /// image: the last body stage's activations weighted by the class score's mean gradient,
+    /// for the whole batch in one backward pass.
+    pub fn gradcam(&self, x: &Tensor, classes: &[i64]) -> Tensor {
+        let model = &self.model;
+        let features = tch::no_grad(|| model.body_features(x, false))
+            .detach()
+            .set_requires_grad(true);
+        let logits = model.head_forward(&features, false);
+        let idx = Tensor::from_slice(classes)
+            .to_device(logits.device())
+            .unsqueeze(1);
+        logits.gather(1, &idx, false).sum(Kind::Float).backward();
+        let grads = features.grad();
+        let weights = grads.mean_dim(Some([2i64, 3].as_slice()), true, Kind::Float);
+        let cam = (weights * features.detach())
+            .sum_dim_intlist(Some([1i64].as_slice()), true, Kind::Float)
+            .relu();
+        let size = x.size();
+        let cam = cam
+            .upsample_bilinear2d([size[2], size[3]], false, None, None)
+            .squeeze_dim(1);
+        let max = cam.amax([1, 2], true).clamp_min(1e-12);
+        (cam / max).detach()
+    }
+
+    /// A grid of the `k` images with the highest loss, each titled with the predicted and
+    /// actual class, the loss and the probability of the actual class; with `heatmap`, each
+    /// overlaid with its Grad-CAM map for the *predicted* class, which shows what the model
+    /// looked at when it made the mistake (a map with no positive evidence is left off). If
+    /// there are no mistakes the grid shows the `k` least certain predictions and says so.
+    pub fn plot_top_losses(&self, k: usize, figsize: (f64, f64), heatmap: bool) -> Result<Figure> {
+        if k == 0 || self.items.is_empty() {
+            return Err(Error::InvalidArgument(
+                "plot_top_losses: k must be at least 1 and the split non-empty".into(),
+            ));
+        }
+        let (losses, idx) = self.top_losses(Some(k));
+        let idx: Vec<i64> = Vec::try_from(&idx).expect("int64 indices");
+        let losses: Vec<f64> = Vec::try_from(&losses.to_kind(Kind::Double)).expect("losses");
+        let idx_usize: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
+        // Decode only the images shown, with the validation transforms.
+        let mut rng = self.dl.augment_rng(0);
+        let valid = DataLoader {
+            tfms: None,
+            ..self.dl.clone()
+        };
+        let batch = valid.finish(crate::data::loader::prepare_batch(
+            &valid.dataset,
+            &idx_usize,
+            None,
+            &mut rng,
+        ));
+        let actual: Vec<i64> = idx.iter().map(|&i| self.y_true.int64_value(&[i])).collect();
+        let x01 = match &self.model.stats {
+            Some(s) => s.denorm(&batch.x),
+            None => batch.x.shallow_clone(),
+        };
+        let mut images = batch_to_images(&x01);
+        if heatmap {
+            let predicted: Vec<i64> = idx
+                .iter()
+                .map(|&i| self.pred_class.int64_value(&[i]))
+                .collect();
+            let cams = self.gradcam(&batch.x, &predicted).to_device(Device::Cpu);
+            for (i, img) in images.iter_mut().enumerate() {
+                let cam = cams.get(i as i64);
+                if cam.max().double_value(&[]) > 0.0 {
+                    overlay(img, &cam, 0.6);
+                }
+            }
+        }
+        let cells: Vec<(RgbImage, String)> = images
+            .into_iter()
+            .enumerate()
+            .map(|(j, img)| {
+                let i = idx[j];
+                let pred = self.pred_class.int64_value(&[i]) as usize;
+                let act = actual[j] as usize;
+                let title = format!(
+                    "predicted: {}\nactual: {}\nloss {:.2}, P(actual) {:.2}",
+                    self.classes[pred],
+                    self.classes[act],
+                    losses[j],
+                    self.probs.double_value(&[i, act as i64])
+                );
+                (img, title)
+            })
+            .collect();
+        let errors = self.n_errors();
+        let mut sup = if errors == 0 {
+            format!(
+                "No mistakes on these {} images: the {} least certain predictions",
+                self.items.len(),
+                cells.len()
+            )
+        } else {
+            format!(
+                "Top {} losses ({} mistakes in {} images)",
+                cells.len(),
+                errors,
+                self.items.len()
+            )
+        };
+        if heatmap {
+            sup += "; heatmap: where the model looked for its prediction";
+        }
+        let ncols = (cells.len() as f64).sqrt().ceil() as usize;
+        image_grid_titled(&cells, ncols, figsize, Some(&sup))
+    }
+
+    /// Counts `[C, C]`: rows are actual classes, columns predicted.
+    pub fn confusion_matrix(&self) -> Tensor {
+        let c = self.classes.len() as i64;
+        let flat = &self.y_true * c + &self.pred_class;
+        flat.bincount::<Tensor>(None, c * c)
+            .view([c, c])
+            .to_kind(Kind::Int64)
+    }
+
+    /// The confusion matrix as a DataFrame: an `actual` column, then one column per predicted class.
+    pub fn confusion_df(&self) -> DataFrame {
+        let cm = self.confusion_matrix();
+        let mut cols = vec![Column::new("actual".into(), self.classes.clone())];
+        for (j, name) in self.classes.iter().enumerate() {
+            let values: Vec<i64> = Vec::try_from(&cm.select(1, j as i64)).expect("counts");
+            cols.push(Column::new(name.as_str().into(), values));
+        }
+        DataFrame::new(self.classes.len(), cols).expect("square matrix")
+    }
+
+    /// (actual, predicted, count) for every off-diagonal cell with at least `min_val` items,
+    /// most frequent first.
+    pub fn most_confused(&self, min_val: i64) -> MostConfused {
+        let cm = self.confusion_matrix();
+        let c = self.classes.len();
+        let mut pairs = Vec::new();
+        for a in 0..c {
+            for p in 0..c {
+                let n = cm.int64_value(&[a as i64, p as i64]);
+                if a != p && n >= min_val && n > 0 {
+                    pairs.push((self.classes[a].clone(), self.classes[p].clone(), n));
+                }
+            }
+        }
+        pairs.sort_by(|x, y| y.2.cmp(&x.2).then(x.0.cmp(&y.0)).then(x.1.cmp(&y.1)));
+        MostConfused(pairs)
+    }
+
+    /// The confusion matrix as a figure sized to the class count: numbers in the cells only
+    /// when they fit, tick labels that never overlap. `normalize` shows each row as fractions;
+    /// `only_mistakes` keeps just the classes involved in a mistake.
+    pub fn plot_confusion_matrix(&self, normalize: bool, only_mistakes: bool) -> Result<Figure> {
+        plot_confusion(
+            &self.confusion_matrix(),
+            &self.classes,
+            normalize,
+            only_mistakes,
+        )
+    }
+}
+
+/// Blends a heatmap in [0, 1] over an image, fastai's `alpha=0.6` magma overlay.
+fn overlay(img: &mut RgbImage, cam: &Tensor, alpha: f64) {
+    let (w, h) = img.dimensions();
+    let values: Vec<f32> = Vec::try_from(cam.contiguous().view([-1])).expect("float map");
+    for y in 0..h {
+        for x in 0..w {
+            let c = magma(values[(y * w + x) as usize] as f64);
+            let p = img.get_pixel_mut(x, y);
+            *p = Rgb(std::array::from_fn(|i| {
+                (p.0[i] as f64 * (1.0 - alpha) + c[i] as f64 * alpha).round() as u8
+            }));
+        }
+    }
+}
+
+/// Draws a confusion matrix (see [`ClassificationInterpretation::plot_confusion_matrix`]).
+///
+/// ```
+/// let cm = tch::Tensor::from_slice(&[5i64, 1, 0, 7]).view([2, 2]);
+/// let fig = fastvision::interpret::plot_confusion(&cm, &["apple".into(), "pear".into()], false, false).unwrap();
+/// assert!(fig.size().0 > 200);
+/// ```
+pub fn plot_confusion(
+    cm: &Tensor,
+    classes: &[String],
+    normalize: bool,
+    only_mistakes: bool,
+) -> Result<Figure> {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+    let c = classes.len();
+    let counts: Vec<Vec<i64>> = (0..c)
+        .map(|a| {
+            (0..c)
+                .map(|p| cm.int64_value(&[a as i64, p as i64]))
+                .collect()
+        })
+        .collect();
+    let keep: Vec<usize> = if only_mistakes {
+        (0..c)
+            .filter(|&i| (0..c).any(|j| j != i && (counts[i][j] > 0 || counts[j][i] > 0)))
+            .collect()
+    } else {
+        (0..c).collect()
+    };
+    if keep.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no mistakes to show: every prediction is right (use only_mistakes = false)".into(),
+        ));
+    }
+    let n = keep.len();
+    let values: Vec<Vec<f64>> = keep
+        .iter()
+        .map(|&a| {
+            let row_sum: i64 = counts[a].iter().sum();
+            keep.iter()
+                .map(|&p| {
+                    if normalize {
+                        counts[a][p] as f64 / row_sum.max(1) as f64
+                    } else {
+                        counts[a][p] as f64
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let vmax = values
+        .iter()
+        .flatten()
+        .cloned()
+        .fold(0.0, f64::max)
+        .max(1e-12);
+
+    // Cells shrink with the class count; fonts and label space follow the cells.
+    let cell = (1100 / n as u32).clamp(12, 64);
+    let tick_font = (cell as f64 * 0.8).clamp(7.0, 15.0);
+    let longest = keep
+        .iter()
+        .map(|&i| classes[i].chars().count())
+        .max()
+        .unwrap_or(5) as f64;
+    let label_px = (longest * tick_font * 0.58) as u32 + 10;
+    let (left, top, bottom) = (label_px + 30, 50u32, label_px + 30);
+    let (w, h) = (left + n as u32 * cell + 20, top + n as u32 * cell + bottom);
+    let show_text = cell >= 26;
+    let title = if normalize {
+        "Confusion matrix (rows sum to 1)"
+    } else {
+        "Confusion matrix"
+    };
+
+    Figure::draw(w, h, |root| {
+        let centre = Pos::new(HPos::Center, VPos::Center);
+        root.draw(&Text::new(
+            title,
+            ((w / 2) as i32, 22),
+            TextStyle::from(("sans-serif", 20.0).into_font()).pos(centre),
+        ))?;
+        for (r, row) in values.iter().enumerate() {
+            for (col, &v) in row.iter().enumerate() {
+                let (x0, y0) = (
+                    (left + col as u32 * cell) as i32,
+                    (top + r as u32 * cell) as i32,
+                );
+                // A square-root scale, floored for any non-zero cell, keeps rare confusions
+                // visible next to a full diagonal.
+                let t = if v > 0.0 {
+                    (v / vmax).sqrt().max(0.2)
+                } else {
+                    0.0
+                };
+                let [cr, cg, cb] = blues(t);
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cell as i32, y0 + cell as i32)],
+                    RGBColor(cr, cg, cb).filled(),
+                ))?;
+                if show_text && v > 0.0 {
+                    let text = if normalize {
+                        format!("{v:.2}")
+                    } else {
+                        format!("{}", v as i64)
+                    };
+                    let colour = if t > 0.6 { WHITE } else { BLACK };
+                    let style =
+                        TextStyle::from(("sans-serif", (cell as f64 * 0.38).min(16.0)).into_font())
+                            .color(&colour)
+                            .pos(centre);
+                    root.draw(&Text::new(
+                        text,
+                        (x0 + cell as i32 / 2, y0 + cell as i32 / 2),
+                        &style,
+                    ))?;
+                }
+            }
+        }
+        let grid_end = (top + n as u32 * cell) as i32;
+        root.draw(&Rectangle::new(
+            [
+                (left as i32, top as i32),
+                (left as i32 + (n as u32 * cell) as i32, grid_end),
+            ],
+            BLACK.stroke_width(1),
+        ))?;
+        let right = TextStyle::from(("sans-serif", tick_font).into_font())
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        let rotated = TextStyle::from(
+            ("sans-serif", tick_font)
+                .into_font()
+                .transform(FontTransform::Rotate270),
+        )
+        .pos(Pos::new(HPos::Right, VPos::Center));
+        for (k, &i) in keep.iter().enumerate() {
+            let mid = (k as u32 * cell + cell / 2) as i32;
+            root.draw(&Text::new(
+                classes[i].clone(),
+                (left as i32 - 6, top as i32 + mid),
+                &right,
+            ))?;
+            root.draw(&Text::new(
+                classes[i].clone(),
+                (left as i32 + mid, grid_end + 6),
+                &rotated,
+            ))?;
+        }
+        let axis = TextStyle::from(("sans-serif", 17.0).into_font()).pos(centre);
+        root.draw(&Text::new(
+            "Predicted",
+            ((left + n as u32 * cell / 2) as i32, h as i32 - 14),
+            &axis,
+        ))?;
+        let axis_v = TextStyle::from(
+            ("sans-serif", 17.0)
+                .into_font()
+                .transform(FontTransform::Rotate270),
+        )
+        .pos(centre);
+        root.draw(&Text::new(
+            "Actual",
+            (14, (top + n as u32 * cell / 2) as i32),
+            &axis_v,
+        ))?;
+        Ok(())
+    })
+}
+
+impl MostConfused {
+    /// As a DataFrame: actual, predicted, count.
+    pub fn df(&self) -> DataFrame {
+        df!(
+            "actual" => self.0.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
+            "predicted" => self.0.iter().map(|p| p.1.clone()).collect::<Vec<_>>(),
+            "count" => self.0.iter().map(|p| p.2).collect::<Vec<_>>(),
+        )
+        .expect("equal-length columns")
+    }
+
+    /// Renders as an HTML table in a notebook.
+    pub fn evcxr_display(&self) {
+        let rows: Vec<Vec<String>> = self
+            .0
+            .iter()
+            .map(|(a, p, n)| vec![a.clone(), p.clone(), n.to_string()])
+            .collect();
+        crate::show::display_html(&crate::show::html_table(
+            &["actual", "predicted", "count"],
+            &rows,
+        ));
+    }
+}
+
+impl fmt::Display for MostConfused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return write!(f, "no confused pairs");
+        }
+        let w = self
+            .0
+            .iter()
+            .map(|p| p.0.chars().count())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let v = self
+            .0
+            .iter()
+            .map(|p| p.1.chars().count())
+            .max()
+            .unwrap_or(9)
+            .max(9);
+        writeln!(f, "{:<w$}  {:<v$}  count", "actual", "predicted")?;
+        for (a, p, n) in &self.0 {
+            writeln!(f, "{a:<w$}  {p:<v$}  {n}")?;
+        }
+        Ok(())
+    }
+}

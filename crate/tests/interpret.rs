@@ -1,0 +1,196 @@
+//! ClassificationInterpretation on a learner trained on the real sample (generated data when
+//! the sample is absent).
+
+mod common;
+
+use std::sync::Arc;
+
+use fastvision::data::loader::{DataLoader, ImageDataset};
+use fastvision::interpret::plot_confusion;
+use fastvision::{
+    ClassificationInterpretation, FromFolder, ImageDataBunch, Learner, cnn_learner, error_rate,
+    get_transforms, imagenet_stats, mobilenet_v2,
+};
+use tch::{Kind, Tensor};
+
+fn trained() -> (Learner, Option<tempfile::TempDir>) {
+    let (path, tmp) =
+        match common::real_sample("interpretation tests (using generated data instead)") {
+            Some(p) => (p, None),
+            None => {
+                let tmp = tempfile::tempdir().unwrap();
+                (
+                    fastvision::generate_sample(&tmp.path().join("s"), 30, 40, 1).unwrap(),
+                    Some(tmp),
+                )
+            }
+        };
+    let opts = FromFolder {
+        train: "Training".into(),
+        valid: "Test".into(),
+        size: 64,
+        ds_tfms: Some(get_transforms()),
+        ..Default::default()
+    };
+    let data = ImageDataBunch::from_folder(&path, opts)
+        .unwrap()
+        .normalize(imagenet_stats)
+        .unwrap();
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    // A short, deliberately imperfect training so there are mistakes to interpret.
+    learn.fit_one_cycle(1, 1e-3).unwrap();
+    (learn, tmp)
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().split(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+#[test]
+fn interpretation_is_consistent_and_plots_read_well() {
+    let (learn, _tmp) = trained();
+    let interp = ClassificationInterpretation::from_learner(&learn).unwrap();
+    let n = interp.items.len() as i64;
+    let c = interp.classes.len() as i64;
+    assert_eq!(interp.probs.size(), vec![n, c]);
+
+    // top_losses: sorted, and each loss is the cross-entropy recomputed from the probabilities.
+    let (losses, idx) = interp.top_losses(None);
+    let losses: Vec<f64> = Vec::try_from(&losses.to_kind(Kind::Double)).unwrap();
+    assert!(
+        losses.windows(2).all(|w| w[0] >= w[1]),
+        "top_losses must be sorted"
+    );
+    let idx: Vec<i64> = Vec::try_from(&idx).unwrap();
+    for (&i, &l) in idx.iter().zip(&losses).take(50) {
+        let y = interp.y_true.int64_value(&[i]);
+        let ce = -interp.probs.double_value(&[i, y]).max(1e-30).ln();
+        assert!(
+            (ce - l).abs() < 1e-3 * (1.0 + l),
+            "item {i}: loss {l}, recomputed {ce}"
+        );
+    }
+    let df = interp.top_losses_df(5);
+    assert_eq!(
+        df.get_column_names(),
+        [
+            "file",
+            "actual",
+            "predicted",
+            "loss",
+            "P(actual)",
+            "P(predicted)"
+        ]
+    );
+
+    // The confusion matrix counts every item once, where its prediction says.
+    let cm = interp.confusion_matrix();
+    assert_eq!(cm.sum(Kind::Int64).int64_value(&[]), n);
+    let mut manual = vec![0i64; (c * c) as usize];
+    for i in 0..n {
+        manual[(interp.y_true.int64_value(&[i]) * c + interp.pred_class.int64_value(&[i]))
+            as usize] += 1;
+    }
+    assert_eq!(Vec::<i64>::try_from(cm.view([-1])).unwrap(), manual);
+    let errors = n - cm.diagonal(0, 0, 1).sum(Kind::Int64).int64_value(&[]);
+    assert_eq!(errors, interp.n_errors());
+    assert_eq!(interp.confusion_df().height() as i64, c);
+
+    // most_confused agrees with the matrix.
+    let mc = interp.most_confused(1);
+    let total: i64 = mc.0.iter().map(|p| p.2).sum();
+    assert_eq!(total, errors);
+    assert!(mc.0.windows(2).all(|w| w[0].2 >= w[1].2));
+    for (a, p, k) in &mc.0 {
+        let ai = interp.classes.iter().position(|x| x == a).unwrap() as i64;
+        let pi = interp.classes.iter().position(|x| x == p).unwrap() as i64;
+        assert_eq!(cm.int64_value(&[ai, pi]), *k);
+    }
+    println!("{errors} mistakes in {n}; most confused:\n{mc}");
+
+    // Grad-CAM: image-sized maps in [0, 1], different for different classes.
+    let dl = &learn.data().unwrap().valid_dl;
+    let batch = dl.epoch(0).next().unwrap();
+    let x = batch.x.narrow(0, 0, 6);
+    let a: Vec<i64> = Vec::try_from(&batch.y.narrow(0, 0, 6)).unwrap();
+    let b: Vec<i64> = a.iter().map(|&y| (y + c / 2) % c).collect();
+    let (ca, cb) = (interp.gradcam(&x, &a), interp.gradcam(&x, &b));
+    assert_eq!(ca.size(), vec![6, 64, 64]);
+    assert!(ca.min().double_value(&[]) >= 0.0 && ca.max().double_value(&[]) <= 1.0 + 1e-6);
+    let diff = (&ca - &cb).abs().mean(Kind::Float).double_value(&[]);
+    assert!(
+        diff > 0.02,
+        "Grad-CAM for different classes differs by only {diff}"
+    );
+
+    let out = common::repo_root().join("out/test-figures");
+    let fig = interp.plot_top_losses(9, (15.0, 11.0), true).unwrap();
+    assert_eq!(fig.size(), (1500, 1100));
+    fig.save(&out.join("top_losses.png")).unwrap();
+    let fig = interp.plot_confusion_matrix(false, false).unwrap();
+    fig.save(&out.join("confusion_30.png")).unwrap();
+    interp
+        .plot_confusion_matrix(true, false)
+        .unwrap()
+        .save(&out.join("confusion_30_normalized.png"))
+        .unwrap();
+    if errors > 0 {
+        interp
+            .plot_confusion_matrix(false, true)
+            .unwrap()
+            .save(&out.join("confusion_mistakes.png"))
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_131_class_matrix_is_drawn_readably() {
+    let c = 131i64;
+    let classes: Vec<String> = (0..c)
+        .map(|i| format!("Fruit variety number {i}"))
+        .collect();
+    // Mostly right, with a few confusions between neighbours.
+    let cm = Tensor::eye(c, (Kind::Int64, tch::Device::Cpu)) * 40
+        + Tensor::eye(c, (Kind::Int64, tch::Device::Cpu)).roll([1], [1]) * 2;
+    let fig = plot_confusion(&cm, &classes, false, false).unwrap();
+    let (w, h) = fig.size();
+    assert!(w >= 131 * 8 && h >= 131 * 8 && w < 4000, "{w}x{h}");
+    fig.save(&common::repo_root().join("out/test-figures/confusion_131.png"))
+        .unwrap();
+    let two = plot_confusion(
+        &Tensor::from_slice(&[9i64, 1, 2, 8]).view([2, 2]),
+        &classes[..2],
+        false,
+        false,
+    )
+    .unwrap();
+    assert!(two.size().0 < 1000);
+}
+
+#[test]
+fn interpreting_16000_images_keeps_memory_bounded() {
+    let (learn, _tmp) = trained();
+    let base = learn.data().unwrap().valid_dl.clone();
+    // 16,000 items (the sample's files, repeated), decoded batch by batch.
+    let src = &base.dataset;
+    let items: Vec<_> = (0..16_000)
+        .map(|i| src.items[i % src.len()].clone())
+        .collect();
+    let labels: Vec<i64> = (0..16_000).map(|i| src.labels[i % src.len()]).collect();
+    let dl = DataLoader {
+        dataset: Arc::new(ImageDataset::new(items, labels, src.size, false)),
+        ..base
+    };
+    let before = peak_rss_mb();
+    let interp = ClassificationInterpretation::from_learner_on(&learn, &dl).unwrap();
+    let grown = peak_rss_mb() - before;
+    assert_eq!(interp.probs.size()[0], 16_000);
+    // Keeping the body's activations would take over 1 GB; predictions take about 2 MB.
+    assert!(grown < 400.0, "peak memory grew by {grown:.0} MB");
+}

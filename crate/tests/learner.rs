@@ -1,0 +1,288 @@
+//! The learner: schedules, freezing, lr_find's exact restore, the NaN guard, persistence,
+//! reproducibility; on generated data, so these run anywhere in seconds.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use fastvision::learner::one_cycle::{DEFAULT_LR, OneCycle, annealing_cos};
+use fastvision::learner::{CnnOptions, N_GROUPS};
+use fastvision::{
+    Error, FromFolder, ImageDataBunch, Learner, cnn_learner, cnn_learner_with, error_rate,
+    get_transforms, imagenet_stats, load_learner, mobilenet_v2, resnet18, slice,
+};
+use tch::Device;
+
+fn small_data(dir: &Path, seed: u64) -> ImageDataBunch {
+    let path = fastvision::generate_sample(&dir.join("sample"), 4, 20, 5).unwrap();
+    let opts = FromFolder {
+        train: "Training".into(),
+        valid: "Test".into(),
+        size: 64,
+        bs: 16,
+        seed,
+        ds_tfms: Some(get_transforms()),
+        device: Some(Device::Cpu),
+        ..Default::default()
+    };
+    ImageDataBunch::from_folder(&path, opts)
+        .unwrap()
+        .normalize(imagenet_stats)
+        .unwrap()
+}
+
+fn weights_equal(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.equal(&y.1))
+}
+
+#[test]
+fn one_cycle_schedule_follows_the_formulas() {
+    let oc = OneCycle::new(vec![1e-4, 1e-3, 1e-2]);
+    let n = 200;
+    let warm = 60; // int(200 * 0.3)
+    for i in [0usize, 13, 59, 60, 61, 130, 199] {
+        let (lrs, mom) = oc.at(i, n);
+        for (g, &max) in [1e-4, 1e-3, 1e-2].iter().enumerate() {
+            let expected = if i < warm {
+                annealing_cos(max / 25.0, max, i as f64 / warm as f64)
+            } else {
+                annealing_cos(max, max / 25.0 / 1e4, (i - warm) as f64 / (n - warm) as f64)
+            };
+            assert!(
+                (lrs[g] - expected).abs() < 1e-15,
+                "iteration {i} group {g}: {} vs {expected}",
+                lrs[g]
+            );
+        }
+        let m = if i < warm {
+            0.95 - (0.95 - 0.85) * (1.0 - (std::f64::consts::PI * i as f64 / warm as f64).cos())
+                / 2.0
+        } else {
+            0.85 + (0.95 - 0.85)
+                * (1.0 - (std::f64::consts::PI * (i - warm) as f64 / (n - warm) as f64).cos())
+                / 2.0
+        };
+        assert!(
+            (mom - m).abs() < 1e-12,
+            "iteration {i}: momentum {mom} vs {m}"
+        );
+    }
+    assert!((oc.at(0, n).0[2] - 1e-2 / 25.0).abs() < 1e-15);
+    assert!((oc.at(60, n).0[2] - 1e-2).abs() < 1e-15);
+    for (got, want) in DEFAULT_LR.expand(N_GROUPS).iter().zip([3e-4, 3e-4, 3e-3]) {
+        assert!((got - want).abs() < 1e-15, "{got} vs {want}");
+    }
+    let s = slice(1e-6, 10f64.powf(-5.5)).expand(3);
+    for (got, want) in s.iter().zip([1.0e-6, 1.778_279_4e-6, 3.162_277_7e-6]) {
+        assert!((got - want).abs() / want < 1e-6, "{s:?}");
+    }
+}
+
+#[test]
+fn freezing_keeps_batchnorm_trainable_and_unfreeze_trains_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(tmp.path(), 1);
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    assert_eq!(learn.frozen_groups(), 2, "pretrained learners start frozen");
+    let check = |learn: &Learner, frozen: usize| {
+        for (name, t) in learn.vs.variables() {
+            if name.contains("running_") {
+                assert!(!t.requires_grad(), "{name} is a statistic, never trained");
+                continue;
+            }
+            let head = name.starts_with("head.");
+            let group = if head {
+                2
+            } else {
+                mobilenet_v2.group_of(&name)
+            };
+            let bn = !head && t.dim() == 1;
+            assert_eq!(
+                t.requires_grad(),
+                group >= frozen || bn,
+                "{name} (group {group}, frozen to {frozen})"
+            );
+        }
+    };
+    check(&learn, 2);
+    learn.freeze_to(1);
+    check(&learn, 1);
+    learn.unfreeze();
+    check(&learn, 0);
+    assert!(
+        learn
+            .vs
+            .variables()
+            .iter()
+            .filter(|(n, _)| !n.contains("running_"))
+            .all(|(_, t)| t.requires_grad())
+    );
+    let summary = learn.summary().to_string();
+    assert!(
+        summary.contains("features.18") && summary.contains("no layer group frozen"),
+        "{summary}"
+    );
+    learn.freeze();
+    let summary = learn.summary();
+    assert!(
+        summary
+            .rows
+            .iter()
+            .any(|r| r.trainable > 0 && r.trainable < r.params),
+        "BN-only rows when frozen"
+    );
+    assert_eq!(summary.rows.last().unwrap().output_shape, vec![1, 4]);
+}
+
+#[test]
+fn lr_find_restores_weights_and_optimizer_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(tmp.path(), 2);
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    learn.fit(1, 1e-3).unwrap();
+    let before = learn.snapshot();
+    let opt_before = learn.opt.state();
+    learn.lr_find(1e-7, 10.0, 40, true).unwrap();
+    assert!(
+        weights_equal(&before, &learn.snapshot()),
+        "lr_find changed the weights"
+    );
+    let opt_after = learn.opt.state();
+    assert_eq!(opt_before.len(), opt_after.len());
+    for (a, b) in opt_before.iter().zip(&opt_after) {
+        assert_eq!((&a.0, a.1), (&b.0, b.1));
+        assert_eq!(
+            a.2.as_ref().map(|t| t.equal(b.2.as_ref().unwrap())),
+            b.2.as_ref().map(|_| true)
+        );
+    }
+    let rec = &learn.recorder;
+    assert!(
+        rec.is_lr_find && rec.lrs.len() >= 10,
+        "{} points",
+        rec.lrs.len()
+    );
+    assert!(
+        rec.lrs.windows(2).all(|w| w[1] > w[0]),
+        "the learning rate grows every step"
+    );
+    assert!((rec.lrs[0] - 1e-7).abs() < 1e-20);
+    let s = rec.suggestions().unwrap();
+    assert!(
+        s.valley > 1e-7 && s.valley < 10.0 && s.steep > 1e-7 && s.minimum > 1e-8,
+        "{s:?}"
+    );
+    let fig = rec.plot(true).unwrap();
+    fig.save(&common::repo_root().join("out/test-figures/lr_find_small.png"))
+        .unwrap();
+}
+
+#[test]
+fn a_diverging_loss_stops_with_the_last_good_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(tmp.path(), 3);
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    learn.unfreeze();
+    let before = learn.snapshot();
+    let err = learn
+        .fit(1, 1e30)
+        .err()
+        .expect("a learning rate of 1e30 must diverge");
+    assert!(matches!(err, Error::Diverged(_)), "{err}");
+    assert!(err.to_string().contains("lower learning rate"), "{err}");
+    assert!(
+        weights_equal(&before, &learn.snapshot()),
+        "weights must be those from before the bad steps"
+    );
+    // The model still works.
+    learn.fit(1, 1e-3).unwrap();
+    assert!(learn.recorder.losses.iter().all(|l| l.is_finite()));
+}
+
+#[test]
+fn export_load_learner_predict_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(tmp.path(), 4);
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    learn.fit_one_cycle(1, 1e-3).unwrap();
+    let image: PathBuf = data.valid_dl.dataset.items[3].clone();
+    let p1 = learn.predict(&image).unwrap();
+    let file = tmp.path().join("export.safetensors");
+    learn.export(&file).unwrap();
+    let loaded = load_learner(&file).unwrap();
+    assert!(loaded.data.is_none());
+    assert_eq!(loaded.classes, learn.classes);
+    let p2 = loaded.predict(&image).unwrap();
+    assert_eq!((p1.index, &p1.class), (p2.index, &p2.class));
+    assert_eq!(p1.probs, p2.probs);
+    assert!((p1.probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+
+    // predict agrees with the validation pass on the same image.
+    let (probs, _, _) = learn.get_preds(&learn.data().unwrap().valid_dl);
+    assert_eq!(
+        probs.get(3).argmax(-1, false).int64_value(&[]) as usize,
+        p1.index
+    );
+
+    // save/load resumes weights and optimizer state; other models are refused.
+    learn.model_dir = tmp.path().join("models");
+    let saved = learn.save("stage-1").unwrap();
+    assert!(saved.ends_with("models/stage-1.safetensors"));
+    let state = learn.opt.state();
+    let weights = learn.snapshot();
+    learn.fit(1, 1e-3).unwrap();
+    learn.load("stage-1").unwrap();
+    assert!(weights_equal(&weights, &learn.snapshot()));
+    assert_eq!(
+        state.iter().map(|s| s.1).collect::<Vec<_>>(),
+        learn.opt.state().iter().map(|s| s.1).collect::<Vec<_>>()
+    );
+    let mut other = cnn_learner_with(
+        &data,
+        resnet18,
+        &[error_rate],
+        CnnOptions {
+            pretrained: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    other.model_dir = tmp.path().join("models");
+    let err = other.load("stage-1").unwrap_err().to_string();
+    assert!(
+        err.contains("mobilenet_v2 model for 4 classes") && err.contains("resnet18"),
+        "{err}"
+    );
+    let err = load_learner(&tmp.path().join("nothing.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nothing.safetensors"), "{err}");
+}
+
+#[test]
+fn plots_render_after_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(tmp.path(), 5);
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    assert!(learn.recorder.plot(true).is_err(), "no lr_find yet");
+    learn.fit_one_cycle(2, 1e-3).unwrap();
+    let hist = learn.recorder.history();
+    assert_eq!(hist.height(), 2);
+    assert_eq!(
+        hist.get_column_names(),
+        ["epoch", "train_loss", "valid_loss", "error_rate", "time"]
+    );
+    let out = common::repo_root().join("out/test-figures");
+    for (name, fig) in [
+        ("losses", learn.recorder.plot_losses().unwrap()),
+        ("lr", learn.recorder.plot_lr().unwrap()),
+        ("metrics", learn.recorder.plot_metrics().unwrap()),
+    ] {
+        let img = fig.to_rgb();
+        let inked = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+        assert!(inked > 2000, "{name} plot is nearly blank");
+        fig.save(&out.join(format!("plot_{name}_small.png")))
+            .unwrap();
+    }
+    assert!(learn.recorder.lrs.iter().cloned().fold(0.0, f64::max) <= 1e-3 + 1e-12);
+}
