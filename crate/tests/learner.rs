@@ -186,8 +186,7 @@ fn a_diverging_loss_stops_with_the_last_good_weights() {
     let before = learn.snapshot();
     let err = learn
         .fit(1, 1e30)
-        .err()
-        .expect("a learning rate of 1e30 must diverge");
+        .expect_err("a learning rate of 1e30 must diverge");
     assert!(matches!(err, Error::Diverged(_)), "{err}");
     assert!(err.to_string().contains("lower learning rate"), "{err}");
     assert!(

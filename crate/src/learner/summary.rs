@@ -170,8 +170,8 @@ impl fmt::Display for Summary {
         writeln!(f, "{}", self.title)?;
         writeln!(
             f,
-            "{:<40} {:<20} {:>12} {:<15} {}",
-            "layer", "output shape", "params", "trainable", "group"
+            "{:<40} {:<20} {:>12} {:<15} group",
+            "layer", "output shape", "params", "trainable"
         )?;
         for c in self.cells() {
             let name: String = c[0].chars().take(40).collect();
