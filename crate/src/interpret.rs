@@ -66,6 +66,50 @@ impl ClassificationInterpretation {
     /// Interprets the learner on any loader of its data (for example the training set).
     pub fn from_learner_on(learn: &Learner, dl: &DataLoader) -> Result<Self> {
         let (probs, y_true, losses) = learn.get_preds(dl);
+        Self::from_preds(learn, dl, probs, y_true, losses)
+    }
+
+    /// Like [`ClassificationInterpretation::from_learner`], with test-time augmentation as
+    /// fastai v1's `TTA`: the predictions are `beta * plain + (1 - beta) * mean of n_aug
+    /// augmented passes` (fastai: beta 0.4), and losses are recomputed from them.
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let interp = fastvision::ClassificationInterpretation::from_learner_tta(&learn, 4, 0.4).unwrap();
+    /// ```
+    pub fn from_learner_tta(learn: &Learner, n_aug: usize, beta: f64) -> Result<Self> {
+        let dl = learn.data()?.valid_dl.clone();
+        let (plain, y_true, _) = learn.get_preds(&dl);
+        let tfms = learn
+            .data()?
+            .train_dl
+            .tfms
+            .unwrap_or_else(crate::get_transforms);
+        let mut sum = plain.zeros_like();
+        for i in 0..n_aug.max(1) {
+            let aug = DataLoader {
+                tfms: Some(tfms),
+                seed: dl.seed.wrapping_add(1 + i as u64),
+                ..dl.clone()
+            };
+            sum += learn.get_preds(&aug).0;
+        }
+        let probs = &plain * beta + (sum / n_aug.max(1) as f64) * (1.0 - beta);
+        let losses = -probs
+            .gather(1, &y_true.unsqueeze(1), false)
+            .squeeze_dim(1)
+            .clamp_min(1e-12)
+            .log();
+        Self::from_preds(learn, &dl, probs, y_true, losses)
+    }
+
+    fn from_preds(
+        learn: &Learner,
+        dl: &DataLoader,
+        probs: Tensor,
+        y_true: Tensor,
+        losses: Tensor,
+    ) -> Result<Self> {
         let pred_class = probs.argmax(-1, false);
         // A private copy of the model, so the interpretation stands alone in a notebook cell.
         let mut model = Learner::build(

@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use fastvision::data::loader::{DataLoader, ImageDataset};
 use fastvision::interpret::plot_confusion;
 use fastvision::{
     ClassificationInterpretation, FromFolder, ImageDataBunch, Learner, cnn_learner, error_rate,
@@ -174,23 +171,28 @@ fn a_131_class_matrix_is_drawn_readably() {
 }
 
 #[test]
-fn interpreting_16000_images_keeps_memory_bounded() {
+fn tta_blends_augmented_predictions() {
     let (learn, _tmp) = trained();
-    let base = learn.data().unwrap().valid_dl.clone();
-    // 16,000 items (the sample's files, repeated), decoded batch by batch.
-    let src = &base.dataset;
-    let items: Vec<_> = (0..16_000)
-        .map(|i| src.items[i % src.len()].clone())
-        .collect();
-    let labels: Vec<i64> = (0..16_000).map(|i| src.labels[i % src.len()]).collect();
-    let dl = DataLoader {
-        dataset: Arc::new(ImageDataset::new(items, labels, src.size, false)),
-        ..base
-    };
-    let before = peak_rss_mb();
-    let interp = ClassificationInterpretation::from_learner_on(&learn, &dl).unwrap();
-    let grown = peak_rss_mb() - before;
-    assert_eq!(interp.probs.size()[0], 16_000);
-    // Keeping the body's activations would take over 1 GB; predictions take about 2 MB.
-    assert!(grown < 400.0, "peak memory grew by {grown:.0} MB");
+    let plain = ClassificationInterpretation::from_learner(&learn).unwrap();
+    let tta = ClassificationInterpretation::from_learner_tta(&learn, 2, 0.4).unwrap();
+    assert_eq!(tta.probs.size(), plain.probs.size());
+    let sums = tta
+        .probs
+        .sum_dim_intlist(Some([1i64].as_slice()), false, Kind::Float);
+    assert!(
+        (sums - 1.0).abs().max().double_value(&[]) < 1e-4,
+        "TTA probabilities still sum to 1"
+    );
+    let moved = (&tta.probs - &plain.probs)
+        .abs()
+        .mean(Kind::Float)
+        .double_value(&[]);
+    assert!(
+        moved > 1e-5 && moved < 0.2,
+        "TTA changed predictions by {moved}"
+    );
+    let (l, i) = tta.top_losses(Some(1));
+    let i = i.int64_value(&[0]);
+    let y = tta.y_true.int64_value(&[i]);
+    assert!((l.double_value(&[0]) + tta.probs.double_value(&[i, y]).ln()).abs() < 1e-4);
 }
