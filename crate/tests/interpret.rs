@@ -39,16 +39,6 @@ fn trained() -> (Learner, Option<tempfile::TempDir>) {
     (learn, tmp)
 }
 
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().split(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 #[test]
 fn interpretation_is_consistent_and_plots_read_well() {
     let (learn, _tmp) = trained();
