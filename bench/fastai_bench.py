@@ -7,11 +7,15 @@ import argparse, json, resource, time
 
 import torch
 from fastai.vision.all import (ImageDataLoaders, Resize, aug_transforms, Normalize,
-                               imagenet_stats, GrandparentSplitter)
+                               imagenet_stats, vision_learner, error_rate, ClassificationInterpretation)
+from torchvision.models import mobilenet_v2
 
 
 def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The main process plus the largest worker (DataLoader workers are child processes).
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / 1024
 
 
 def data_phase(args):
@@ -37,16 +41,75 @@ def data_phase(args):
             "images_per_s_first": n / (setup_s + first_s), "peak_rss_mb": peak_rss_mb()}
 
 
+def dls_for(args):
+    return ImageDataLoaders.from_folder(
+        args.path, train="Training", valid="Test", item_tfms=Resize(args.size),
+        batch_tfms=[*aug_transforms(), Normalize.from_stats(*imagenet_stats)],
+        bs=args.bs, num_workers=args.threads, device=torch.device("cpu"))
+
+
+def learner_for(args):
+    # torchvision's MobileNetV2 with the ImageNet weights from the offline package (placed in
+    # TORCH_HOME by bench/run.py); cut=-1 keeps `features` as the body, as fastvision does.
+    start = time.perf_counter()
+    dls = dls_for(args)
+    learn = vision_learner(dls, mobilenet_v2, cut=-1, metrics=error_rate, pretrained=True)
+    return learn, time.perf_counter() - start
+
+
+def fit_phase(args):
+    learn, setup_s = learner_for(args)
+    t = time.perf_counter()
+    learn.fit_one_cycle(1, slice(3e-3))
+    fit_s = time.perf_counter() - t
+    error = float(learn.recorder.values[-1][2])
+    # Compute limit: the same number of steps on one batch already in memory.
+    xb, yb = learn.dls.train.one_batch()
+    steps = len(learn.dls.train)
+    model, opt, loss_func = learn.model, learn.opt, learn.loss_func
+    model.train()
+    t = time.perf_counter()
+    for _ in range(steps):
+        loss = loss_func(model(xb), yb)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    limit_s = time.perf_counter() - t
+    t = time.perf_counter()
+    learn.validate()
+    valid_s = time.perf_counter() - t
+    return {"tool": "fastai", "phase": "fit", "setup_s": setup_s, "fit_s": fit_s, "limit_s": limit_s + valid_s,
+            "error_rate": error, "steps": steps, "peak_rss_mb": peak_rss_mb()}
+
+
+def lr_find_phase(args):
+    learn, setup_s = learner_for(args)
+    t = time.perf_counter()
+    learn.lr_find(show_plot=False)
+    return {"tool": "fastai", "phase": "lr-find", "setup_s": setup_s, "lr_find_s": time.perf_counter() - t,
+            "iterations": len(learn.recorder.lrs), "peak_rss_mb": peak_rss_mb()}
+
+
+def interp_phase(args):
+    learn, setup_s = learner_for(args)
+    t = time.perf_counter()
+    interp = ClassificationInterpretation.from_learner(learn)
+    cm = interp.confusion_matrix()
+    interp.top_losses(9)
+    return {"tool": "fastai", "phase": "interp", "setup_s": setup_s, "interp_s": time.perf_counter() - t,
+            "items": int(cm.sum()), "peak_rss_mb": peak_rss_mb()}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("phase", choices=["data"])
+    p.add_argument("phase", choices=["data", "fit", "lr-find", "interp"])
     p.add_argument("path")
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"data": data_phase}[args.phase](args)
+    result = {"data": data_phase, "fit": fit_phase, "lr-find": lr_find_phase, "interp": interp_phase}[args.phase](args)
     print(json.dumps(result), flush=True)
 
 

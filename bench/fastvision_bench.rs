@@ -5,12 +5,23 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use fastvision::{FromFolder, ImageDataBunch, get_transforms, imagenet_stats};
+use fastvision::{
+    ClassificationInterpretation, FromFolder, ImageDataBunch, cnn_learner, error_rate,
+    get_transforms, imagenet_stats, mobilenet_v2,
+};
+use tch::{Kind, Tensor};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Phase {
     /// One augmented training epoch without a model: decode, augment, normalise, batch.
     Data,
+    /// `fit_one_cycle(1)` of mobilenet_v2 (pretrained, frozen), then the compute limit: the
+    /// same number of training steps on one batch already in memory.
+    Fit,
+    /// `lr_find()` with its defaults.
+    LrFind,
+    /// `ClassificationInterpretation::from_learner` on the Test split.
+    Interp,
 }
 
 #[derive(Parser)]
@@ -75,6 +86,70 @@ fn main() -> anyhow::Result<()> {
                 "images_per_s_first": n as f64 / (setup_s + first_s),
                 "peak_rss_mb": peak_rss_mb(),
             });
+            println!("{out}");
+        }
+        Phase::Fit | Phase::LrFind | Phase::Interp => {
+            let opts = FromFolder {
+                train: "Training".into(),
+                valid: "Test".into(),
+                size: args.size,
+                bs: args.bs,
+                ds_tfms: Some(get_transforms()),
+                num_workers: args.threads as usize,
+                ..Default::default()
+            };
+            let start = Instant::now();
+            let data = ImageDataBunch::from_folder(&args.path, opts)?.normalize(imagenet_stats)?;
+            let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate])?;
+            let setup_s = start.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let out = match args.phase {
+                Phase::Fit => {
+                    learn.fit_one_cycle(1, None)?;
+                    let fit_s = t.elapsed().as_secs_f64();
+                    let error = learn.recorder.epochs[0].metrics[0];
+                    let train_s = learn.recorder.epochs[0].time;
+                    // Compute limit: the same steps on one batch already on the device.
+                    let batch = data.train_dl.epoch(0).next().expect("one batch");
+                    let steps = data.train_dl.len();
+                    let t = Instant::now();
+                    for _ in 0..steps {
+                        let loss = learn
+                            .forward(&batch.x, true)
+                            .cross_entropy_for_logits(&batch.y);
+                        learn.opt.zero_grad();
+                        loss.backward();
+                        learn.opt.step();
+                    }
+                    let limit_s = t.elapsed().as_secs_f64();
+                    let v = Instant::now();
+                    learn.validate()?;
+                    let valid_s = v.elapsed().as_secs_f64();
+                    serde_json::json!({"fit_s": fit_s, "train_epoch_s": train_s, "limit_s": limit_s + valid_s,
+                        "error_rate": error, "steps": steps})
+                }
+                Phase::LrFind => {
+                    learn.lr_find(1e-7, 10.0, 100, true)?;
+                    serde_json::json!({"lr_find_s": t.elapsed().as_secs_f64(), "iterations": learn.recorder.lrs.len()})
+                }
+                _ => {
+                    let interp = ClassificationInterpretation::from_learner(&learn)?;
+                    let n = interp.probs.size()[0];
+                    let _ = interp.confusion_matrix().sum(Kind::Int64).int64_value(&[]);
+                    let _: Tensor = interp.top_losses(Some(9)).0;
+                    serde_json::json!({"interp_s": t.elapsed().as_secs_f64(), "items": n})
+                }
+            };
+            let mut out = out;
+            out["tool"] = "fastvision".into();
+            out["phase"] = args
+                .phase
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default()
+                .into();
+            out["setup_s"] = setup_s.into();
+            out["peak_rss_mb"] = peak_rss_mb().into();
             println!("{out}");
         }
     }

@@ -4,13 +4,13 @@ Each phase runs in a fresh process per tool, alternating tools, for several roun
 median of each figure is reported with the ratio fastvision/fastai. Results go to stdout and
 bench/RESULTS.md.
 """
-import argparse, datetime, json, os, platform, statistics, subprocess, sys
+import argparse, datetime, json, os, platform, shutil, statistics, subprocess, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run(cmd):
-    out = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, env=None):
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"benchmark command failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -34,16 +34,30 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    p.add_argument("--phases", default="data,fit,lr-find,interp")
+    p.add_argument("--weights", help="mobilenet_v2-b0353104.pth for fastai (torchvision's file)")
     args = p.parse_args()
 
-    phases = ["data"]
+    # fastai loads torchvision's MobileNetV2 weights from TORCH_HOME: give it the offline file.
+    fastai_env = dict(os.environ)
+    if args.weights:
+        torch_home = os.path.join(os.path.expanduser("~/.cache/fastvision"), "bench-torch")
+        ckpt = os.path.join(torch_home, "hub", "checkpoints")
+        os.makedirs(ckpt, exist_ok=True)
+        target = os.path.join(ckpt, os.path.basename(args.weights))
+        if not os.path.exists(target):
+            shutil.copyfile(args.weights, target + ".tmp")
+            os.replace(target + ".tmp", target)
+        fastai_env["TORCH_HOME"] = torch_home
+
+    phases = args.phases.split(",")
     results = {(tool, ph): [] for tool in ("fastvision", "fastai") for ph in phases}
     for r in range(args.rounds):
         for ph in phases:
             common = [ph, args.data, "--threads", str(args.threads)]
-            for tool, cmd in (("fastai", [args.python, os.path.join(HERE, "fastai_bench.py")]),
-                              ("fastvision", [args.fastvision])):
-                res = run(cmd + common)
+            for tool, cmd, env in (("fastai", [args.python, os.path.join(HERE, "fastai_bench.py")], fastai_env),
+                                   ("fastvision", [args.fastvision], None)):
+                res = run(cmd + common, env)
                 results[(tool, ph)].append(res)
                 print(f"round {r + 1} {ph:5} {tool:10} {json.dumps(res)}", flush=True)
 
@@ -51,15 +65,27 @@ def main():
         return statistics.median(x[key] for x in results[(tool, ph)])
 
     rows = [
-        ("data: images/s, steady epoch (higher is better)", "images_per_s", True),
-        ("data: images/s, first epoch incl. decoding", "images_per_s_first", True),
-        ("data: epoch wall time, s", "epoch_s", False),
-        ("data: peak resident memory, MB", "peak_rss_mb", False),
+        ("data", "data: images/s, steady epoch (higher is better)", "images_per_s"),
+        ("data", "data: images/s, first epoch incl. decoding", "images_per_s_first"),
+        ("data", "data: peak resident memory, MB", "peak_rss_mb"),
+        ("fit", "fit_one_cycle(1) wall time, s", "fit_s"),
+        ("fit", "compute limit (same steps, batch in memory, + validation), s", "limit_s"),
+        ("fit", "fit: peak resident memory, MB", "peak_rss_mb"),
+        ("fit", "Test error rate after fit_one_cycle(1)", "error_rate"),
+        ("lr-find", "lr_find() wall time, s", "lr_find_s"),
+        ("interp", "ClassificationInterpretation wall time, s", "interp_s"),
     ]
     lines = ["| figure | fastvision | fastai | fastvision/fastai |", "|---|---:|---:|---:|"]
-    for label, key, _ in rows:
-        fv, fa = med("fastvision", "data", key), med("fastai", "data", key)
-        lines.append(f"| {label} | {fv:.1f} | {fa:.1f} | {fv / fa:.2f}x |")
+    for ph, label, key in rows:
+        if ph not in phases:
+            continue
+        fv, fa = med("fastvision", ph, key), med("fastai", ph, key)
+        ratio = f"{fv / fa:.2f}x" if fa else "n/a"
+        lines.append(f"| {label} | {fv:.4g} | {fa:.4g} | {ratio} |")
+    if "fit" in phases:
+        for tool in ("fastvision", "fastai"):
+            lim = med(tool, "fit", "fit_s") / med(tool, "fit", "limit_s")
+            lines.append(f"| {tool}: fit_one_cycle(1) / its compute limit | {lim:.2f}x | | |")
     table = "\n".join(lines)
     print("\n" + table)
 
