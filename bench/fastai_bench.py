@@ -8,7 +8,12 @@ import argparse, json, resource, time
 import torch
 from fastai.vision.all import (ImageDataLoaders, Resize, aug_transforms, Normalize,
                                imagenet_stats, vision_learner, error_rate, ClassificationInterpretation)
-from torchvision.models import mobilenet_v2
+from fastai.vision.learner import model_meta, _default_meta
+from torchvision.models import mobilenet_v2, MobileNet_V2_Weights
+
+# fastai has no entry for MobileNetV2 (and vision_learner drops its `cut` argument), so
+# register it: `features` is the body (cut=-1), torchvision's ImageNet weights.
+model_meta[mobilenet_v2] = {**_default_meta, "cut": -1, "weights": MobileNet_V2_Weights.IMAGENET1K_V1}
 
 
 def peak_rss_mb():
@@ -53,7 +58,7 @@ def learner_for(args):
     # TORCH_HOME by bench/run.py); cut=-1 keeps `features` as the body, as fastvision does.
     start = time.perf_counter()
     dls = dls_for(args)
-    learn = vision_learner(dls, mobilenet_v2, cut=-1, metrics=error_rate, pretrained=True)
+    learn = vision_learner(dls, mobilenet_v2, metrics=error_rate, pretrained=True)
     return learn, time.perf_counter() - start
 
 
