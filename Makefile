@@ -1,4 +1,5 @@
 # fastvision: every target sets itself up (scripts/setup.sh is idempotent and instant once done).
+#   make lesson   the whole lesson offline (figures and report.html in out/)
 #   make test     set up, then format check, clippy and the whole test suite
 #   make build    release build of the library and the `fastvision` binary
 #   make info     what fastvision sees: versions, device, threads, folders
@@ -30,7 +31,7 @@ BIN   := $(CARGO_TARGET_DIR)/release/fastvision
 BENCH_DATA ?= $(ROOT)/../shared/data/fruits-360-sample
 BENCH_VENV := $(FASTVISION_CACHE)/bench-venv
 
-.PHONY: help setup build test fmt clippy info bench
+.PHONY: help setup build test fmt clippy info bench lesson
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -54,6 +55,10 @@ test: setup
 
 info: build
 	$(BIN) info
+
+# The main job: the lesson end to end on data/fruits-360, or on a generated synthetic sample.
+lesson: build
+	$(BIN) lesson
 
 # fastai lives in its own venv (same torch pin) so it never touches the project's .venv.
 bench: setup

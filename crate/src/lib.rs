@@ -19,6 +19,7 @@ pub mod info;
 pub mod interpret;
 pub mod io;
 pub mod learner;
+pub mod lesson;
 pub mod models;
 pub mod show;
 

@@ -20,6 +20,24 @@ struct Cli {
 enum Command {
     /// Print versions, the device chosen, CUDA/cuDNN, threads and the weights and data folders.
     Info,
+    /// The whole lesson offline: data/fruits-360 if present (else a generated synthetic sample),
+    /// verify, show_batch, train, interpret, fine-tune, predict, export; figures and an HTML
+    /// report in --out.
+    Lesson {
+        /// A Fruits-360-layout folder to use instead.
+        #[arg(long, env = "FASTVISION_DATA")]
+        data: Option<PathBuf>,
+        #[arg(long, env = "FASTVISION_ARCH", default_value = "mobilenet_v2")]
+        arch: String,
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Frozen epochs.
+        #[arg(long, default_value_t = 4)]
+        epochs: usize,
+        /// Unfrozen epochs.
+        #[arg(long, default_value_t = 2)]
+        unfrozen_epochs: usize,
+    },
     /// Download a Kaggle dataset (credentials from KAGGLE_USERNAME/KAGGLE_KEY or kaggle.json).
     Download {
         /// owner/slug, e.g. moltean/fruits
@@ -99,6 +117,22 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Info => println!("{}", fastvision::Info::collect()?),
+        Command::Lesson {
+            data,
+            arch,
+            out,
+            epochs,
+            unfrozen_epochs,
+        } => {
+            ctrlc::set_handler(fastvision::learner::fit::request_stop)?;
+            let opts = fastvision::lesson::LessonOptions {
+                data,
+                arch: arch.parse()?,
+                out,
+                epochs: (epochs, unfrozen_epochs),
+            };
+            fastvision::lesson::run_lesson(&opts)?;
+        }
         Command::Download { dataset, dest } => {
             let path = fastvision::data::download::download_kaggle_dataset(&dataset, &dest)?;
             let layout = fastvision::data::download::fruits360_layout(&path)?;

@@ -52,14 +52,3 @@ pub fn create_head(p: &nn::Path, nf: i64, n_classes: i64) -> nn::SequentialT {
         .add(lin(p / 8, 512, n_classes))
         .add_fn(|x| x.to_kind(Kind::Float))
 }
-
-/// The head's trainable sizes, for summaries: (name, output features).
-pub fn head_layers(nf: i64, n_classes: i64) -> Vec<(&'static str, i64)> {
-    vec![
-        ("AdaptiveConcatPool2d + Flatten", 2 * nf),
-        ("BatchNorm1d + Dropout(0.25)", 2 * nf),
-        ("Linear + ReLU", 512),
-        ("BatchNorm1d + Dropout(0.5)", 512),
-        ("Linear", n_classes),
-    ]
-}
