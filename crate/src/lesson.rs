@@ -27,6 +27,8 @@ pub struct LessonOptions {
     pub out: PathBuf,
     /// Frozen epochs (the lesson: 4) and unfrozen epochs (the lesson: 2).
     pub epochs: (usize, usize),
+    /// Iterations of `lr_find` (fastai's default: 100).
+    pub lr_find_iters: usize,
 }
 
 impl Default for LessonOptions {
@@ -36,6 +38,7 @@ impl Default for LessonOptions {
             arch: crate::mobilenet_v2,
             out: PathBuf::from("out"),
             epochs: (4, 2),
+            lr_find_iters: 100,
         }
     }
 }
@@ -162,7 +165,7 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
     );
 
     println!("== fine-tuning");
-    learn.lr_find(1e-7, 10.0, 100, true)?;
+    learn.lr_find(1e-7, 10.0, opts.lr_find_iters, true)?;
     learn.recorder.plot(true)?.save(&out.join("lr_find.png"))?;
     let s = learn.recorder.suggestions()?;
     learn.unfreeze();

@@ -130,6 +130,7 @@ fn main() -> anyhow::Result<()> {
                 arch: arch.parse()?,
                 out,
                 epochs: (epochs, unfrozen_epochs),
+                ..Default::default()
             };
             fastvision::lesson::run_lesson(&opts)?;
         }
