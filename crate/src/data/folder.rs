@@ -351,6 +351,7 @@ impl ImageDataBunch {
                 describe(&classes)
             )));
         }
+        crate::device::tune_allocator();
         let device = match opts.device {
             Some(d) => d,
             None => crate::default_device()?,

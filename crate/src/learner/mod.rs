@@ -184,6 +184,7 @@ impl Learner {
                 classes.len()
             )));
         }
+        crate::device::tune_allocator();
         tch::manual_seed(seed as i64);
         let vs = nn::VarStore::new(device);
         let body = arch.body(&vs.root());
