@@ -115,7 +115,7 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     result = {"data": data_phase, "fit": fit_phase, "lr-find": lr_find_phase, "interp": interp_phase}[args.phase](args)
-    print(json.dumps(result), flush=True)
+    print("\nBENCH_JSON " + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

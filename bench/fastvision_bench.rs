@@ -86,7 +86,7 @@ fn main() -> anyhow::Result<()> {
                 "images_per_s_first": n as f64 / (setup_s + first_s),
                 "peak_rss_mb": peak_rss_mb(),
             });
-            println!("{out}");
+            println!("BENCH_JSON {out}");
         }
         Phase::Fit | Phase::LrFind | Phase::Interp => {
             let opts = FromFolder {
@@ -150,7 +150,7 @@ fn main() -> anyhow::Result<()> {
                 .into();
             out["setup_s"] = setup_s.into();
             out["peak_rss_mb"] = peak_rss_mb().into();
-            println!("{out}");
+            println!("BENCH_JSON {out}");
         }
     }
     Ok(())

@@ -13,7 +13,11 @@ def run(cmd, env=None):
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"benchmark command failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    # Progress bars share stdout (fastprogress writes without newlines): take the marked line.
+    marked = [l.split("BENCH_JSON ", 1)[1] for l in out.stdout.splitlines() if "BENCH_JSON " in l]
+    if not marked:
+        sys.exit(f"no result from: {' '.join(cmd)}\n{out.stdout[-2000:]}")
+    return json.loads(marked[-1])
 
 
 def cpu_name():

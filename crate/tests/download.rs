@@ -205,7 +205,7 @@ fn kaggle_download_with_basic_auth_lands_complete() {
             &jpeg,
         ),
     ]);
-    let key = "0123456789abcdef0123456789abcdef";
+    let key = "another-fake-test-key-qwzx";
     let server = Server::start(HashMap::from([(
         "/api/v1/datasets/download/moltean/fruits".to_string(),
         Route::File {
@@ -235,7 +235,7 @@ fn kaggle_download_with_basic_auth_lands_complete() {
 
     // Wrong key: a clear error that names the fix and never the key.
     let bad = Kaggle {
-        credentials: creds("ffffffffffffffffffffffffffffffff"),
+        credentials: creds("wrong-fake-key-zzzz"),
         api: server.url("/api/v1"),
     };
     let dest2 = tmp.path().join("again");
@@ -247,7 +247,10 @@ fn kaggle_download_with_basic_auth_lands_complete() {
         err.contains("HTTP 401") && err.contains("kaggle.json"),
         "{err}"
     );
-    assert!(!err.contains("ffffffff"), "the key leaked into: {err}");
+    assert!(
+        !err.contains("wrong-fake-key"),
+        "the key leaked into: {err}"
+    );
     assert!(!dest2.exists());
 }
 
@@ -432,14 +435,14 @@ fn credentials_come_from_env_or_kaggle_json_and_never_show_the_key() {
     let dir = tmp.path().to_string_lossy().into_owned();
     std::fs::write(
         tmp.path().join("kaggle.json"),
-        r#"{"username":"bob","key":"abcdef0123456789abcdef0123456789"}"#,
+        r#"{"username":"bob","key":"fake-test-key-not-a-secret-qwzx"}"#,
     )
     .unwrap();
     let from_file =
         KaggleCredentials::from_lookup(|k| (k == "KAGGLE_CONFIG_DIR").then(|| dir.clone()))
             .unwrap();
     assert_eq!(from_file.username, "bob");
-    assert!(!format!("{from_file:?}").contains("abcdef"));
+    assert!(!format!("{from_file:?}").contains("fake-test-key"));
     let env_wins = KaggleCredentials::from_lookup(|k| match k {
         "KAGGLE_USERNAME" => Some("ann".into()),
         "KAGGLE_KEY" => Some("k".into()),
@@ -457,14 +460,14 @@ fn credentials_come_from_env_or_kaggle_json_and_never_show_the_key() {
     );
     std::fs::write(
         tmp.path().join("kaggle.json"),
-        r#"{"user":"bob","key":"abcdef0123456789abcdef0123456789"}"#,
+        r#"{"user":"bob","key":"fake-test-key-not-a-secret-qwzx"}"#,
     )
     .unwrap();
     let bad = KaggleCredentials::from_lookup(|k| (k == "KAGGLE_CONFIG_DIR").then(|| dir.clone()))
         .unwrap_err()
         .to_string();
     assert!(
-        bad.contains("not valid kaggle.json") && !bad.contains("abcdef"),
+        bad.contains("not valid kaggle.json") && !bad.contains("fake-test-key"),
         "{bad}"
     );
 }
