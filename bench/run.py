@@ -108,8 +108,14 @@ def main():
         f"fastvision decodes the images once into memory when building the ImageDataBunch (its first "
         f"epoch row includes that); fastai decodes every image every epoch.\n\n"
     )
+    # Hand-written notes below "## Notes" survive re-runs.
+    notes = ""
+    if os.path.exists(args.out):
+        old = open(args.out).read()
+        if "\n## Notes" in old:
+            notes = "\n## Notes" + old.split("\n## Notes", 1)[1]
     with open(args.out + ".tmp", "w") as f:
-        f.write(header + table + "\n")
+        f.write(header + table + "\n" + notes)
     os.replace(args.out + ".tmp", args.out)
     print(f"\nwrote {args.out}")
 
