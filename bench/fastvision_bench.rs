@@ -48,21 +48,26 @@ fn peak_rss_mb() -> f64 {
     kb / 1024.0
 }
 
+/// The lesson's data settings, the same for every phase.
+fn folder_opts(args: &Args) -> FromFolder {
+    FromFolder {
+        train: "Training".into(),
+        valid: "Test".into(),
+        size: args.size,
+        bs: args.bs,
+        ds_tfms: Some(get_transforms()),
+        num_workers: args.threads as usize,
+        ..Default::default()
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tch::set_num_threads(args.threads);
     match args.phase {
         Phase::Data => {
             let start = Instant::now();
-            let opts = FromFolder {
-                train: "Training".into(),
-                valid: "Test".into(),
-                size: args.size,
-                bs: args.bs,
-                ds_tfms: Some(get_transforms()),
-                num_workers: args.threads as usize,
-                ..Default::default()
-            };
+            let opts = folder_opts(&args);
             let data = ImageDataBunch::from_folder(&args.path, opts)?.normalize(imagenet_stats)?;
             let setup_s = start.elapsed().as_secs_f64();
             let mut epochs = Vec::new();
@@ -89,15 +94,7 @@ fn main() -> anyhow::Result<()> {
             println!("BENCH_JSON {out}");
         }
         Phase::Fit | Phase::LrFind | Phase::Interp => {
-            let opts = FromFolder {
-                train: "Training".into(),
-                valid: "Test".into(),
-                size: args.size,
-                bs: args.bs,
-                ds_tfms: Some(get_transforms()),
-                num_workers: args.threads as usize,
-                ..Default::default()
-            };
+            let opts = folder_opts(&args);
             let start = Instant::now();
             let data = ImageDataBunch::from_folder(&args.path, opts)?.normalize(imagenet_stats)?;
             let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate])?;

@@ -1,6 +1,8 @@
 //! Downloads against a real HTTP server on 127.0.0.1 started by each test: real sockets, real
 //! bytes, including a connection dropped halfway and hostile archives.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -164,26 +166,6 @@ fn fruits_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     buf.into_inner()
 }
 
-fn a_jpeg() -> Vec<u8> {
-    let tmp = tempfile::tempdir().unwrap();
-    let s = fastvision::generate_sample(&tmp.path().join("s"), 2, 1, 9).unwrap();
-    let class = std::fs::read_dir(s.join("Training"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::read(
-        std::fs::read_dir(class)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    )
-    .unwrap()
-}
-
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -194,7 +176,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
 
 #[test]
 fn kaggle_download_with_basic_auth_lands_complete() {
-    let jpeg = a_jpeg();
+    let jpeg = common::sample_jpeg(9);
     let zip = fruits_zip(&[
         (
             "fruits-360_dataset/fruits-360/Training/Apple Braeburn/r_0_100.jpg",
@@ -308,7 +290,7 @@ fn missing_dataset_and_server_errors_say_what_to_fix() {
 
 #[test]
 fn a_dropped_connection_resumes_where_it_stopped() {
-    let jpeg = a_jpeg();
+    let jpeg = common::sample_jpeg(9);
     let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let zip = fruits_zip(&[
         ("Training/a/r_0_100.jpg", &jpeg),
@@ -386,7 +368,7 @@ fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
 
 #[test]
 fn tgz_archives_unpack_and_hostile_ones_do_not() {
-    let jpeg = a_jpeg();
+    let jpeg = common::sample_jpeg(9);
     let good = tgz(&[
         ("fruits/Training/a/r_0_100.jpg", &jpeg),
         ("fruits/Test/a/r_1_100.jpg", &jpeg),

@@ -3,33 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use fastvision::learner::one_cycle::{DEFAULT_LR, OneCycle, annealing_cos};
 use fastvision::learner::{CnnOptions, N_GROUPS};
 use fastvision::{
-    Error, FromFolder, ImageDataBunch, Learner, cnn_learner, cnn_learner_with, error_rate,
-    get_transforms, imagenet_stats, load_learner, mobilenet_v2, resnet18, slice,
+    Error, Learner, cnn_learner, cnn_learner_with, error_rate, load_learner, mobilenet_v2,
+    resnet18, slice,
 };
-use tch::Device;
-
-fn small_data(dir: &Path, seed: u64) -> ImageDataBunch {
-    let path = fastvision::generate_sample(&dir.join("sample"), 4, 20, 5).unwrap();
-    let opts = FromFolder {
-        train: "Training".into(),
-        valid: "Test".into(),
-        size: 64,
-        bs: 16,
-        seed,
-        ds_tfms: Some(get_transforms()),
-        device: Some(Device::Cpu),
-        ..Default::default()
-    };
-    ImageDataBunch::from_folder(&path, opts)
-        .unwrap()
-        .normalize(imagenet_stats)
-        .unwrap()
-}
 
 fn weights_equal(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.equal(&y.1))
@@ -81,7 +62,7 @@ fn one_cycle_schedule_follows_the_formulas() {
 #[test]
 fn freezing_keeps_batchnorm_trainable_and_unfreeze_trains_all() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = small_data(tmp.path(), 1);
+    let data = common::small_data(tmp.path(), 1);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     assert_eq!(learn.frozen_groups(), 2, "pretrained learners start frozen");
     let check = |learn: &Learner, frozen: usize| {
@@ -137,7 +118,7 @@ fn freezing_keeps_batchnorm_trainable_and_unfreeze_trains_all() {
 #[test]
 fn lr_find_restores_weights_and_optimizer_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = small_data(tmp.path(), 2);
+    let data = common::small_data(tmp.path(), 2);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     learn.fit(1, 1e-3).unwrap();
     let before = learn.snapshot();
@@ -180,7 +161,7 @@ fn lr_find_restores_weights_and_optimizer_bit_for_bit() {
 #[test]
 fn a_diverging_loss_stops_with_the_last_good_weights() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = small_data(tmp.path(), 3);
+    let data = common::small_data(tmp.path(), 3);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     learn.unfreeze();
     let before = learn.snapshot();
@@ -201,7 +182,7 @@ fn a_diverging_loss_stops_with_the_last_good_weights() {
 #[test]
 fn export_load_learner_predict_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = small_data(tmp.path(), 4);
+    let data = common::small_data(tmp.path(), 4);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     learn.fit_one_cycle(1, 1e-3).unwrap();
     let image: PathBuf = data.valid_dl.dataset.items[3].clone();
@@ -261,7 +242,7 @@ fn export_load_learner_predict_round_trip() {
 #[test]
 fn plots_render_after_training() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = small_data(tmp.path(), 5);
+    let data = common::small_data(tmp.path(), 5);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     assert!(learn.recorder.plot(true).is_err(), "no lr_find yet");
     learn.fit_one_cycle(2, 1e-3).unwrap();

@@ -2,38 +2,16 @@
 //! test binary of its own, because libtorch's random generator (dropout) is process-wide and
 //! other tests running alongside would draw from it.
 
-use std::path::Path;
+mod common;
 
 use fastvision::learner::CnnOptions;
-use fastvision::{
-    FromFolder, ImageDataBunch, cnn_learner_with, error_rate, get_transforms, imagenet_stats,
-    mobilenet_v2,
-};
-use tch::Device;
-
-fn small_data(dir: &Path, seed: u64) -> ImageDataBunch {
-    let path = fastvision::generate_sample(&dir.join("sample"), 4, 20, 5).unwrap();
-    let opts = FromFolder {
-        train: "Training".into(),
-        valid: "Test".into(),
-        size: 64,
-        bs: 16,
-        seed,
-        ds_tfms: Some(get_transforms()),
-        device: Some(Device::Cpu),
-        ..Default::default()
-    };
-    ImageDataBunch::from_folder(&path, opts)
-        .unwrap()
-        .normalize(imagenet_stats)
-        .unwrap()
-}
+use fastvision::{cnn_learner_with, error_rate, mobilenet_v2};
 
 #[test]
 fn two_runs_with_a_seed_give_the_same_losses() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |sub: &str| {
-        let data = small_data(&tmp.path().join(sub), 7);
+        let data = common::small_data(&tmp.path().join(sub), 7);
         let mut learn = cnn_learner_with(
             &data,
             mobilenet_v2,

@@ -8,24 +8,6 @@ use std::path::{Path, PathBuf};
 use fastvision::{VerifyOptions, verify_images};
 use image::{ImageBuffer, Rgb, RgbImage, Rgba, RgbaImage};
 
-fn fruit_jpeg_bytes() -> Vec<u8> {
-    let tmp = tempfile::tempdir().unwrap();
-    let s = fastvision::generate_sample(&tmp.path().join("s"), 2, 1, 3).unwrap();
-    let class = std::fs::read_dir(s.join("Training"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let file = std::fs::read_dir(class)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::read(file).unwrap()
-}
-
 fn save_png_with_dims(path: &Path, w: u32, h: u32) {
     // A real 1x1 PNG whose header then claims w x h: a decompression bomb's calling card.
     let mut bytes = Vec::new();
@@ -57,7 +39,7 @@ fn cmyk_jpeg(path: &Path) {
 fn awkward_folder(root: &Path) -> PathBuf {
     let dir = root.join("Äpfel rot ü");
     std::fs::create_dir_all(&dir).unwrap();
-    let jpeg = fruit_jpeg_bytes();
+    let jpeg = common::sample_jpeg(3);
     std::fs::write(dir.join("good.jpg"), &jpeg).unwrap();
     std::fs::write(dir.join("empty.jpg"), b"").unwrap();
     std::fs::write(dir.join("truncated.jpg"), &jpeg[..jpeg.len() * 6 / 10]).unwrap();

@@ -373,6 +373,14 @@ fn fetch(url: &str, creds: Option<&KaggleCredentials>, what: &str, part: &Path) 
 /// fastvision::data::download::download_file("https://example.com/w.pth", "w.pth".as_ref()).unwrap();
 /// ```
 pub fn download_file(url: &str, dest: &Path) -> Result<()> {
+    let (_, part) = part_file(dest)?;
+    fetch(url, None, url, &part)?;
+    std::fs::rename(&part, dest).map_err(|e| Error::io(dest, e))
+}
+
+/// The existing parent folder of `dest` and the hidden `.part` file a download to `dest`
+/// streams into (beside it, so the final rename stays on one file system and can resume).
+fn part_file(dest: &Path) -> Result<(&Path, PathBuf)> {
     let parent = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -382,9 +390,7 @@ pub fn download_file(url: &str, dest: &Path) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or("download".into());
-    let part = parent.join(format!(".{name}.download.part"));
-    fetch(url, None, url, &part)?;
-    std::fs::rename(&part, dest).map_err(|e| Error::io(dest, e))
+    Ok((parent, parent.join(format!(".{name}.download.part"))))
 }
 
 fn fetch_and_unpack(
@@ -393,16 +399,7 @@ fn fetch_and_unpack(
     what: &str,
     dest: &Path,
 ) -> Result<PathBuf> {
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or("download".into());
-    let part = parent.join(format!(".{name}.download.part"));
+    let (parent, part) = part_file(dest)?;
     fetch(url, creds, what, &part)?;
 
     let staging = tempfile::Builder::new()

@@ -24,3 +24,44 @@ pub fn real_sample(test: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// A small generated dataset (4 classes x 20 images, 64 px, bs 16) on the CPU, normalised and
+/// augmented: for learner tests that must run anywhere in seconds.
+pub fn small_data(dir: &std::path::Path, seed: u64) -> fastvision::ImageDataBunch {
+    let path = fastvision::generate_sample(&dir.join("sample"), 4, 20, 5).unwrap();
+    let opts = fastvision::FromFolder {
+        train: "Training".into(),
+        valid: "Test".into(),
+        size: 64,
+        bs: 16,
+        seed,
+        ds_tfms: Some(fastvision::get_transforms()),
+        device: Some(tch::Device::Cpu),
+        ..Default::default()
+    };
+    fastvision::ImageDataBunch::from_folder(&path, opts)
+        .unwrap()
+        .normalize(fastvision::imagenet_stats)
+        .unwrap()
+}
+
+/// The bytes of one generated 100x100 fruit JPEG.
+pub fn sample_jpeg(seed: u64) -> Vec<u8> {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = fastvision::generate_sample(&tmp.path().join("s"), 2, 1, seed).unwrap();
+    let class = std::fs::read_dir(s.join("Training"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read(
+        std::fs::read_dir(class)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap()
+}
