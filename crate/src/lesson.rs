@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::data::download::fruits360_layout;
-use crate::learner::recorder::Recorder;
 use crate::models::Arch;
 use crate::show::escape;
 use crate::{
@@ -66,10 +65,6 @@ pub fn lesson_data(data: Option<&Path>) -> Result<(PathBuf, String)> {
             synthetic.display()
         ),
     ))
-}
-
-fn table(rec: &Recorder) -> String {
-    rec.html_table()
 }
 
 /// Runs the lesson and returns the report's path.
@@ -140,7 +135,7 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
         "<h2>Training: {} , fit_one_cycle({})</h2>{}<img src=plot_losses.png>",
         opts.arch,
         opts.epochs.0,
-        table(&learn.recorder)
+        learn.recorder.html_table()
     );
 
     println!("== results");
@@ -178,7 +173,7 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
         s.steep,
         s.minimum,
         opts.epochs.1,
-        table(&learn.recorder)
+        learn.recorder.html_table()
     );
 
     let image = data.valid_dl.dataset.items[0].clone();

@@ -42,27 +42,21 @@ impl Learner {
     /// println!("{}", learn.summary());
     /// ```
     pub fn summary(&self) -> Summary {
-        let vars = self.vs.variables();
+        // Parameters are exactly the optimizer's; BatchNorm running statistics are not counted.
         let count = |prefix: &str| -> (i64, i64) {
-            let mut total = (0, 0);
-            for (name, t) in &vars {
-                if !t.requires_grad() && !name.starts_with(prefix) {
-                    continue;
-                }
-                let is_param = self
-                    .opt
-                    .groups
-                    .iter()
-                    .flat_map(|g| &g.params)
-                    .any(|p| &p.name == name);
-                if is_param && name.starts_with(prefix) {
-                    total.0 += t.numel() as i64;
-                    if t.requires_grad() {
-                        total.1 += t.numel() as i64;
-                    }
-                }
-            }
-            total
+            let params = self
+                .opt
+                .groups
+                .iter()
+                .flat_map(|g| &g.params)
+                .filter(|p| p.name.starts_with(prefix));
+            params.fold((0, 0), |(all, trainable), p| {
+                let n = p.tensor.numel() as i64;
+                (
+                    all + n,
+                    trainable + if p.tensor.requires_grad() { n } else { 0 },
+                )
+            })
         };
         let s = self.size as i64;
         let mut x = Tensor::zeros([1, 3, s, s], (Kind::Float, self.vs.device()));

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use tch::nn::{self, ModuleT};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::{Error, Result};
 
@@ -212,52 +212,39 @@ fn downsample(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> Option<nn::Seq
     })
 }
 
-fn basic_block(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> impl ModuleT + use<> {
-    let conv1 = conv(&p / "conv1", c_in, c_out, 3, stride, 1, 1);
-    let bn1 = bn(&p / "bn1", c_out);
-    let conv2 = conv(&p / "conv2", c_out, c_out, 3, 1, 1, 1);
-    let bn2 = bn(&p / "bn2", c_out);
-    let down = downsample(&p / "downsample", c_in, c_out, stride);
+/// `relu(branch(x) + shortcut(x))`, the tail every ResNet block shares.
+fn residual(branch: nn::SequentialT, down: Option<nn::SequentialT>) -> impl ModuleT + use<> {
     nn::func_t(move |xs, train| {
-        let ys = xs
-            .apply(&conv1)
-            .apply_t(&bn1, train)
-            .relu()
-            .apply(&conv2)
-            .apply_t(&bn2, train);
         let id = match &down {
             Some(d) => xs.apply_t(d, train),
             None => xs.shallow_clone(),
         };
-        (ys + id).relu()
+        (xs.apply_t(&branch, train) + id).relu()
     })
+}
+
+fn basic_block(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> impl ModuleT + use<> {
+    let branch = nn::seq_t()
+        .add(conv(&p / "conv1", c_in, c_out, 3, stride, 1, 1))
+        .add(bn(&p / "bn1", c_out))
+        .add_fn(|x| x.relu())
+        .add(conv(&p / "conv2", c_out, c_out, 3, 1, 1, 1))
+        .add(bn(&p / "bn2", c_out));
+    residual(branch, downsample(&p / "downsample", c_in, c_out, stride))
 }
 
 fn bottleneck(p: nn::Path, c_in: i64, planes: i64, stride: i64) -> impl ModuleT + use<> {
     let c_out = planes * 4;
-    let conv1 = conv(&p / "conv1", c_in, planes, 1, 1, 0, 1);
-    let bn1 = bn(&p / "bn1", planes);
-    let conv2 = conv(&p / "conv2", planes, planes, 3, stride, 1, 1);
-    let bn2 = bn(&p / "bn2", planes);
-    let conv3 = conv(&p / "conv3", planes, c_out, 1, 1, 0, 1);
-    let bn3 = bn(&p / "bn3", c_out);
-    let down = downsample(&p / "downsample", c_in, c_out, stride);
-    nn::func_t(move |xs, train| {
-        let ys = xs
-            .apply(&conv1)
-            .apply_t(&bn1, train)
-            .relu()
-            .apply(&conv2)
-            .apply_t(&bn2, train)
-            .relu()
-            .apply(&conv3)
-            .apply_t(&bn3, train);
-        let id = match &down {
-            Some(d) => xs.apply_t(d, train),
-            None => xs.shallow_clone(),
-        };
-        (ys + id).relu()
-    })
+    let branch = nn::seq_t()
+        .add(conv(&p / "conv1", c_in, planes, 1, 1, 0, 1))
+        .add(bn(&p / "bn1", planes))
+        .add_fn(|x| x.relu())
+        .add(conv(&p / "conv2", planes, planes, 3, stride, 1, 1))
+        .add(bn(&p / "bn2", planes))
+        .add_fn(|x| x.relu())
+        .add(conv(&p / "conv3", planes, c_out, 1, 1, 0, 1))
+        .add(bn(&p / "bn3", c_out));
+    residual(branch, downsample(&p / "downsample", c_in, c_out, stride))
 }
 
 fn resnet_body(p: &nn::Path, bottlenecks: bool, layers: [usize; 4]) -> Vec<Stage> {
@@ -374,9 +361,4 @@ pub fn forward_stages(stages: &[Stage], xs: &Tensor, train: bool) -> Tensor {
         x = s.module.forward_t(&x, train);
     }
     x
-}
-
-/// Softmax probabilities, as float.
-pub fn softmax(logits: &Tensor) -> Tensor {
-    logits.softmax(-1, Kind::Float)
 }
