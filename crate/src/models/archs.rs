@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use tch::nn::{self, ModuleT};
 use tch::Tensor;
+use tch::nn::{self, ModuleT};
 
 use crate::{Error, Result};
 
