@@ -1,9 +1,12 @@
 # fastvision: every target sets itself up (scripts/setup.sh is idempotent and instant once done).
 #   make lesson   the whole lesson offline (figures and report.html in out/)
-#   make test     set up, then format check, clippy and the whole test suite
+#   make notebook JupyterLab on notebooks/ with the "Rust (fastvision)" kernel
+#   make notebook-run  re-run the notebook in place (its committed outputs come from this)
+#   make test     set up, then format check, clippy and the whole test suite (notebook included)
 #   make build    release build of the library and the `fastvision` binary
 #   make info     what fastvision sees: versions, device, threads, folders
-#   make setup    only the Python side: .venv with the pinned torch (libtorch) and weights
+#   make setup    only the Python side: .venv with the pinned torch (libtorch), weights, Jupyter
+#   make kernel   build evcxr_jupyter once (cached) and install the notebook kernel into .venv
 #   make bench    fastvision against fastai on the same data and machine (bench/RESULTS.md)
 
 SHELL := /bin/bash
@@ -31,13 +34,26 @@ BIN   := $(CARGO_TARGET_DIR)/release/fastvision
 BENCH_DATA ?= $(ROOT)/../shared/data/fruits-360-sample
 BENCH_VENV := $(FASTVISION_CACHE)/bench-venv
 
-.PHONY: help setup build test fmt clippy info bench lesson
+.PHONY: help setup kernel notebook notebook-run build test fmt clippy info bench lesson
 
 help:
 	@sed -n 's/^#   //p' Makefile
 
 setup:
 	@bash scripts/setup.sh
+
+kernel: setup
+	@bash scripts/kernel.sh install
+
+# NOTEBOOK_ARGS reach JupyterLab, e.g. "--no-browser --port 8888" on a remote machine.
+notebook: kernel
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(NOTEBOOK_ARGS) notebooks/lesson1-fruits.ipynb
+
+# Re-runs the notebook in place, so the outputs committed with it come from a real run
+# (the committed ones: FASTVISION_DATA=../shared/data/fruits-360-sample FASTVISION_ARCH=mobilenet_v2).
+notebook-run: kernel
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.kernel_name=fastvision \
+		--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.startup_timeout=600 notebooks/lesson1-fruits.ipynb
 
 build: setup
 	$(CARGO) build --release --locked
@@ -48,7 +64,8 @@ fmt: setup
 clippy: setup
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-test: setup
+# The notebook test (crate/tests/notebook.rs) runs the lesson notebook with the kernel.
+test: kernel
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --release --locked --workspace

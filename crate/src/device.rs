@@ -24,6 +24,33 @@ pub(crate) fn tune_allocator() {
     });
 }
 
+/// Makes sure libtorch's CUDA half is loaded before anyone asks whether CUDA works.
+///
+/// Our binaries link `libtorch_cuda.so` (crate/build.rs), but a library built by evcxr for a
+/// notebook cell does not: there the linker drops it and libtorch then reports no GPU on a GPU
+/// machine. Loading it by hand with `RTLD_GLOBAL` registers its CUDA hooks, as linking would
+/// (tch-rs#988). On a CPU-only machine the library still loads and simply finds no device.
+/// Returns whether the library is loaded.
+pub fn load_cuda_backend() -> bool {
+    static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LOADED.get_or_init(|| {
+        // The torch this crate was built against first, then the loader's search path.
+        let built = std::path::Path::new(env!("FASTVISION_LIBTORCH_LIB")).join("libtorch_cuda.so");
+        let candidates = [
+            built.to_string_lossy().into_owned(),
+            "libtorch_cuda.so".into(),
+        ];
+        candidates.iter().any(|name| {
+            let Ok(c) = std::ffi::CString::new(name.as_str()) else {
+                return false;
+            };
+            // SAFETY: dlopen with a valid C string; the handle is deliberately never closed,
+            // since libtorch keeps pointers into the library for the life of the process.
+            !unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) }.is_null()
+        })
+    })
+}
+
 /// The device to use: `FASTVISION_DEVICE` if set, otherwise the first GPU if CUDA works, else CPU.
 ///
 /// ```
@@ -32,6 +59,7 @@ pub(crate) fn tune_allocator() {
 /// assert_eq!(t.device(), dev);
 /// ```
 pub fn default_device() -> Result<Device> {
+    load_cuda_backend();
     match std::env::var(DEVICE_ENV) {
         Ok(spec) if !spec.trim().is_empty() => parse_device(&spec, Cuda::device_count()),
         _ => Ok(Device::cuda_if_available()),

@@ -528,8 +528,12 @@ impl MostConfused {
         .expect("equal-length columns")
     }
 
-    /// Renders as an HTML table in a notebook.
+    /// Renders as an HTML table in a notebook (or says there is nothing to show).
     pub fn evcxr_display(&self) {
+        if self.0.is_empty() {
+            crate::show::display_html("<p>no pair of classes was confused that often</p>");
+            return;
+        }
         let rows: Vec<Vec<String>> = self
             .0
             .iter()

@@ -3,7 +3,7 @@
 //! as PNG and an HTML report under one output folder.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::data::download::fruits360_layout;
@@ -14,12 +14,198 @@ use crate::{
     error_rate, generate_sample, get_transforms, imagenet_stats, slice, verify_images,
 };
 
+/// Where the lesson's images come from.
+///
+/// Parsed from `FASTVISION_DATA`: `kaggle` (or `kaggle:owner/slug`), `synthetic`, `auto`, or a
+/// path to a Fruits-360-layout folder.
+///
+/// ```
+/// use fastvision::lesson::DataSource;
+/// assert_eq!("kaggle".parse::<DataSource>().unwrap(), DataSource::Kaggle("moltean/fruits".into()));
+/// assert_eq!("synthetic".parse::<DataSource>().unwrap(), DataSource::Synthetic);
+/// assert_eq!("/data/fruits".parse::<DataSource>().unwrap(), DataSource::Folder("/data/fruits".into()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    /// `data/fruits-360` if present, else the synthetic sample (what `make lesson` does offline).
+    Auto,
+    /// A Kaggle dataset (`owner/slug`), downloaded once into `data/fruits-360` with the
+    /// credentials from `KAGGLE_USERNAME`/`KAGGLE_KEY` or `~/.kaggle/kaggle.json`.
+    Kaggle(String),
+    /// A folder already on disk, holding `Training/` and `Test/` (at any depth below it).
+    Folder(PathBuf),
+    /// A generated stand-in of drawn shapes (30 classes), for machines with no data at all.
+    Synthetic,
+}
+
+impl std::str::FromStr for DataSource {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<DataSource> {
+        let t = s.trim();
+        Ok(match t.to_ascii_lowercase().as_str() {
+            "" | "auto" => DataSource::Auto,
+            "kaggle" => DataSource::Kaggle(FRUITS_KAGGLE.into()),
+            "synthetic" | "sample" => DataSource::Synthetic,
+            _ => match t.strip_prefix("kaggle:") {
+                Some(slug) => DataSource::Kaggle(slug.trim().into()),
+                None => DataSource::Folder(PathBuf::from(t)),
+            },
+        })
+    }
+}
+
+/// Fruits 360 on Kaggle.
+pub const FRUITS_KAGGLE: &str = "moltean/fruits";
+
+impl DataSource {
+    /// Fetches or finds the data and returns the folder holding `Training/` and `Test/`, with a
+    /// sentence saying where it came from (a synthetic sample is never passed off as real
+    /// photographs).
+    ///
+    /// ```no_run
+    /// let (path, said) = fastvision::lesson::DataSource::Auto.get().unwrap();
+    /// println!("{said}: {}", path.display());
+    /// ```
+    pub fn get(&self) -> Result<(PathBuf, String)> {
+        let data_dir = crate::config::data_dir();
+        match self {
+            DataSource::Folder(p) => {
+                Ok((fruits360_layout(p)?, format!("data from {}", p.display())))
+            }
+            DataSource::Kaggle(slug) => {
+                let dest = data_dir.join("fruits-360");
+                let path = crate::data::download::download_kaggle_dataset(slug, &dest)?;
+                Ok((
+                    fruits360_layout(&path)?,
+                    format!("Kaggle dataset {slug} in {}", dest.display()),
+                ))
+            }
+            DataSource::Auto => {
+                let real = data_dir.join("fruits-360");
+                if real.is_dir() {
+                    return Ok((
+                        fruits360_layout(&real)?,
+                        format!("Fruits 360 from {}", real.display()),
+                    ));
+                }
+                let (path, said) = DataSource::Synthetic.get()?;
+                Ok((
+                    path,
+                    format!(
+                        "no data/fruits-360 here (download it with `fastvision download`), so {said}"
+                    ),
+                ))
+            }
+            DataSource::Synthetic => {
+                let dest = data_dir.join(SYNTHETIC_FOLDER);
+                let path = generate_sample(&dest, 30, 100, 42)?;
+                Ok((
+                    path,
+                    format!(
+                        "this run uses a SYNTHETIC sample of drawn shapes (not photographs) \
+                         generated in {}",
+                        dest.display()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// Where [`DataSource::Synthetic`] generates its sample, under the data folder. Versioned with
+/// the generator, so a sample drawn by an older version is never silently reused or overwritten.
+pub const SYNTHETIC_FOLDER: &str = "fruits-360-synthetic-v2";
+
+/// The notebook's settings cell: the data source, architecture, device and output folder, read
+/// from environment variables so that one notebook runs the lesson as taught (Kaggle's full
+/// dataset, resnet34) or offline on a local sample with mobilenet_v2, unchanged.
+///
+/// | variable | default | values |
+/// |---|---|---|
+/// | `FASTVISION_DATA` | `kaggle` | `kaggle`, `kaggle:owner/slug`, `synthetic`, `auto`, a folder |
+/// | `FASTVISION_ARCH` | `resnet34` | `resnet18`, `resnet34`, `resnet50`, `mobilenet_v2` |
+/// | `FASTVISION_OUT` | `out` | the folder for models, exports and figures |
+/// | `FASTVISION_DEVICE` | CUDA if present | `cpu`, `cuda`, `cuda:N` |
+///
+/// ```
+/// let s = fastvision::lesson::Settings::from_env().unwrap();
+/// println!("{} on {:?}", s.arch, s.data);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the images come from.
+    pub data: DataSource,
+    /// The architecture.
+    pub arch: Arch,
+    /// Where models, exports and figures go.
+    pub out: PathBuf,
+    /// Where the computing happens.
+    pub device: tch::Device,
+}
+
+impl Settings {
+    /// Reads the settings from the environment; a value that makes no sense is an error naming
+    /// the variable.
+    pub fn from_env() -> Result<Settings> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let data = match var("FASTVISION_DATA") {
+            Some(v) => v.parse()?,
+            None => DataSource::Kaggle(FRUITS_KAGGLE.into()),
+        };
+        let arch = match var("FASTVISION_ARCH") {
+            Some(v) => v
+                .parse()
+                .map_err(|e| crate::Error::InvalidArgument(format!("FASTVISION_ARCH: {e}")))?,
+            None => crate::resnet34,
+        };
+        Ok(Settings {
+            data,
+            arch,
+            out: var("FASTVISION_OUT").map_or_else(|| PathBuf::from("out"), PathBuf::from),
+            device: crate::default_device()?,
+        })
+    }
+
+    /// Shows the settings as a table (evcxr calls this for the cell's last value).
+    pub fn evcxr_display(&self) {
+        crate::show::display_html(&self.html());
+    }
+
+    /// The settings as an HTML table.
+    pub fn html(&self) -> String {
+        let data = match &self.data {
+            DataSource::Auto => "data/fruits-360 if present, else a synthetic sample".to_string(),
+            DataSource::Kaggle(slug) => format!("Kaggle: {slug}"),
+            DataSource::Folder(p) => p.display().to_string(),
+            DataSource::Synthetic => "synthetic sample (drawn shapes, not photographs)".into(),
+        };
+        let rows = vec![
+            vec!["data (FASTVISION_DATA)".into(), data],
+            vec![
+                "architecture (FASTVISION_ARCH)".into(),
+                self.arch.to_string(),
+            ],
+            vec![
+                "device (FASTVISION_DEVICE)".into(),
+                crate::device::device_name(self.device),
+            ],
+            vec!["CPU threads".into(), tch::get_num_threads().to_string()],
+            vec![
+                "outputs (FASTVISION_OUT)".into(),
+                self.out.display().to_string(),
+            ],
+        ];
+        crate::show::html_table(&["setting", "value"], &rows)
+    }
+}
+
 /// What the lesson runs on and where it writes.
 #[derive(Debug, Clone)]
 pub struct LessonOptions {
-    /// A Fruits-360-layout folder; `None`: `data/fruits-360` if present, else a generated
-    /// synthetic sample in `data/fruits-360-synthetic`.
-    pub data: Option<PathBuf>,
+    /// Where the images come from (`Auto`: `data/fruits-360` if present, else a generated
+    /// synthetic sample).
+    pub data: DataSource,
     /// The architecture (mobilenet_v2 works offline; the lesson's resnet34 needs its weights).
     pub arch: Arch,
     /// Output folder for figures, the report, saved models and the export.
@@ -33,38 +219,13 @@ pub struct LessonOptions {
 impl Default for LessonOptions {
     fn default() -> Self {
         LessonOptions {
-            data: None,
+            data: DataSource::Auto,
             arch: crate::mobilenet_v2,
             out: PathBuf::from("out"),
             epochs: (4, 2),
             lr_find_iters: 100,
         }
     }
-}
-
-/// Where the lesson's data comes from, said plainly (a synthetic sample is never passed off as
-/// real photographs).
-pub fn lesson_data(data: Option<&Path>) -> Result<(PathBuf, String)> {
-    if let Some(p) = data {
-        return Ok((fruits360_layout(p)?, format!("data from {}", p.display())));
-    }
-    let real = crate::config::data_dir().join("fruits-360");
-    if real.is_dir() {
-        return Ok((
-            fruits360_layout(&real)?,
-            format!("Fruits 360 from {}", real.display()),
-        ));
-    }
-    let synthetic = crate::config::data_dir().join("fruits-360-synthetic");
-    let path = generate_sample(&synthetic, 30, 100, 42)?;
-    Ok((
-        path,
-        format!(
-            "no data/fruits-360 here (download it with `fastvision download`), so this run uses a \
-             SYNTHETIC sample of drawn shapes generated in {}",
-            synthetic.display()
-        ),
-    ))
 }
 
 /// Runs the lesson and returns the report's path.
@@ -84,7 +245,7 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
          <h1>Lesson 1: what's your fruit?</h1>",
     );
 
-    let (path, source) = lesson_data(opts.data.as_deref())?;
+    let (path, source) = opts.data.get()?;
     println!("== data: {source}");
     let _ = write!(html, "<p>{}</p>", escape(&source));
 

@@ -23,6 +23,28 @@ pub mod lesson;
 pub mod models;
 pub mod show;
 
+/// Everything the lesson's notebook cells call, in one import.
+///
+/// ```
+/// use fastvision::prelude::*;
+/// let tfms = get_transforms();
+/// assert_eq!(resnet34.name(), "resnet34");
+/// ```
+pub mod prelude {
+    pub use crate::data::download::{download_kaggle_dataset, fruits360_layout, untar_data};
+    pub use crate::learner::Prediction;
+    pub use crate::lesson::{DataSource, Settings};
+    pub use crate::models::Arch;
+    pub use crate::{
+        ClassificationInterpretation, Error, Figure, FromFolder, ImageDataBunch, Learner, Lr,
+        Result, Stats, Transforms, VerifyOptions, VerifyReport, accuracy, cnn_learner,
+        cnn_learner_with, default_device, error_rate, generate_sample, get_transforms,
+        imagenet_stats, load_learner, mobilenet_v2, resnet18, resnet34, resnet50, slice,
+        verify_images,
+    };
+    pub use std::path::{Path, PathBuf};
+}
+
 pub use data::folder::{FromFolder, ImageDataBunch};
 pub use data::sample::generate_sample;
 pub use data::transforms::{Stats, Transforms, get_transforms, imagenet_stats};

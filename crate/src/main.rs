@@ -24,9 +24,10 @@ enum Command {
     /// verify, show_batch, train, interpret, fine-tune, predict, export; figures and an HTML
     /// report in --out.
     Lesson {
-        /// A Fruits-360-layout folder to use instead.
-        #[arg(long, env = "FASTVISION_DATA")]
-        data: Option<PathBuf>,
+        /// auto (data/fruits-360, else a synthetic sample), kaggle, kaggle:owner/slug,
+        /// synthetic, or a Fruits-360-layout folder.
+        #[arg(long, env = "FASTVISION_DATA", default_value = "auto")]
+        data: String,
         #[arg(long, env = "FASTVISION_ARCH", default_value = "mobilenet_v2")]
         arch: String,
         #[arg(long, default_value = "out")]
@@ -50,7 +51,7 @@ enum Command {
     /// Generate the synthetic offline stand-in for Fruits 360 (drawn shapes, not photographs).
     Sample {
         /// Where to write it.
-        #[arg(default_value = "data/fruits-360-synthetic")]
+        #[arg(default_value = "data/fruits-360-synthetic-v2")]
         dest: PathBuf,
         #[arg(long, default_value_t = 30)]
         classes: usize,
@@ -126,7 +127,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             ctrlc::set_handler(fastvision::learner::fit::request_stop)?;
             let opts = fastvision::lesson::LessonOptions {
-                data,
+                data: data.parse()?,
                 arch: arch.parse()?,
                 out,
                 epochs: (epochs, unfrozen_epochs),

@@ -8,7 +8,7 @@ fn the_lesson_writes_every_figure_and_the_report() {
     let data = fastvision::generate_sample(&tmp.path().join("fruits"), 4, 20, 3).unwrap();
     let out = tmp.path().join("out");
     let opts = LessonOptions {
-        data: Some(data),
+        data: fastvision::lesson::DataSource::Folder(data),
         out: out.clone(),
         epochs: (1, 1),
         ..Default::default()

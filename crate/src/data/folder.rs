@@ -463,6 +463,14 @@ impl ImageDataBunch {
     }
 }
 
+impl ImageDataBunch {
+    /// Shows the data in a notebook as its summary: the one-line description and the number of
+    /// training and validation images per class.
+    pub fn evcxr_display(&self) {
+        self.summary().evcxr_display();
+    }
+}
+
 /// Shuffles with `seed` and holds out the first `pct` of items, as fastai's random split does.
 fn random_split(
     mut items: Vec<(PathBuf, String)>,

@@ -18,7 +18,6 @@ use crate::data::image::load_rgb;
 use crate::data::transforms::{Stats, Transforms, apply_lighting_u8, sampling_grid};
 
 /// Labelled image files of one split, with their pixels when they were decoded up front.
-#[derive(Debug)]
 pub struct ImageDataset {
     /// Image files.
     pub items: Vec<PathBuf>,
@@ -28,6 +27,21 @@ pub struct ImageDataset {
     pub size: u32,
     /// All images as `[N, size, size, 3]` u8, when kept in memory.
     pixels: Option<Vec<u8>>,
+}
+
+// By hand: the derived Debug would print every decoded pixel (hundreds of MB), and a notebook
+// shows Debug for a value that has no richer display.
+impl std::fmt::Debug for ImageDataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageDataset")
+            .field("items", &self.items.len())
+            .field("size", &self.size)
+            .field(
+                "in_memory_bytes",
+                &self.pixels.as_ref().map_or(0, |p| p.len()),
+            )
+            .finish()
+    }
 }
 
 impl ImageDataset {

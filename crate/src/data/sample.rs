@@ -29,7 +29,8 @@ struct ClassLook {
     name: String,
     shape: usize,
     texture: usize,
-    rgb: [f64; 3],
+    /// Hue, saturation and value of the class's colour.
+    hsv: [f64; 3],
 }
 
 fn hsv(h: f64, s: f64, v: f64) -> [f64; 3] {
@@ -56,16 +57,26 @@ fn colour_name(h: f64) -> &'static str {
     NAMES[((h.rem_euclid(1.0) * 12.0).round() as usize) % 12]
 }
 
+/// How far apart in hue the two classes of a look-alike pair are. Each image's own hue jitter
+/// ([`HUE_JITTER`], either way) reaches past the middle, so the pairs overlap a little, as
+/// Fruits 360's "Apple Red 1" and "Apple Red 2" do, and a model makes a few honest mistakes
+/// for the interpretation to show.
+const PAIR_HUE_SHIFT: f64 = 0.07;
+const HUE_JITTER: f64 = 0.02;
+
 fn class_looks(n: usize) -> Vec<ClassLook> {
     let mut names = std::collections::BTreeMap::<String, usize>::new();
     (0..n)
         .map(|c| {
-            // Golden-ratio hue steps keep neighbouring classes far apart in colour.
-            let hue = (c as f64 * 0.618_033_988_75 + 0.02).rem_euclid(1.0);
-            let sat = 0.55 + 0.4 * ((c * 7 % 5) as f64 / 4.0);
-            let val = 0.6 + 0.35 * ((c * 3 % 4) as f64 / 3.0);
-            let shape = c % SHAPES.len();
-            let texture = (c / SHAPES.len()) % TEXTURES.len();
+            // Classes come in look-alike pairs: same shape and texture, nearby colour.
+            let (base, twin) = (c / 2, c % 2);
+            // Golden-ratio hue steps keep different pairs far apart in colour.
+            let hue = (base as f64 * 0.618_033_988_75 + 0.02 + twin as f64 * PAIR_HUE_SHIFT)
+                .rem_euclid(1.0);
+            let sat = 0.55 + 0.4 * ((base * 7 % 5) as f64 / 4.0) - 0.05 * twin as f64;
+            let val = 0.6 + 0.35 * ((base * 3 % 4) as f64 / 3.0);
+            let shape = base % SHAPES.len();
+            let texture = (base / SHAPES.len()) % TEXTURES.len();
             let mut name = format!("Synthetic {} {}", SHAPES[shape], colour_name(hue));
             if !TEXTURES[texture].is_empty() {
                 name = format!("{name} {}", TEXTURES[texture]);
@@ -79,7 +90,7 @@ fn class_looks(n: usize) -> Vec<ClassLook> {
                 name,
                 shape,
                 texture,
-                rgb: hsv(hue, sat, val),
+                hsv: [hue, sat, val],
             }
         })
         .collect()
@@ -134,7 +145,12 @@ fn draw(look: &ClassLook, frame: usize, rng: &mut ChaCha8Rng) -> RgbImage {
         50.0 + rng.random_range(-3.0..3.0),
         50.0 + rng.random_range(-3.0..3.0),
     );
-    let tint: [f64; 3] = std::array::from_fn(|_| rng.random_range(-0.04..0.04));
+    let [h, sat, val] = look.hsv;
+    let rgb = hsv(
+        h + rng.random_range(-HUE_JITTER..HUE_JITTER),
+        sat,
+        (val + rng.random_range(-0.05..0.05)).clamp(0.0, 1.0),
+    );
     let grain: u64 = rng.random();
     let (sin, cos) = angle.sin_cos();
     const SUB: [f64; 2] = [0.25, 0.75];
@@ -149,9 +165,7 @@ fn draw(look: &ClassLook, frame: usize, rng: &mut ChaCha8Rng) -> RgbImage {
                     let r2 = dx * dx + dy * dy;
                     let shade = (1.0 - 0.35 * r2) * texture(look.texture, u, v, grain);
                     let spec = 0.45 * (-((dx + 0.35).powi(2) + (dy + 0.35).powi(2)) * 9.0).exp();
-                    std::array::from_fn(|i| {
-                        ((look.rgb[i] + tint[i]) * shade * (1.0 - spec) + spec).clamp(0.0, 1.0)
-                    })
+                    std::array::from_fn(|i| (rgb[i] * shade * (1.0 - spec) + spec).clamp(0.0, 1.0))
                 } else {
                     [1.0; 3]
                 };
@@ -197,7 +211,7 @@ pub fn generate_sample(
         )));
     }
     let stamp = format!(
-        "SYNTHETIC data made by fastvision::generate_sample(classes={classes}, per_class={per_class}, seed={seed}).\n\
+        "SYNTHETIC data made by fastvision::generate_sample(classes={classes}, per_class={per_class}, seed={seed}), generator v2.\n\
          These are drawn shapes standing in for Fruits 360; they are not photographs of fruit.\n"
     );
     if dest.exists() {

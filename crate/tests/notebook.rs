@@ -1,0 +1,244 @@
+//! The lesson notebook (notebooks/lesson1-fruits.ipynb), executed headlessly with the project's
+//! "Rust (fastvision)" kernel exactly as a reader would run it: every cell must succeed, the
+//! lesson's pictures must be in the outputs, the HTML rendering must embed them, and a Kaggle
+//! key in the environment must appear nowhere.
+//!
+//! Runs on the real Fruits 360 sample with mobilenet_v2 when `../shared` has it, else on the
+//! generated synthetic sample. Needs the kernel (`make kernel`; `make test` installs it first).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine;
+use serde_json::Value;
+
+const SECRET_KEY: &str = "fvtestkey0c4f9e1d7b2a46c8must-never-be-printed";
+const NOTEBOOK: &str = "notebooks/lesson1-fruits.ipynb";
+
+/// The cells whose output must hold a picture, by their tag in the notebook.
+const PICTURES: [&str; 5] = [
+    "show_batch",
+    "plot_losses",
+    "top_losses",
+    "confusion_matrix",
+    "lr_find",
+];
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(Value::as_str).collect(),
+        _ => String::new(),
+    }
+}
+
+fn tagged<'a>(nb: &'a Value, tag: &str) -> &'a Value {
+    nb["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["metadata"]["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|x| x == tag))
+        })
+        .unwrap_or_else(|| panic!("no cell tagged {tag:?} in {NOTEBOOK}"))
+}
+
+/// The outputs' data of one MIME type, concatenated.
+fn output_data(cell: &Value, mime: &str) -> Vec<String> {
+    cell["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["data"].get(mime).map(text))
+        .collect()
+}
+
+fn streams(cell: &Value) -> String {
+    cell["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["output_type"] == "stream")
+        .map(|o| text(&o["text"]))
+        .collect()
+}
+
+/// The last error_rate in a fit table (the recorder's HTML: epoch, train_loss, valid_loss,
+/// error_rate, time).
+fn last_error_rate(html: &str) -> f64 {
+    let last_row = html.rsplit("<tr>").next().unwrap_or("");
+    let cells: Vec<&str> = last_row
+        .split("<td")
+        .skip(1)
+        .filter_map(|c| {
+            c.split_once('>')
+                .map(|(_, rest)| rest.split('<').next().unwrap_or(""))
+        })
+        .collect();
+    cells
+        .get(3)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no error_rate in the fit table: {html}"))
+}
+
+fn jupyter(root: &Path) -> std::path::PathBuf {
+    let jupyter = root.join(".venv/bin/jupyter");
+    let spec = root.join(".venv/share/jupyter/kernels/fastvision/kernel.json");
+    assert!(
+        jupyter.is_file() && spec.is_file(),
+        "the notebook kernel is not installed ({} / {}): run `make kernel` (`make test` does it first)",
+        jupyter.display(),
+        spec.display()
+    );
+    jupyter
+}
+
+#[test]
+fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
+    let root = common::repo_root().canonicalize().unwrap();
+    let jupyter = jupyter(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, real) =
+        match common::real_sample("notebook on real images (uses the synthetic sample instead)") {
+            Some(p) => (p.canonicalize().unwrap().display().to_string(), true),
+            None => ("synthetic".to_string(), false),
+        };
+    let run = Command::new(&jupyter)
+        .current_dir(&root)
+        .args([
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--ExecutePreprocessor.kernel_name=fastvision",
+            "--ExecutePreprocessor.timeout=-1",
+            // The first start compiles nothing (cells do), but a loaded machine starts slowly.
+            "--ExecutePreprocessor.startup_timeout=600",
+            "--output-dir",
+        ])
+        .arg(tmp.path())
+        .arg(NOTEBOOK)
+        .env("FASTVISION_DATA", &data)
+        .env("FASTVISION_ARCH", "mobilenet_v2")
+        .env("FASTVISION_OUT", tmp.path().join("out"))
+        .env("FASTVISION_DATA_DIR", tmp.path().join("data"))
+        .env("KAGGLE_USERNAME", "fastvision-notebook-test")
+        .env("KAGGLE_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "executing {NOTEBOOK} failed:\n{}",
+        &log[log.len().saturating_sub(8000)..]
+    );
+    let executed = tmp.path().join("lesson1-fruits.ipynb");
+    let raw = std::fs::read_to_string(&executed).unwrap();
+    assert!(
+        !raw.contains(SECRET_KEY),
+        "the Kaggle key leaked into the notebook"
+    );
+    let nb: Value = serde_json::from_str(&raw).unwrap();
+
+    for cell in nb["cells"].as_array().unwrap() {
+        for o in cell["outputs"].as_array().into_iter().flatten() {
+            assert_ne!(o["output_type"], "error", "a cell failed: {o}");
+        }
+    }
+
+    for tag in PICTURES {
+        let pngs = output_data(tagged(&nb, tag), "image/png");
+        assert_eq!(
+            pngs.len(),
+            1,
+            "cell {tag:?} should show exactly one picture"
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(pngs[0].trim())
+            .unwrap();
+        let img = image::load_from_memory(&bytes)
+            .unwrap_or_else(|e| panic!("cell {tag:?}: the picture does not decode: {e}"));
+        assert!(
+            img.width() >= 300 && img.height() >= 200,
+            "cell {tag:?}: picture only {}x{}",
+            img.width(),
+            img.height()
+        );
+    }
+
+    let settings = output_data(tagged(&nb, "settings"), "text/html").concat();
+    assert!(settings.contains("mobilenet_v2"), "{settings}");
+    let source = streams(tagged(&nb, "data"));
+    if !real {
+        assert!(
+            source.contains("SYNTHETIC"),
+            "the synthetic sample must say so: {source}"
+        );
+    }
+    let verify = output_data(tagged(&nb, "verify"), "text/html").concat();
+    assert!(verify.contains("3000") || !real, "verify report: {verify}");
+
+    let databunch = output_data(tagged(&nb, "databunch"), "text/html").concat();
+    assert!(
+        databunch.contains("classes") && databunch.contains("<table"),
+        "the data should show its summary: {databunch}"
+    );
+    assert!(
+        raw.len() < 10 << 20,
+        "the executed notebook is {} bytes: some output is far too large",
+        raw.len()
+    );
+
+    // The live table streams as the epochs end, then the whole table shows as HTML.
+    let fit = tagged(&nb, "fit");
+    let live = streams(fit);
+    assert!(
+        live.contains("train_loss") && live.lines().filter(|l| l.starts_with('3')).count() == 1,
+        "live progress lines: {live}"
+    );
+    let error = last_error_rate(&output_data(fit, "text/html").concat());
+    let limit = if real { 0.03 } else { 0.25 };
+    assert!(
+        error < limit,
+        "error_rate after fit_one_cycle(4): {error} (limit {limit})"
+    );
+    let tuned = last_error_rate(&output_data(tagged(&nb, "fine_tune"), "text/html").concat());
+    assert!(tuned < limit, "error_rate after fine-tuning: {tuned}");
+
+    let confused = output_data(tagged(&nb, "most_confused"), "text/html").concat();
+    assert!(
+        confused.contains("<table") || confused.contains("no pair"),
+        "{confused}"
+    );
+    for tag in ["predict", "export"] {
+        let p = output_data(tagged(&nb, tag), "text/html").concat();
+        assert!(p.contains("predicted: <b>"), "cell {tag:?}: {p}");
+    }
+    assert!(tmp.path().join("out/export.safetensors").is_file());
+    assert!(tmp.path().join("out/models/stage-1.safetensors").is_file());
+
+    // What a reader opens in a browser: the HTML rendering embeds every picture.
+    let html_run = Command::new(&jupyter)
+        .args(["nbconvert", "--to", "html", "--output-dir"])
+        .arg(tmp.path())
+        .arg(&executed)
+        .output()
+        .unwrap();
+    assert!(
+        html_run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&html_run.stderr)
+    );
+    let html = std::fs::read_to_string(tmp.path().join("lesson1-fruits.html")).unwrap();
+    let embedded = html.matches("src=\"data:image/png;base64,").count();
+    assert!(
+        embedded >= PICTURES.len(),
+        "the HTML embeds {embedded} pictures, expected at least {}",
+        PICTURES.len()
+    );
+    assert!(!html.contains(SECRET_KEY));
+}

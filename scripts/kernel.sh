@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The "Rust (fastvision)" Jupyter kernel: evcxr_jupyter with the environment fastvision needs.
+#
+#   scripts/kernel.sh install   build evcxr_jupyter once (cached outside the clone) and write the
+#                               kernel spec into this clone's .venv (idempotent, instant when done)
+#   scripts/kernel.sh run ...   what the kernel spec starts: picks a persistent build folder and
+#                               execs evcxr_jupyter with the arguments Jupyter gives
+#
+# Why a spec of our own: evcxr loads each cell as a library with no rpath, so libtorch must be on
+# LD_LIBRARY_PATH; torch-sys and fastvision's build script need LIBTORCH/FASTVISION_TORCH_DIR; and
+# without a persistent EVCXR_TMPDIR every kernel start recompiles fastvision and its dependencies.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=$ROOT/.venv
+CACHE=${FASTVISION_CACHE:-$HOME/.cache/fastvision}
+EVCXR_VERSION=0.22.0
+EVCXR_ROOT=$CACHE/evcxr
+EVCXR=$EVCXR_ROOT/bin/evcxr_jupyter
+KERNEL_NAME=fastvision
+KERNEL_DIR=$VENV/share/jupyter/kernels/$KERNEL_NAME
+
+die() { echo "kernel.sh: $*" >&2; exit 1; }
+
+install_evcxr() {
+    if [[ -x $EVCXR ]] && grep -q "evcxr_jupyter $EVCXR_VERSION " "$EVCXR_ROOT/.crates.toml" 2>/dev/null; then
+        return
+    fi
+    command -v cargo >/dev/null || die "cargo is not on PATH: install Rust with rustup (https://rustup.rs)"
+    echo "Building evcxr_jupyter $EVCXR_VERSION once into $EVCXR_ROOT (about 10 minutes on 2 cores; every clone reuses it)"
+    # Its own target folder: the project's CARGO_TARGET_DIR must not fill with evcxr's 270 crates.
+    CARGO_TARGET_DIR=$CACHE/evcxr-build cargo install --locked --root "$EVCXR_ROOT" \
+        evcxr_jupyter --version "$EVCXR_VERSION" ||
+        die "building evcxr_jupyter failed (see above); it needs crates.io and about 2 GB of disk in $CACHE"
+    rm -rf "$CACHE/evcxr-build"
+}
+
+install_spec() {
+    [[ -x $VENV/bin/jupyter ]] || die "no Jupyter in $VENV: run 'make setup' first"
+    local torch_dir torch_lib cargo_dir
+    torch_dir=$(realpath "$VENV/libtorch") || die "$VENV/libtorch is missing: run 'make setup' first"
+    torch_lib=$torch_dir/lib
+    cargo_dir=$(dirname "$(command -v cargo)")
+    mkdir -p "$KERNEL_DIR"
+    local tmp
+    tmp=$(mktemp "$KERNEL_DIR/.kernel.json.XXXXXX")
+    "$VENV/bin/python" - "$tmp" <<EOF
+import json, sys
+spec = {
+    "argv": ["$ROOT/scripts/kernel.sh", "run", "--control_file", "{connection_file}"],
+    "display_name": "Rust (fastvision)",
+    "language": "rust",
+    "interrupt_mode": "message",
+    "env": {
+        # evcxr's cell libraries have no rpath: libtorch is found through this.
+        "LD_LIBRARY_PATH": "$torch_lib",
+        # torch-sys builds against the stable symlink, fastvision's build.rs against this clone.
+        "LIBTORCH": "$CACHE/libtorch",
+        "FASTVISION_TORCH_DIR": "$torch_dir",
+        "FASTVISION_CARGO_DIR": "$cargo_dir",
+        "FASTVISION_VENV_BIN": "$VENV/bin",
+    },
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(spec, f, indent=1)
+EOF
+    chmod 644 "$tmp"
+    mv -f "$tmp" "$KERNEL_DIR/kernel.json"
+    # The Rust logo evcxr ships, so the launcher shows a recognisable icon.
+    for logo in logo-32x32.png logo-64x64.png; do
+        local src
+        src=$(ls "$HOME"/.cargo/registry/src/*/evcxr_jupyter-$EVCXR_VERSION/third_party/rust/rust-$logo 2>/dev/null | head -1 || true)
+        [[ -n $src ]] && cp "$src" "$KERNEL_DIR/$logo"
+    done
+    echo "Kernel \"Rust (fastvision)\" ($KERNEL_NAME) installed in $KERNEL_DIR"
+}
+
+run_kernel() {
+    export PATH="$FASTVISION_VENV_BIN:$FASTVISION_CARGO_DIR:$PATH"
+    # Datasets and outputs in the project's folders, whatever the notebook's directory; these are
+    # defaults here rather than in kernel.json so that a caller (the notebook test) can move them.
+    export FASTVISION_DATA_DIR=${FASTVISION_DATA_DIR:-$ROOT/data}
+    export FASTVISION_OUT=${FASTVISION_OUT:-$ROOT/out/notebook}
+    # One persistent build folder per running kernel: the first free slot is locked for the
+    # kernel's lifetime (the descriptor stays open across exec), so two kernels never share one.
+    local slot fd dir
+    for slot in 0 1 2 3 4 5 6 7; do
+        dir=$CACHE/evcxr/tmp-$slot
+        mkdir -p "$dir"
+        exec {fd}>"$dir/.lock"
+        if flock -n "$fd"; then
+            export EVCXR_TMPDIR=$dir
+            break
+        fi
+        exec {fd}>&-
+    done
+    [[ -n ${EVCXR_TMPDIR:-} ]] || die "all 8 evcxr build folders in $CACHE/evcxr are in use"
+    # evcxr links cells against Rust's shared libstd and relies on a relative rpath to find it,
+    # which points one folder too high when the build folder and ~/.rustup share a parent
+    # (both under $HOME here). Naming rustc's library folder makes it independent of that.
+    export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$(rustc --print target-libdir)"
+    exec "$EVCXR" "$@"
+}
+
+case ${1:-} in
+    install) install_evcxr; install_spec ;;
+    run) shift; run_kernel "$@" ;;
+    *) die "usage: scripts/kernel.sh install | run --control_file FILE" ;;
+esac
