@@ -54,6 +54,7 @@ notebook: kernel
 notebook-run: kernel
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.kernel_name=fastvision \
 		--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.startup_timeout=600 notebooks/lesson1-fruits.ipynb
+	$(VENV)/bin/python scripts/notebook_figures.py notebooks/lesson1-fruits.ipynb docs/notebook
 
 build: setup
 	$(CARGO) build --release --locked

@@ -267,9 +267,10 @@ impl ClassificationInterpretation {
             )
         } else {
             format!(
-                "Top {} losses ({} mistakes in {} images)",
+                "Top {} losses ({} mistake{} in {} images)",
                 cells.len(),
                 errors,
+                if errors == 1 { "" } else { "s" },
                 self.items.len()
             )
         };

@@ -266,3 +266,41 @@ fn plots_render_after_training() {
     }
     assert!(learn.recorder.lrs.iter().cloned().fold(0.0, f64::max) <= 1e-3 + 1e-12);
 }
+
+#[test]
+fn channels_last_changes_the_layout_not_the_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::small_data(tmp.path(), 6);
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    assert!(learn.is_channels_last(), "on by default");
+    let conv = "features.0.0.weight";
+    let nhwc = |t: &tch::Tensor| {
+        let [_, c, h, w] = t.size()[..] else { panic!() };
+        t.stride() == [c * h * w, 1, w * c, c]
+    };
+    let w = learn.vs.variables()[conv].shallow_clone();
+    assert!(nhwc(&w), "{conv} strides {:?}", w.stride());
+    let x = data.valid_dl.epoch(0).next().unwrap().x;
+    let on = tch::no_grad(|| learn.forward(&x, false));
+    let (loss_on, _) = learn.validate().unwrap();
+
+    learn.to_channels_last(false);
+    assert!(learn.vs.variables()[conv].is_contiguous());
+    let off = tch::no_grad(|| learn.forward(&x, false));
+    let (loss_off, _) = learn.validate().unwrap();
+    let diff = (&on - &off).abs().max().double_value(&[]);
+    assert!(diff < 1e-4, "logits differ by {diff} between layouts");
+    assert!((loss_on - loss_off).abs() < 1e-5, "{loss_on} vs {loss_off}");
+
+    // Training and exporting from the channels-last layout give ordinary NCHW files.
+    learn.to_channels_last(true);
+    learn.fit(1, 1e-3).unwrap();
+    let file = tmp.path().join("cl.safetensors");
+    learn.export(&file).unwrap();
+    let loaded = load_learner(&file).unwrap();
+    let image = data.valid_dl.dataset.items[0].clone();
+    assert_eq!(
+        learn.predict(&image).unwrap().probs,
+        loaded.predict(&image).unwrap().probs
+    );
+}
