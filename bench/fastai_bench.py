@@ -9,7 +9,7 @@ import torch
 from fastai.vision.all import (ImageDataLoaders, Resize, aug_transforms, Normalize,
                                imagenet_stats, vision_learner, error_rate, ClassificationInterpretation)
 from fastai.vision.learner import model_meta, _default_meta
-from torchvision.models import mobilenet_v2, MobileNet_V2_Weights
+from torchvision.models import mobilenet_v2, MobileNet_V2_Weights, resnet34
 
 # fastai has no entry for MobileNetV2 (and vision_learner drops its `cut` argument), so
 # register it: `features` is the body (cut=-1), torchvision's ImageNet weights.
@@ -53,19 +53,19 @@ def dls_for(args):
         bs=args.bs, num_workers=args.threads, device=torch.device("cpu"))
 
 
-def learner_for(args):
+def learner_for(args, arch=mobilenet_v2, pretrained=True):
     # torchvision's MobileNetV2 with the ImageNet weights from the offline package (placed in
     # TORCH_HOME by bench/run.py); cut=-1 keeps `features` as the body, as fastvision does.
     start = time.perf_counter()
     dls = dls_for(args)
-    learn = vision_learner(dls, mobilenet_v2, metrics=error_rate, pretrained=True)
+    learn = vision_learner(dls, arch, metrics=error_rate, pretrained=pretrained)
     return learn, time.perf_counter() - start
 
 
-def fit_phase(args):
-    learn, setup_s = learner_for(args)
+def fit_phase(args, arch=mobilenet_v2, pretrained=True, lr=slice(3e-3)):
+    learn, setup_s = learner_for(args, arch, pretrained)
     t = time.perf_counter()
-    learn.fit_one_cycle(1, slice(3e-3))
+    learn.fit_one_cycle(1, lr)
     fit_s = time.perf_counter() - t
     error = float(learn.recorder.values[-1][2])
     # Compute limit: the same number of steps on one batch already in memory.
@@ -83,7 +83,7 @@ def fit_phase(args):
     t = time.perf_counter()
     learn.validate()
     valid_s = time.perf_counter() - t
-    return {"tool": "fastai", "phase": "fit", "setup_s": setup_s, "fit_s": fit_s, "limit_s": limit_s + valid_s,
+    return {"tool": "fastai", "phase": args.phase, "setup_s": setup_s, "fit_s": fit_s, "limit_s": limit_s + valid_s,
             "error_rate": error, "steps": steps, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -107,14 +107,17 @@ def interp_phase(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("phase", choices=["data", "fit", "lr-find", "interp"])
+    p.add_argument("phase", choices=["data", "fit", "lr-find", "interp", "fit-resnet34"])
     p.add_argument("path")
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"data": data_phase, "fit": fit_phase, "lr-find": lr_find_phase, "interp": interp_phase}[args.phase](args)
+    # resnet34 from random init: nothing frozen, fastai's default lr for that (1e-3).
+    resnet = lambda a: fit_phase(a, resnet34, pretrained=False, lr=1e-3)
+    result = {"data": data_phase, "fit": fit_phase, "lr-find": lr_find_phase, "interp": interp_phase,
+              "fit-resnet34": resnet}[args.phase](args)
     print("\nBENCH_JSON " + json.dumps(result), flush=True)
 
 

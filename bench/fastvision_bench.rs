@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use fastvision::learner::CnnOptions;
 use fastvision::{
-    ClassificationInterpretation, FromFolder, ImageDataBunch, cnn_learner, error_rate,
-    get_transforms, imagenet_stats, mobilenet_v2,
+    ClassificationInterpretation, FromFolder, ImageDataBunch, cnn_learner, cnn_learner_with,
+    error_rate, get_transforms, imagenet_stats, mobilenet_v2, resnet34,
 };
 use tch::{Kind, Tensor};
 
@@ -22,6 +23,9 @@ enum Phase {
     LrFind,
     /// `ClassificationInterpretation::from_learner` on the Test split.
     Interp,
+    /// `fit_one_cycle(1, 1e-3)` of resnet34 from random initialisation (nothing frozen), then
+    /// its compute limit, as for `fit`.
+    FitResnet34,
 }
 
 #[derive(Parser)]
@@ -93,16 +97,30 @@ fn main() -> anyhow::Result<()> {
             });
             println!("BENCH_JSON {out}");
         }
-        Phase::Fit | Phase::LrFind | Phase::Interp => {
+        _ => {
             let opts = folder_opts(&args);
             let start = Instant::now();
             let data = ImageDataBunch::from_folder(&args.path, opts)?.normalize(imagenet_stats)?;
-            let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate])?;
+            let mut learn = match args.phase {
+                Phase::FitResnet34 => cnn_learner_with(
+                    &data,
+                    resnet34,
+                    &[error_rate],
+                    CnnOptions {
+                        pretrained: false,
+                        ..Default::default()
+                    },
+                )?,
+                _ => cnn_learner(&data, mobilenet_v2, &[error_rate])?,
+            };
             let setup_s = start.elapsed().as_secs_f64();
             let t = Instant::now();
             let out = match args.phase {
-                Phase::Fit => {
-                    learn.fit_one_cycle(1, None)?;
+                Phase::Fit | Phase::FitResnet34 => {
+                    match args.phase {
+                        Phase::Fit => learn.fit_one_cycle(1, None)?,
+                        _ => learn.fit_one_cycle(1, 1e-3)?,
+                    };
                     let fit_s = t.elapsed().as_secs_f64();
                     let error = learn.recorder.epochs[0].metrics[0];
                     let train_s = learn.recorder.epochs[0].time;

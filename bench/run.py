@@ -4,7 +4,7 @@ Each phase runs in a fresh process per tool, alternating tools, for several roun
 median of each figure is reported with the ratio fastvision/fastai. Results go to stdout and
 bench/RESULTS.md.
 """
-import argparse, datetime, json, os, platform, shutil, statistics, subprocess, sys
+import argparse, datetime, json, os, platform, shutil, statistics, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -38,7 +38,9 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
-    p.add_argument("--phases", default="data,fit,lr-find,interp")
+    p.add_argument("--phases", default="data,fit,lr-find,interp,fit-resnet34")
+    p.add_argument("--subset", type=int, default=20,
+                   help="Training images per class for fit-resnet34 (Test: half as many)")
     p.add_argument("--weights", help="mobilenet_v2-b0353104.pth for fastai (torchvision's file)")
     args = p.parse_args()
 
@@ -55,10 +57,22 @@ def main():
         fastai_env["TORCH_HOME"] = torch_home
 
     phases = args.phases.split(",")
+    # resnet34 from random init trains the whole network: about 6 s a batch on 2 cores, so it
+    # runs on a subset (the first images of every class, as symlinks) to keep make bench short.
+    subset = tempfile.mkdtemp(prefix="fastvision-bench-subset-") if "fit-resnet34" in phases else None
+    if subset:
+        for split, n in (("Training", args.subset), ("Test", max(1, args.subset // 2))):
+            for cls in sorted(os.listdir(os.path.join(args.data, split))):
+                src = os.path.join(args.data, split, cls)
+                if not os.path.isdir(src):
+                    continue
+                os.makedirs(os.path.join(subset, split, cls))
+                for f in sorted(os.listdir(src))[:n]:
+                    os.symlink(os.path.abspath(os.path.join(src, f)), os.path.join(subset, split, cls, f))
     results = {(tool, ph): [] for tool in ("fastvision", "fastai") for ph in phases}
     for r in range(args.rounds):
         for ph in phases:
-            common = [ph, args.data, "--threads", str(args.threads)]
+            common = [ph, subset if ph == "fit-resnet34" else args.data, "--threads", str(args.threads)]
             for tool, cmd, env in (("fastai", [args.python, os.path.join(HERE, "fastai_bench.py")], fastai_env),
                                    ("fastvision", [args.fastvision], None)):
                 res = run(cmd + common, env)
@@ -78,6 +92,9 @@ def main():
         ("fit", "Test error rate after fit_one_cycle(1)", "error_rate"),
         ("lr-find", "lr_find() wall time, s", "lr_find_s"),
         ("interp", "ClassificationInterpretation wall time, s", "interp_s"),
+        ("fit-resnet34", "resnet34, random init, subset: fit_one_cycle(1) wall time, s", "fit_s"),
+        ("fit-resnet34", "resnet34: compute limit (same steps, batch in memory, + validation), s", "limit_s"),
+        ("fit-resnet34", "resnet34: peak resident memory, MB", "peak_rss_mb"),
     ]
     lines = ["| figure | fastvision | fastai | fastvision/fastai |", "|---|---:|---:|---:|"]
     for ph, label, key in rows:
@@ -86,11 +103,15 @@ def main():
         fv, fa = med("fastvision", ph, key), med("fastai", ph, key)
         ratio = f"{fv / fa:.2f}x" if fa else "n/a"
         lines.append(f"| {label} | {fv:.4g} | {fa:.4g} | {ratio} |")
-    if "fit" in phases:
+    for ph, name in (("fit", "mobilenet_v2"), ("fit-resnet34", "resnet34")):
+        if ph not in phases:
+            continue
         for tool in ("fastvision", "fastai"):
-            lim = med(tool, "fit", "fit_s") / med(tool, "fit", "limit_s")
-            lines.append(f"| {tool}: fit_one_cycle(1) / its compute limit | {lim:.2f}x | | |")
+            lim = med(tool, ph, "fit_s") / med(tool, ph, "limit_s")
+            lines.append(f"| {tool}: {name} fit_one_cycle(1) / its compute limit | {lim:.2f}x | | |")
     table = "\n".join(lines)
+    if subset:
+        shutil.rmtree(subset)
     print("\n" + table)
 
     torch_v = subprocess.run([args.python, "-c", "import torch, fastai; print(torch.__version__, fastai.__version__)"],
@@ -106,7 +127,9 @@ def main():
         f"(`aug_transforms()` / `get_transforms()`) and ImageNet normalisation; fastai with "
         f"`num_workers={args.threads}`\n\n"
         f"fastvision decodes the images once into memory when building the ImageDataBunch (its first "
-        f"epoch row includes that); fastai decodes every image every epoch.\n\n"
+        f"epoch row includes that); fastai decodes every image every epoch. The resnet34 rows train "
+        f"from random initialisation (the whole network) on the first {args.subset} Training and "
+        f"{max(1, args.subset // 2)} Test images of every class.\n\n"
     )
     # Hand-written notes below "## Notes" survive re-runs.
     notes = ""
