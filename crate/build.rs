@@ -1,10 +1,10 @@
 //! Makes every binary and test of this crate find libtorch on its own, with no `LD_LIBRARY_PATH`.
 //!
-//! torch-sys passes `-rpath` only to its own C++ shim, and GNU ld's `--as-needed` silently drops
-//! `libtorch_cuda.so` because no symbol of ours references it directly: the program then runs on
-//! the CPU even on a GPU machine ("Cannot initialize CUDA without ATen_cuda library"). So we add
-//! the rpath and force the CUDA library into the link ourselves (tch's own build.rs does the same
-//! for its examples only).
+//! torch-sys passes `-rpath` only to its own C++ shim, so we add it. GNU ld's `--as-needed` drops
+//! `libtorch_cuda.so` (no symbol of ours references it), which we leave as is on purpose:
+//! `device::load_cuda_backend` loads it at run time when the machine has an NVIDIA driver, so a
+//! CPU-only machine does not pay its 260 MB of resident memory, and notebooks (whose cells
+//! evcxr links without these arguments) get the GPU the same way.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -23,11 +23,6 @@ fn main() {
     {
         println!("cargo:rustc-link-search=native={}", lib.display());
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-        if lib.join("libtorch_cuda.so").exists() {
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-            println!("cargo:rustc-link-arg=-ltorch_cuda");
-            println!("cargo:rustc-link-arg=-Wl,--as-needed");
-        }
     }
 
     let torch_root = lib_dir.as_deref().and_then(Path::parent);

@@ -380,7 +380,7 @@ impl ImageDataBunch {
             stats: None,
             device,
             seed: opts.seed,
-            prefetch: 2,
+            prefetch: crate::data::loader::default_prefetch(device),
         };
         let data = ImageDataBunch {
             path: path.to_path_buf(),

@@ -48,6 +48,8 @@ impl ImageDataset {
     /// Builds a dataset; with `in_memory`, decodes every image now, in parallel, dropping (with a
     /// warning naming it) any that cannot be read.
     pub fn new(items: Vec<PathBuf>, labels: Vec<i64>, size: u32, in_memory: bool) -> Self {
+        // Before the decoding threads start, so they share the allocator's arenas.
+        crate::device::tune_allocator();
         let mut ds = ImageDataset {
             items,
             labels,
@@ -201,7 +203,8 @@ pub struct DataLoader {
     pub device: Device,
     /// Seed for shuffling and augmentation.
     pub seed: u64,
-    /// Batches prepared ahead on the background thread.
+    /// Batches prepared ahead on a background thread; 0 prepares each batch on the calling
+    /// thread when it is asked for (see [`default_prefetch`]).
     pub prefetch: usize,
 }
 
@@ -248,7 +251,20 @@ impl DataLoader {
         let tfms = self.tfms;
         let device = self.device;
         let mut rng = self.augment_rng(epoch);
-        let (tx, rx) = sync_channel(self.prefetch.max(1));
+        if self.prefetch == 0 {
+            return BatchIter {
+                rx: None,
+                worker: None,
+                inline: Some(Inline {
+                    order,
+                    next: 0,
+                    n_batches,
+                    rng,
+                }),
+                loader: self.clone(),
+            };
+        }
+        let (tx, rx) = sync_channel(self.prefetch);
         let worker = std::thread::spawn(move || {
             for b in 0..n_batches {
                 let idx = &order[b * bs..((b + 1) * bs).min(order.len())];
@@ -267,6 +283,7 @@ impl DataLoader {
         BatchIter {
             rx: Some(rx),
             worker: Some(worker),
+            inline: None,
             loader: self.clone(),
         }
     }
@@ -304,10 +321,38 @@ impl DataLoader {
     }
 }
 
+/// How many batches to prepare ahead on a background thread, for `device`.
+///
+/// On a GPU the CPU prepares the next batches while the GPU computes: 2. On a CPU whose every
+/// core already runs a libtorch thread, a third busy thread only preempts them, and each
+/// parallel kernel then waits for its slowest thread: preparing batches in turn is faster
+/// (measured on 2 cores, mobilenet_v2 bs 64: bench/RESULTS.md). Spare cores: 2.
+///
+/// ```
+/// assert_eq!(fastvision::data::loader::default_prefetch(tch::Device::Cuda(0)), 2);
+/// ```
+pub fn default_prefetch(device: Device) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if device.is_cuda() || cores > tch::get_num_threads().max(1) as usize {
+        2
+    } else {
+        0
+    }
+}
+
+/// The state of an epoch prepared on the calling thread (`prefetch == 0`).
+struct Inline {
+    order: Vec<usize>,
+    next: usize,
+    n_batches: usize,
+    rng: ChaCha8Rng,
+}
+
 /// The batches of one epoch; dropping it early stops the background thread.
 pub struct BatchIter {
     rx: Option<Receiver<Prepared>>,
     worker: Option<JoinHandle<()>>,
+    inline: Option<Inline>,
     loader: DataLoader,
 }
 
@@ -315,6 +360,24 @@ impl Iterator for BatchIter {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
+        if let Some(s) = self.inline.as_mut() {
+            if s.next >= s.n_batches {
+                return None;
+            }
+            let bs = self.loader.bs;
+            let idx = &s.order[s.next * bs..((s.next + 1) * bs).min(s.order.len())];
+            s.next += 1;
+            let p = prepare_batch(
+                &self.loader.dataset,
+                idx,
+                self.loader.tfms.as_ref(),
+                &mut s.rng,
+            );
+            if p.y.size()[0] == 0 {
+                return self.next();
+            }
+            return Some(self.loader.finish(p));
+        }
         let p = self.rx.as_ref()?.recv().ok()?;
         if p.y.size()[0] == 0 {
             return self.next();
