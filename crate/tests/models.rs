@@ -39,8 +39,20 @@ fn torchvision_checkpoints_load_and_match_outputs() {
             String::from_utf8_lossy(&out.stderr)
         );
 
+        // Converted by four threads at once into one file, as parallel tests do with a cold
+        // torch cache: every conversion succeeds and leaves one whole file, no temporaries.
         let st = tmp.path().join(format!("{arch}.safetensors"));
-        convert_pth(&pth, &st).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| convert_pth(&pth, &st).unwrap());
+            }
+        });
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
         let vs = VarStore::new(Device::Cpu);
         let body = arch.body(&vs.root());
         let classifier = arch.imagenet_classifier(&vs.root());

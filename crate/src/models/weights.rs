@@ -57,12 +57,22 @@ pub fn convert_pth(pth: &Path, out: &Path) -> Result<()> {
             pth.display()
         ))
     })?;
-    const SCRIPT: &str = "import os, sys, torch, safetensors.torch as st\n\
+    // A temporary file of its own per conversion: several processes (or a test binary's
+    // threads) converting into an empty cache at once each write a whole file and rename it
+    // into place; a shared temporary name let one rename away the other's file.
+    const SCRIPT: &str = "import os, sys, tempfile, torch, safetensors.torch as st\n\
         sd = torch.load(sys.argv[1], map_location='cpu', weights_only=True)\n\
         sd = {k: v.contiguous() for k, v in sd.items() if not k.endswith('num_batches_tracked')}\n\
-        tmp = sys.argv[2] + '.tmp'\n\
-        st.save_file(sd, tmp)\n\
-        os.replace(tmp, sys.argv[2])\n";
+        out = sys.argv[2]\n\
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out) or '.', prefix='.' + os.path.basename(out) + '.', suffix='.tmp')\n\
+        os.close(fd)\n\
+        try:\n\
+        \x20   st.save_file(sd, tmp)\n\
+        \x20   os.chmod(tmp, 0o644)\n\
+        \x20   os.replace(tmp, out)\n\
+        except BaseException:\n\
+        \x20   os.unlink(tmp)\n\
+        \x20   raise\n";
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
