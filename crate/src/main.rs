@@ -50,9 +50,9 @@ enum Command {
     },
     /// Generate the synthetic offline stand-in for Fruits 360 (drawn shapes, not photographs).
     Sample {
-        /// Where to write it.
-        #[arg(default_value = "data/fruits-360-synthetic-v2")]
-        dest: PathBuf,
+        /// Where to write it [default: the data folder's fruits-360-synthetic-v2, where
+        /// `fastvision lesson` looks].
+        dest: Option<PathBuf>,
         #[arg(long, default_value_t = 30)]
         classes: usize,
         #[arg(long, default_value_t = 100)]
@@ -146,6 +146,9 @@ fn main() -> anyhow::Result<()> {
             per_class,
             seed,
         } => {
+            let dest = dest.unwrap_or_else(|| {
+                fastvision::config::data_dir().join(fastvision::lesson::SYNTHETIC_FOLDER)
+            });
             let path = fastvision::generate_sample(&dest, classes, per_class, seed)?;
             println!(
                 "synthetic sample (not real photographs) in {}",

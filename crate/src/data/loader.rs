@@ -48,8 +48,6 @@ impl ImageDataset {
     /// Builds a dataset; with `in_memory`, decodes every image now, in parallel, dropping (with a
     /// warning naming it) any that cannot be read.
     pub fn new(items: Vec<PathBuf>, labels: Vec<i64>, size: u32, in_memory: bool) -> Self {
-        // Before the decoding threads start, so they share the allocator's arenas.
-        crate::device::tune_allocator();
         let mut ds = ImageDataset {
             items,
             labels,
@@ -244,31 +242,27 @@ impl DataLoader {
     /// }
     /// ```
     pub fn epoch(&self, epoch: u64) -> BatchIter {
-        let order = self.order(epoch);
-        let n_batches = self.len();
-        let bs = self.bs;
-        let ds = Arc::clone(&self.dataset);
-        let tfms = self.tfms;
-        let device = self.device;
-        let mut rng = self.augment_rng(epoch);
+        let mut batches = Batches {
+            order: self.order(epoch),
+            next: 0,
+            n_batches: self.len(),
+            bs: self.bs,
+            dataset: Arc::clone(&self.dataset),
+            tfms: self.tfms,
+            rng: self.augment_rng(epoch),
+        };
         if self.prefetch == 0 {
             return BatchIter {
                 rx: None,
                 worker: None,
-                inline: Some(Inline {
-                    order,
-                    next: 0,
-                    n_batches,
-                    rng,
-                }),
+                inline: Some(batches),
                 loader: self.clone(),
             };
         }
+        let device = self.device;
         let (tx, rx) = sync_channel(self.prefetch);
         let worker = std::thread::spawn(move || {
-            for b in 0..n_batches {
-                let idx = &order[b * bs..((b + 1) * bs).min(order.len())];
-                let mut p = prepare_batch(&ds, idx, tfms.as_ref(), &mut rng);
+            for mut p in batches.by_ref() {
                 if device.is_cuda() {
                     // Page-locked, so the copy to the GPU can run asynchronously.
                     p.x = p.x.pin_memory(device);
@@ -340,19 +334,42 @@ pub fn default_prefetch(device: Device) -> usize {
     }
 }
 
-/// The state of an epoch prepared on the calling thread (`prefetch == 0`).
-struct Inline {
+/// The host half of one epoch's batches, in order: on the background thread, or on the
+/// calling thread when `prefetch == 0`.
+struct Batches {
     order: Vec<usize>,
     next: usize,
     n_batches: usize,
+    bs: usize,
+    dataset: Arc<ImageDataset>,
+    tfms: Option<Transforms>,
     rng: ChaCha8Rng,
+}
+
+impl Iterator for Batches {
+    type Item = Prepared;
+
+    fn next(&mut self) -> Option<Prepared> {
+        if self.next >= self.n_batches {
+            return None;
+        }
+        let b = self.next;
+        self.next += 1;
+        let idx = &self.order[b * self.bs..((b + 1) * self.bs).min(self.order.len())];
+        Some(prepare_batch(
+            &self.dataset,
+            idx,
+            self.tfms.as_ref(),
+            &mut self.rng,
+        ))
+    }
 }
 
 /// The batches of one epoch; dropping it early stops the background thread.
 pub struct BatchIter {
     rx: Option<Receiver<Prepared>>,
     worker: Option<JoinHandle<()>>,
-    inline: Option<Inline>,
+    inline: Option<Batches>,
     loader: DataLoader,
 }
 
@@ -360,25 +377,10 @@ impl Iterator for BatchIter {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
-        if let Some(s) = self.inline.as_mut() {
-            if s.next >= s.n_batches {
-                return None;
-            }
-            let bs = self.loader.bs;
-            let idx = &s.order[s.next * bs..((s.next + 1) * bs).min(s.order.len())];
-            s.next += 1;
-            let p = prepare_batch(
-                &self.loader.dataset,
-                idx,
-                self.loader.tfms.as_ref(),
-                &mut s.rng,
-            );
-            if p.y.size()[0] == 0 {
-                return self.next();
-            }
-            return Some(self.loader.finish(p));
-        }
-        let p = self.rx.as_ref()?.recv().ok()?;
+        let p = match self.inline.as_mut() {
+            Some(batches) => batches.next()?,
+            None => self.rx.as_ref()?.recv().ok()?,
+        };
         if p.y.size()[0] == 0 {
             return self.next();
         }

@@ -134,19 +134,6 @@ impl std::fmt::Display for Prediction {
 }
 
 impl Prediction {
-    /// The `k` most probable class indices, most probable first.
-    ///
-    /// ```
-    /// let p = fastvision::learner::Prediction { class: "b".into(), index: 1, probs: vec![0.2, 0.7, 0.1] };
-    /// assert_eq!(p.top(2), vec![1, 0]);
-    /// ```
-    pub fn top(&self, k: usize) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.probs.len()).collect();
-        order.sort_by(|&a, &b| self.probs[b].total_cmp(&self.probs[a]));
-        order.truncate(k);
-        order
-    }
-
     /// Shows the prediction in a notebook: the class and its probability.
     pub fn evcxr_display(&self) {
         crate::show::display_html(&format!(
