@@ -56,7 +56,7 @@ fn torch_lib_dir() -> Option<PathBuf> {
     lib.canonicalize().ok()
 }
 
-/// `__version__ = '2.13.0+cu130'` → `2.13.0+cu130`.
+/// `__version__ = '2.11.0+cu130'` → `2.11.0+cu130`.
 fn python_string(text: &str, name: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(name)?.trim_start().strip_prefix('=')?;

