@@ -7,8 +7,8 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use fastvision::learner::CnnOptions;
 use fastvision::{
-    ClassificationInterpretation, FromFolder, ImageDataBunch, cnn_learner, cnn_learner_with,
-    error_rate, get_transforms, imagenet_stats, mobilenet_v2, resnet34,
+    ClassificationInterpretation, FromFolder, ImageDataBunch, cnn_learner_with, error_rate,
+    get_transforms, imagenet_stats, mobilenet_v2, resnet34,
 };
 use tch::{Kind, Tensor};
 
@@ -66,6 +66,7 @@ fn folder_opts(args: &Args) -> FromFolder {
 }
 
 fn main() -> anyhow::Result<()> {
+    fastvision::device::tune_allocator();
     let args = Args::parse();
     tch::set_num_threads(args.threads);
     match args.phase {
@@ -94,6 +95,7 @@ fn main() -> anyhow::Result<()> {
                 "images_per_s": n as f64 / steady_s,
                 "images_per_s_first": n as f64 / (setup_s + first_s),
                 "peak_rss_mb": peak_rss_mb(),
+                "device": fastvision::device::device_name(data.train_dl.device),
             });
             println!("BENCH_JSON {out}");
         }
@@ -101,6 +103,9 @@ fn main() -> anyhow::Result<()> {
             let opts = folder_opts(&args);
             let start = Instant::now();
             let data = ImageDataBunch::from_folder(&args.path, opts)?.normalize(imagenet_stats)?;
+            // The layout switch the README documents for comparing speeds.
+            let channels_last =
+                std::env::var("FASTVISION_CHANNELS_LAST").map_or(true, |v| v.trim() != "0");
             let mut learn = match args.phase {
                 Phase::FitResnet34 => cnn_learner_with(
                     &data,
@@ -108,10 +113,19 @@ fn main() -> anyhow::Result<()> {
                     &[error_rate],
                     CnnOptions {
                         pretrained: false,
+                        channels_last,
                         ..Default::default()
                     },
                 )?,
-                _ => cnn_learner(&data, mobilenet_v2, &[error_rate])?,
+                _ => cnn_learner_with(
+                    &data,
+                    mobilenet_v2,
+                    &[error_rate],
+                    CnnOptions {
+                        channels_last,
+                        ..Default::default()
+                    },
+                )?,
             };
             let setup_s = start.elapsed().as_secs_f64();
             let t = Instant::now();
@@ -165,6 +179,7 @@ fn main() -> anyhow::Result<()> {
                 .into();
             out["setup_s"] = setup_s.into();
             out["peak_rss_mb"] = peak_rss_mb().into();
+            out["device"] = fastvision::device::device_name(data.train_dl.device).into();
             println!("BENCH_JSON {out}");
         }
     }

@@ -59,6 +59,9 @@ spec = {
         "FASTVISION_TORCH_DIR": "$torch_dir",
         "FASTVISION_CARGO_DIR": "$cargo_dir",
         "FASTVISION_VENV_BIN": "$VENV/bin",
+        # fastvision::device::tune_allocator's settings, applied by glibc as the kernel starts,
+        # since a library must not retune its host process's allocator from a cell.
+        "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=67108864:glibc.malloc.arena_max=2",
     },
 }
 with open(sys.argv[1], "w") as f:

@@ -118,8 +118,10 @@ impl ClassificationInterpretation {
             learn.size,
             learn.stats,
             learn.vs.device(),
-            learn.seed,
+            // The weights are copied in next: no need to draw (and move torch's generator).
+            None,
         )?;
+        model.to_channels_last(learn.is_channels_last());
         model.restore(&learn.snapshot());
         Ok(ClassificationInterpretation {
             probs,

@@ -10,8 +10,8 @@ use crate::data::download::fruits360_layout;
 use crate::models::Arch;
 use crate::show::escape;
 use crate::{
-    ClassificationInterpretation, FromFolder, ImageDataBunch, Result, VerifyOptions, cnn_learner,
-    error_rate, generate_sample, get_transforms, imagenet_stats, slice, verify_images,
+    ClassificationInterpretation, FromFolder, ImageDataBunch, Result, VerifyOptions, error_rate,
+    generate_sample, get_transforms, imagenet_stats, slice, verify_images,
 };
 
 /// Where the lesson's images come from.
@@ -214,6 +214,11 @@ pub struct LessonOptions {
     pub epochs: (usize, usize),
     /// Iterations of `lr_find` (fastai's default: 100).
     pub lr_find_iters: usize,
+    /// A stop button for every fit of the lesson (the command line wires it to Ctrl-C).
+    pub interrupt: Option<crate::learner::callbacks::Interrupt>,
+    /// Start from ImageNet weights (false: random initialisation, nothing frozen, for a
+    /// machine that cannot get the architecture's weights).
+    pub pretrained: bool,
 }
 
 impl Default for LessonOptions {
@@ -224,6 +229,8 @@ impl Default for LessonOptions {
             out: PathBuf::from("out"),
             epochs: (4, 2),
             lr_find_iters: 100,
+            interrupt: None,
+            pretrained: true,
         }
     }
 }
@@ -283,7 +290,14 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
     );
 
     println!("== training {} (frozen)", opts.arch);
-    let mut learn = cnn_learner(&data, opts.arch, &[error_rate])?;
+    let lopts = crate::learner::CnnOptions {
+        pretrained: opts.pretrained,
+        ..Default::default()
+    };
+    let mut learn = crate::cnn_learner_with(&data, opts.arch, &[error_rate], lopts)?;
+    if let Some(stop) = &opts.interrupt {
+        learn.add_cb(stop.clone());
+    }
     learn.model_dir = out.join("models");
     learn.fit_one_cycle(opts.epochs.0, None)?;
     learn

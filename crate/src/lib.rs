@@ -53,7 +53,7 @@ pub use device::default_device;
 pub use error::{Error, Result};
 pub use info::Info;
 pub use interpret::ClassificationInterpretation;
-pub use learner::metrics::{accuracy, error_rate};
+pub use learner::metrics::{accuracy, error_rate, top_k_accuracy};
 pub use learner::one_cycle::{Lr, slice};
 pub use learner::persist::load_learner;
 pub use learner::{Learner, cnn_learner, cnn_learner_with};

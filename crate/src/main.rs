@@ -38,6 +38,9 @@ enum Command {
         /// Unfrozen epochs.
         #[arg(long, default_value_t = 2)]
         unfrozen_epochs: usize,
+        /// Start from random weights instead of ImageNet's (nothing is frozen).
+        #[arg(long)]
+        no_pretrained: bool,
     },
     /// Download a Kaggle dataset (credentials from KAGGLE_USERNAME/KAGGLE_KEY or kaggle.json).
     Download {
@@ -95,6 +98,10 @@ enum Command {
         no_pretrained: bool,
         #[arg(long, default_value = "export.safetensors")]
         export: PathBuf,
+        /// Weights and batches in the channels-last layout (0 or false: plain NCHW).
+        #[arg(long, env = "FASTVISION_CHANNELS_LAST", default_value = "true",
+              value_parser = clap::builder::BoolishValueParser::new())]
+        channels_last: bool,
     },
     /// Classify images with a model from `fastvision train` (or Learner::export).
     Predict {
@@ -115,6 +122,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    fastvision::device::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::Info => println!("{}", fastvision::Info::collect()?),
@@ -124,9 +132,11 @@ fn main() -> anyhow::Result<()> {
             out,
             epochs,
             unfrozen_epochs,
+            no_pretrained,
         } => {
-            ctrlc::set_handler(fastvision::learner::fit::request_stop)?;
             let opts = fastvision::lesson::LessonOptions {
+                interrupt: Some(ctrl_c()?),
+                pretrained: !no_pretrained,
                 data: data.parse()?,
                 arch: arch.parse()?,
                 out,
@@ -188,8 +198,9 @@ fn main() -> anyhow::Result<()> {
             bs,
             no_pretrained,
             export,
+            channels_last,
         } => {
-            ctrlc::set_handler(fastvision::learner::fit::request_stop)?;
+            let stop = ctrl_c()?;
             let opts = FromFolder {
                 train: "Training".into(),
                 valid: "Test".into(),
@@ -201,6 +212,7 @@ fn main() -> anyhow::Result<()> {
             let data = ImageDataBunch::from_folder(&path, opts)?.normalize(imagenet_stats)?;
             let learn_opts = fastvision::learner::CnnOptions {
                 pretrained: !no_pretrained,
+                channels_last,
                 ..Default::default()
             };
             let mut learn = fastvision::cnn_learner_with(
@@ -209,6 +221,7 @@ fn main() -> anyhow::Result<()> {
                 &[fastvision::error_rate],
                 learn_opts,
             )?;
+            learn.add_cb(stop);
             learn.fit_one_cycle(epochs, None)?;
             if unfrozen_epochs > 0 {
                 learn.unfreeze();
@@ -244,4 +257,12 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A stop button pressed by Ctrl-C: training ends cleanly after the current batch.
+fn ctrl_c() -> anyhow::Result<fastvision::learner::callbacks::Interrupt> {
+    let stop = fastvision::learner::callbacks::Interrupt::new();
+    let button = stop.clone();
+    ctrlc::set_handler(move || button.request())?;
+    Ok(stop)
 }

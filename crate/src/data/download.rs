@@ -59,7 +59,7 @@ impl KaggleCredentials {
     /// println!("{creds}");
     /// ```
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(crate::config::var)
     }
 
     /// Like [`KaggleCredentials::from_env`], reading variables through `lookup`.

@@ -351,8 +351,6 @@ impl ImageDataBunch {
                 describe(&classes)
             )));
         }
-        // Before the decoding pool starts its threads, so they share the allocator's arenas.
-        crate::device::tune_allocator();
         let device = match opts.device {
             Some(d) => d,
             None => crate::default_device()?,

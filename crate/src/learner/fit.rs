@@ -1,30 +1,73 @@
-//! The training loop, written once. `fit` runs epochs and batches and calls the hooks of every
-//! [`Callback`]; one-cycle scheduling, `lr_find`, the recorder, the progress table and the NaN
-//! guard are callbacks, so `fit_one_cycle` and `lr_find` are short functions over `fit`
-//! (fastai v1's `train.py` design).
+//! The training loop, written once. [`Learner::fit_with`] runs epochs and batches and calls
+//! the hooks of every [`Callback`] with a [`FitContext`]: the batch, the logits, the loss
+//! tensor, and the learner itself (model and optimizer). One-cycle scheduling, `lr_find`, the
+//! recorder, the progress table, the NaN guard, mixed precision and interruption are
+//! callbacks, so the loop keeps one shape and `fit_one_cycle` and `lr_find` are short
+//! functions over it (fastai v1's `train.py` design).
+//!
+//! One batch, in order (fastai v1's hook names):
+//! `on_batch_begin` (set learning rates, change `x`/`y`) → forward → `on_loss_begin` (change the
+//! logits) → loss → `on_loss` (change the loss, e.g. label smoothing) → the loss is logged →
+//! `on_backward_begin` (scale the loss, or set `skip_backward`) → backward → `on_backward_end`
+//! (gradients: clip, unscale, or set `skip_step`) → optimizer step → `on_step_end` →
+//! `on_batch_end`. A skipped step is still a batch: every hook runs and the iteration advances.
+//!
+//! [`Learner::fit_with`]: crate::Learner::fit_with
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::{Error, Result};
+use tch::{Device, Kind, Tensor};
 
-static STOP: AtomicBool = AtomicBool::new(false);
+use crate::Result;
+use crate::learner::Learner;
 
-/// Asks a running `fit` to stop cleanly after the current batch (the `fastvision` command calls
-/// this on Ctrl-C). The model keeps the weights of the last completed step.
-pub fn request_stop() {
-    STOP.store(true, Ordering::SeqCst);
+/// The training loss of every batch, kept on the device until someone reads it, so the loop
+/// never waits for the GPU just to log a number. Reading (the recorder at the end of an
+/// epoch, a progress line, `lr_find`'s divergence check) copies everything pending back in
+/// one transfer and smooths it as fastai does.
+#[derive(Debug, Default)]
+pub(crate) struct LossLog {
+    pending: Vec<Tensor>,
+    raw: Vec<f64>,
+    smooth: Vec<f64>,
+    avg: f64,
 }
 
-/// Takes (and clears) a pending stop request.
-pub(crate) fn take_stop_request() -> bool {
-    STOP.swap(false, Ordering::SeqCst)
+impl LossLog {
+    const BETA: f64 = 0.98;
+
+    fn push(&mut self, loss: &Tensor) {
+        self.pending.push(loss.detach());
+    }
+
+    /// fastai's `SmoothenValue`: `avg = β·avg + (1-β)·loss`, reported as `avg / (1 - β^n)`.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let values = Tensor::stack(&self.pending, 0)
+            .to_kind(Kind::Double)
+            .to_device(Device::Cpu);
+        self.pending.clear();
+        let values = Vec::<f64>::try_from(values.view([-1])).unwrap_or_default();
+        for v in values {
+            self.avg = Self::BETA * self.avg + (1.0 - Self::BETA) * v;
+            self.raw.push(v);
+            let n = self.raw.len() as i32;
+            self.smooth.push(self.avg / (1.0 - Self::BETA.powi(n)));
+        }
+    }
 }
 
-/// What the loop knows, shared with the callbacks. Schedulers write `lrs` and `mom` in
-/// `on_batch_begin`; the loop applies them before the step.
-#[derive(Debug, Clone)]
-pub struct FitState {
+/// Everything a callback can see and change during a fit.
+///
+/// `learn` is the learner being trained (its model, `learn.opt`, its data). The batch, logits
+/// and loss are plain tensors on the training device; replacing them changes what the loop uses
+/// next. Reading a loss as a number ([`FitContext::last_loss`], [`FitContext::smooth_loss`])
+/// waits for the device, so do it when you need it, not on every batch.
+pub struct FitContext<'a> {
+    /// The learner being trained.
+    pub learn: &'a mut Learner,
     /// Epochs asked for.
     pub n_epochs: usize,
     /// Current epoch (0-based).
@@ -37,135 +80,199 @@ pub struct FitState {
     pub iteration: usize,
     /// `n_epochs * n_batches`.
     pub total_iterations: usize,
-    /// Learning rate of each layer group for the coming step.
+    /// Learning rate of each layer group for the coming step (schedulers set it in
+    /// `on_batch_begin`).
     pub lrs: Vec<f64>,
     /// Adam's beta1 ("momentum") for the coming step.
     pub mom: f64,
-    /// The last batch's training loss.
-    pub loss: f64,
-    /// Exponentially smoothed training loss (β = 0.98, debiased), as fastai reports it.
-    pub smooth_loss: f64,
-    smooth_avg: f64,
-    /// Validation loss and metrics of the epoch just ended.
+    /// The batch's images `[B, 3, H, W]`, augmented and normalised, on the device.
+    pub x: Tensor,
+    /// The batch's targets `[B]`.
+    pub y: Tensor,
+    /// The model's output for `x` (defined from `on_loss_begin` on).
+    pub logits: Tensor,
+    /// The training loss for this batch (defined from `on_loss` on); backward runs on it.
+    pub loss: Tensor,
+    /// Set in `on_backward_begin` to skip backward and the step for this batch.
+    pub skip_backward: bool,
+    /// Set in `on_backward_end` to skip the optimizer step for this batch.
+    pub skip_step: bool,
+    /// Set to end the epoch after this batch (validation still runs).
+    pub stop_epoch: bool,
+    /// Set to end training after this batch (this epoch still validates).
+    pub stop_training: bool,
+    /// Why training stopped early, shown under the progress table.
+    pub stopped_because: Option<String>,
+    /// Whether each epoch ends with validation (`lr_find` turns it off).
+    pub validate: bool,
+    /// Validation loss and metrics of the epoch just ended (in `on_epoch_end`).
     pub valid: Option<(f64, Vec<f64>)>,
     /// Metric names, in table order.
     pub metric_names: Vec<String>,
-    /// Set by a callback to end training after this batch.
-    pub stop: bool,
-    /// Set by a callback to skip validation (`lr_find`).
-    pub skip_validate: bool,
-    /// Why training stopped early, if it did.
-    pub stopped_because: Option<String>,
     /// When the epoch began.
     pub epoch_start: Instant,
+    pub(crate) losses: LossLog,
 }
 
-impl FitState {
-    pub(crate) fn new(
-        n_epochs: usize,
-        n_batches: usize,
-        lrs: Vec<f64>,
-        metric_names: Vec<String>,
-    ) -> Self {
-        FitState {
-            n_epochs,
-            epoch: 0,
-            n_batches,
-            batch: 0,
-            iteration: 0,
-            total_iterations: n_epochs * n_batches,
-            lrs,
-            mom: 0.9,
-            loss: f64::NAN,
-            smooth_loss: f64::NAN,
-            smooth_avg: 0.0,
-            valid: None,
-            metric_names,
-            stop: false,
-            skip_validate: false,
-            stopped_because: None,
-            epoch_start: Instant::now(),
+impl FitContext<'_> {
+    /// The training loss of the last logged batch (reads it back from the device).
+    pub fn last_loss(&mut self) -> f64 {
+        self.losses.flush();
+        self.losses.raw.last().copied().unwrap_or(f64::NAN)
+    }
+
+    /// The exponentially smoothed training loss (β = 0.98, debiased), as fastai reports it.
+    pub fn smooth_loss(&mut self) -> f64 {
+        self.losses.flush();
+        self.losses.smooth.last().copied().unwrap_or(f64::NAN)
+    }
+
+    /// Every logged batch loss of this fit, raw and smoothed (reads pending ones back).
+    pub fn loss_history(&mut self) -> (&[f64], &[f64]) {
+        self.losses.flush();
+        (&self.losses.raw, &self.losses.smooth)
+    }
+
+    /// Ends training after this batch and says why under the progress table.
+    pub fn stop(&mut self, why: impl Into<String>) {
+        self.stop_training = true;
+        self.stopped_because = Some(why.into());
+    }
+
+    /// The value a monitor name refers to after validation: `valid_loss`, `train_loss` or a
+    /// metric's name. `None` before the first validation or for an unknown name.
+    pub fn monitored(&mut self, name: &str) -> Option<f64> {
+        match name {
+            "train_loss" => Some(self.smooth_loss()),
+            "valid_loss" => self.valid.as_ref().map(|v| v.0),
+            metric => {
+                let i = self.metric_names.iter().position(|m| m == metric)?;
+                self.valid.as_ref().and_then(|v| v.1.get(i).copied())
+            }
         }
     }
 }
 
-impl FitState {
-    /// Records a batch loss: fastai's `SmoothenValue`, `avg = β·avg + (1-β)·loss`,
-    /// reported as `avg / (1 - β^n)`.
-    pub(crate) fn record_loss(&mut self, loss: f64) {
-        const BETA: f64 = 0.98;
-        self.loss = loss;
-        self.smooth_avg = BETA * self.smooth_avg + (1.0 - BETA) * loss;
-        self.smooth_loss = self.smooth_avg / (1.0 - BETA.powi(self.iteration as i32 + 1));
-    }
-}
-
-/// Hooks into the training loop. Every method has a default that does nothing.
+/// Hooks into the training loop; every method has a default that does nothing. A hook that
+/// returns an error ends training (after `on_train_end`), and `fit` returns that error.
+///
+/// A callback that stops training once the smoothed loss is low enough:
 ///
 /// ```
-/// use fastvision::learner::fit::{Callback, FitState};
-/// struct StopAfter(usize);
-/// impl Callback for StopAfter {
-///     fn on_batch_end(&mut self, s: &mut FitState) -> fastvision::Result<()> {
-///         if s.iteration >= self.0 { s.stop = true; }
+/// use fastvision::learner::fit::{Callback, FitContext};
+/// struct StopBelow(f64);
+/// impl Callback for StopBelow {
+///     fn on_batch_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+///         // Reading the loss waits for the device: once every 10 batches is plenty.
+///         if cx.iteration % 10 == 9 && cx.smooth_loss() < self.0 {
+///             cx.stop(format!("the loss fell below {}", self.0));
+///         }
 ///         Ok(())
 ///     }
 /// }
 /// ```
+///
+/// Add it for every fit with `learn.add_cb(StopBelow(0.1))`, or for one call with
+/// `learn.fit_one_cycle_with(4, None, &mut [&mut StopBelow(0.1)])`.
 pub trait Callback {
+    /// Hooks of callbacks with a lower order run first (fastai's `_order`); the default is 0.
+    /// Mixed precision runs at -10 (its unscaled gradients are what clipping sees), the
+    /// recorder at 10 and the progress table last.
+    fn order(&self) -> i32 {
+        0
+    }
     /// Before the first epoch.
-    fn on_train_begin(&mut self, _s: &mut FitState) -> Result<()> {
+    fn on_train_begin(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
     }
     /// Before each epoch.
-    fn on_epoch_begin(&mut self, _s: &mut FitState) -> Result<()> {
+    fn on_epoch_begin(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
     }
-    /// Before each batch: set `lrs` and `mom` here.
-    fn on_batch_begin(&mut self, _s: &mut FitState) -> Result<()> {
+    /// Before each batch's forward pass: set `lrs` and `mom`, or change `x` and `y`.
+    fn on_batch_begin(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
     }
-    /// After the loss is computed, before the step: an error here skips the step and ends
-    /// training with the model restored to the epoch's starting weights.
-    fn on_loss(&mut self, _s: &mut FitState, _loss: f64) -> Result<()> {
+    /// After the forward pass, before the loss: `logits` is set and may be replaced.
+    fn on_loss_begin(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
     }
-    /// After the step.
-    fn on_batch_end(&mut self, _s: &mut FitState) -> Result<()> {
+    /// After the loss is computed, before it is logged: `loss` may be replaced.
+    fn on_loss(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
     }
-    /// After validation.
-    fn on_epoch_end(&mut self, _s: &mut FitState) -> Result<()> {
+    /// After the loss is logged, before backward: scale `loss`, or set `skip_backward`.
+    fn on_backward_begin(&mut self, _cx: &mut FitContext) -> Result<()> {
+        Ok(())
+    }
+    /// After backward, before the step: gradients are in place; set `skip_step` to skip it.
+    fn on_backward_end(&mut self, _cx: &mut FitContext) -> Result<()> {
+        Ok(())
+    }
+    /// After the optimizer step (also called when the step was skipped).
+    fn on_step_end(&mut self, _cx: &mut FitContext) -> Result<()> {
+        Ok(())
+    }
+    /// At the end of each batch.
+    fn on_batch_end(&mut self, _cx: &mut FitContext) -> Result<()> {
+        Ok(())
+    }
+    /// After the epoch's validation (`valid` is set unless validation is off).
+    fn on_epoch_end(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
     }
     /// After training, however it ended.
-    fn on_train_end(&mut self, _s: &mut FitState) -> Result<()> {
+    fn on_train_end(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
     }
 }
 
-/// Stops training when the loss is NaN or infinite, before the bad step is taken.
-#[derive(Debug, Default)]
-pub struct NanGuard;
-
-impl Callback for NanGuard {
-    fn on_loss(&mut self, s: &mut FitState, loss: f64) -> Result<()> {
-        if loss.is_finite() {
-            return Ok(());
-        }
-        Err(Error::Diverged(format!(
-            "the training loss became {loss} at epoch {}, batch {} (learning rates {}); training \
-             stopped and the weights from the start of that epoch were restored. Try a lower \
-             learning rate (see lr_find)",
-            s.epoch,
-            s.batch,
-            s.lrs
-                .iter()
-                .map(|l| format!("{l:.2e}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
+impl<C: Callback + ?Sized> Callback for Box<C> {
+    fn order(&self) -> i32 {
+        (**self).order()
     }
+    fn on_train_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_train_begin(cx)
+    }
+    fn on_epoch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_epoch_begin(cx)
+    }
+    fn on_batch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_batch_begin(cx)
+    }
+    fn on_loss_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_loss_begin(cx)
+    }
+    fn on_loss(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_loss(cx)
+    }
+    fn on_backward_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_backward_begin(cx)
+    }
+    fn on_backward_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_backward_end(cx)
+    }
+    fn on_step_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_step_end(cx)
+    }
+    fn on_batch_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_batch_end(cx)
+    }
+    fn on_epoch_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_epoch_end(cx)
+    }
+    fn on_train_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        (**self).on_train_end(cx)
+    }
+}
+
+/// Calls one hook on every callback, in order, stopping at the first error.
+macro_rules! hook {
+    ($cbs:expr, $cx:expr, $name:ident) => {
+        for cb in $cbs.iter_mut() {
+            cb.$name($cx)?;
+        }
+    };
 }
 
 /// `m:ss` (or `h:mm:ss`), as fastprogress formats times.
@@ -184,96 +291,69 @@ pub fn format_time(secs: f64) -> String {
     }
 }
 
-/// Prints fastai's progress table, one line per epoch as it ends (so a notebook shows it
-/// live), with a progress bar and ETA over the batches when stderr is a terminal.
-#[derive(Default)]
-pub struct ProgressTable {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl ProgressTable {
-    /// The header line for these metrics.
-    pub fn header(metric_names: &[String]) -> String {
-        let mut cols = vec![
-            "epoch".to_string(),
-            "train_loss".into(),
-            "valid_loss".into(),
-        ];
-        cols.extend(metric_names.iter().cloned());
-        cols.push("time".into());
-        cols.iter()
-            .map(|c| format!("{c:<12}"))
-            .collect::<String>()
-            .trim_end()
-            .to_string()
-    }
-}
-
-impl ProgressTable {
-    /// The line for the epoch that just ended.
-    pub fn row(s: &FitState) -> String {
-        let mut cols = vec![s.epoch.to_string(), format!("{:.6}", s.smooth_loss)];
-        match &s.valid {
-            Some((loss, metrics)) => {
-                cols.push(format!("{loss:.6}"));
-                cols.extend(metrics.iter().map(|m| format!("{m:.6}")));
+/// Runs `n_epochs` epochs over the learner's data with `cbs` (already in order). Every
+/// special case lives in a callback; this is only the loop.
+pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Result<()> {
+    let train_dl = cx.learn.data()?.train_dl.clone();
+    let valid_dl = cx.learn.data()?.valid_dl.clone();
+    let outcome = (|| -> Result<()> {
+        hook!(cbs, cx, on_train_begin);
+        for epoch in 0..cx.n_epochs {
+            cx.epoch = epoch;
+            cx.epoch_start = Instant::now();
+            cx.valid = None;
+            cx.stop_epoch = false;
+            hook!(cbs, cx, on_epoch_begin);
+            // Each epoch of a learner's life gets its own shuffle and augmentation draw.
+            let epoch_id = cx.learn.epochs_done;
+            cx.learn.epochs_done += 1;
+            for (b, batch) in train_dl.epoch(epoch_id).enumerate() {
+                cx.batch = b;
+                cx.x = batch.x;
+                cx.y = batch.y;
+                cx.skip_backward = false;
+                cx.skip_step = false;
+                hook!(cbs, cx, on_batch_begin);
+                cx.learn.opt.set_lrs(&cx.lrs);
+                cx.learn.opt.beta1 = cx.mom;
+                cx.logits = cx.learn.forward(&cx.x, true);
+                hook!(cbs, cx, on_loss_begin);
+                cx.loss = cx.learn.loss_func(&cx.logits, &cx.y);
+                hook!(cbs, cx, on_loss);
+                cx.losses.push(&cx.loss);
+                hook!(cbs, cx, on_backward_begin);
+                if !cx.skip_backward {
+                    cx.learn.opt.zero_grad();
+                    cx.loss.backward();
+                }
+                hook!(cbs, cx, on_backward_end);
+                if !(cx.skip_backward || cx.skip_step) {
+                    cx.learn.opt.step();
+                }
+                hook!(cbs, cx, on_step_end);
+                hook!(cbs, cx, on_batch_end);
+                cx.iteration += 1;
+                if cx.stop_epoch || cx.stop_training {
+                    break;
+                }
             }
-            None => cols.extend(std::iter::repeat_n(
-                "#na#".to_string(),
-                1 + s.metric_names.len(),
-            )),
-        }
-        cols.push(format_time(s.epoch_start.elapsed().as_secs_f64()));
-        cols.iter()
-            .map(|c| format!("{c:<12}"))
-            .collect::<String>()
-            .trim_end()
-            .to_string()
-    }
-}
-
-impl Callback for ProgressTable {
-    fn on_train_begin(&mut self, s: &mut FitState) -> Result<()> {
-        // lr_find (which skips validation) has no table to show.
-        if !s.skip_validate {
-            println!("{}", Self::header(&s.metric_names));
+            if cx.validate {
+                cx.valid = Some(cx.learn.validate_on(&valid_dl));
+            }
+            hook!(cbs, cx, on_epoch_end);
+            if cx.stop_training {
+                break;
+            }
         }
         Ok(())
-    }
-    fn on_epoch_begin(&mut self, s: &mut FitState) -> Result<()> {
-        let bar = indicatif::ProgressBar::new(s.n_batches as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "epoch {msg} {bar:30} {pos}/{len} [{elapsed}<{eta}]",
-            )
-            .expect("valid template"),
-        );
-        bar.set_message(format!("{}/{}", s.epoch + 1, s.n_epochs));
-        self.bar = Some(bar);
-        Ok(())
-    }
-    fn on_batch_end(&mut self, _s: &mut FitState) -> Result<()> {
-        if let Some(b) = &self.bar {
-            b.inc(1);
+    })();
+    // Every callback hears the end, even after an error, so bars close and state is restored.
+    let mut end = Ok(());
+    for cb in cbs.iter_mut() {
+        let r = cb.on_train_end(cx);
+        if end.is_ok() {
+            end = r;
         }
-        Ok(())
     }
-    fn on_epoch_end(&mut self, s: &mut FitState) -> Result<()> {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-        }
-        if !s.skip_validate {
-            println!("{}", Self::row(s));
-        }
-        Ok(())
-    }
-    fn on_train_end(&mut self, s: &mut FitState) -> Result<()> {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-        }
-        if let Some(why) = &s.stopped_because {
-            println!("stopped early: {why}");
-        }
-        Ok(())
-    }
+    outcome.and(end)
 }

@@ -1,58 +1,246 @@
-//! Metrics shown in the progress table: fastai's `accuracy` and `error_rate`, each averaged
-//! over the validation set weighted by batch size.
+//! Metrics shown in the progress table, in fastai's shape: a metric is reset before
+//! validation, accumulates every batch's logits and targets, and gives its value at the end.
+//! So `error_rate` is exact over the whole validation set whatever the last batch's size, and a
+//! metric that is no mean over items (F1, a per-class error) can be written too. Accumulating
+//! stays on the device; only `value` reads back.
+//!
+//! A metric of your own, macro-averaged F1 (counts kept on the device):
+//!
+//! ```
+//! use fastvision::learner::metrics::{Metric, MetricFn};
+//! use tch::{Kind, Tensor};
+//!
+//! #[derive(Default)]
+//! struct F1 { tp: Option<Tensor>, fp: Option<Tensor>, fneg: Option<Tensor> }
+//!
+//! impl Metric for F1 {
+//!     fn name(&self) -> String { "f1_macro".into() }
+//!     fn reset(&mut self) { *self = F1::default(); }
+//!     fn accumulate(&mut self, logits: &Tensor, targets: &Tensor) {
+//!         let c = logits.size()[1];
+//!         let pred = logits.argmax(-1, false).one_hot(c).to_kind(Kind::Float);
+//!         let truth = targets.one_hot(c).to_kind(Kind::Float);
+//!         let add = |acc: &mut Option<Tensor>, t: Tensor| {
+//!             *acc = Some(match acc.take() { Some(a) => a + t, None => t });
+//!         };
+//!         add(&mut self.tp, (&pred * &truth).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float));
+//!         add(&mut self.fp, (&pred * (1.0 - &truth)).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float));
+//!         add(&mut self.fneg, ((1.0 - &pred) * &truth).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float));
+//!     }
+//!     fn value(&self) -> f64 {
+//!         let (Some(tp), Some(fp), Some(fneg)) = (&self.tp, &self.fp, &self.fneg) else { return f64::NAN };
+//!         let f1 = 2.0 * tp / (2.0 * tp + fp + fneg).clamp_min(1.0);
+//!         f1.mean(Kind::Float).double_value(&[])
+//!     }
+//! }
+//!
+//! let f1 = MetricFn::new(F1::default);
+//! let mut m = f1.fresh();
+//! let logits = Tensor::from_slice(&[0.9f32, 0.1, 0.2, 0.8, 0.7, 0.3]).view([3, 2]);
+//! m.accumulate(&logits, &Tensor::from_slice(&[0i64, 1, 1]));
+//! // class 0: tp 1, fp 1, fn 0 -> 2/3; class 1: tp 1, fp 0, fn 1 -> 2/3
+//! assert!((m.value() - 2.0 / 3.0).abs() < 1e-6);
+//! // then: cnn_learner(&data, resnet34, &[error_rate, f1])
+//! ```
+
+use std::sync::Arc;
 
 use tch::{Kind, Tensor};
 
-/// A named metric: from logits `[B, C]` and targets `[B]`, the batch's value.
-#[derive(Clone, Copy)]
-pub struct Metric {
+/// fastai's `Metric`: state over a whole validation pass.
+pub trait Metric {
     /// Column name in the progress table.
-    pub name: &'static str,
-    /// Computes the value for one batch.
-    pub f: fn(&Tensor, &Tensor) -> f64,
+    fn name(&self) -> String;
+    /// Forgets everything accumulated (called before each validation pass).
+    fn reset(&mut self);
+    /// Takes in one batch: logits `[B, C]` and targets `[B]`, on the training device.
+    fn accumulate(&mut self, logits: &Tensor, targets: &Tensor);
+    /// The value over everything accumulated since `reset`.
+    fn value(&self) -> f64;
 }
 
-impl std::fmt::Debug for Metric {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
+/// fastai's `AvgMetric`: a per-item value averaged over every validation item.
+pub struct AvgMetric {
+    name: &'static str,
+    per_item: fn(&Tensor, &Tensor) -> Tensor,
+    total: Option<Tensor>,
+    count: i64,
+}
+
+impl AvgMetric {
+    /// A metric from a function giving one value per item (`[B]`) for a batch.
+    pub const fn new(name: &'static str, per_item: fn(&Tensor, &Tensor) -> Tensor) -> Self {
+        AvgMetric {
+            name,
+            per_item,
+            total: None,
+            count: 0,
+        }
     }
 }
 
-fn accuracy_fn(logits: &Tensor, targets: &Tensor) -> f64 {
+impl Clone for AvgMetric {
+    fn clone(&self) -> Self {
+        AvgMetric {
+            name: self.name,
+            per_item: self.per_item,
+            total: self.total.as_ref().map(Tensor::copy),
+            count: self.count,
+        }
+    }
+}
+
+impl Metric for AvgMetric {
+    fn name(&self) -> String {
+        self.name.to_string()
+    }
+    fn reset(&mut self) {
+        self.total = None;
+        self.count = 0;
+    }
+    fn accumulate(&mut self, logits: &Tensor, targets: &Tensor) {
+        let sum = (self.per_item)(logits, targets).sum(Kind::Double);
+        self.total = Some(match self.total.take() {
+            Some(t) => t + sum,
+            None => sum,
+        });
+        self.count += targets.size()[0];
+    }
+    fn value(&self) -> f64 {
+        match &self.total {
+            Some(t) if self.count > 0 => t.double_value(&[]) / self.count as f64,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// A metric as the learner holds it: `error_rate`, `accuracy`, `top_k_accuracy(5)`, or any
+/// [`Metric`] through [`MetricFn::new`]. Each validation pass starts from a fresh copy.
+#[derive(Clone)]
+pub enum MetricFn {
+    /// A mean over items (const, so `error_rate` and `accuracy` are plain values).
+    Avg(AvgMetric),
+    /// Any metric, copied from this prototype for each pass.
+    Custom(Arc<dyn Fn() -> Box<dyn Metric>>),
+}
+
+impl std::fmt::Debug for MetricFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl MetricFn {
+    /// A metric of your own, from a function that makes a fresh one (see the module's F1
+    /// example): `MetricFn::new(F1::default)`.
+    pub fn new<M: Metric + 'static>(make: impl Fn() -> M + 'static) -> Self {
+        MetricFn::Custom(Arc::new(move || {
+            let mut m = make();
+            m.reset();
+            Box::new(m)
+        }))
+    }
+
+    /// A fresh, reset instance to accumulate one pass into.
+    pub fn fresh(&self) -> Box<dyn Metric> {
+        match self {
+            MetricFn::Avg(m) => {
+                let mut m = m.clone();
+                m.reset();
+                Box::new(m)
+            }
+            MetricFn::Custom(make) => make(),
+        }
+    }
+
+    /// The column name.
+    pub fn name(&self) -> String {
+        match self {
+            MetricFn::Avg(m) => m.name.to_string(),
+            MetricFn::Custom(make) => make().name(),
+        }
+    }
+}
+
+fn correct(logits: &Tensor, targets: &Tensor) -> Tensor {
     logits
         .argmax(-1, false)
         .eq_tensor(targets)
         .to_kind(Kind::Float)
-        .mean(Kind::Float)
-        .double_value(&[])
 }
 
-fn error_rate_fn(logits: &Tensor, targets: &Tensor) -> f64 {
-    1.0 - accuracy_fn(logits, targets)
+fn wrong(logits: &Tensor, targets: &Tensor) -> Tensor {
+    1.0 - correct(logits, targets)
 }
 
 /// Fraction of correct predictions.
 ///
 /// ```
 /// let logits = tch::Tensor::from_slice(&[0.1f32, 0.9, 0.8, 0.2]).view([2, 2]);
-/// let targets = tch::Tensor::from_slice(&[1i64, 1]);
-/// assert_eq!((fastvision::accuracy.f)(&logits, &targets), 0.5);
+/// let mut m = fastvision::accuracy.fresh();
+/// m.accumulate(&logits, &tch::Tensor::from_slice(&[1i64, 1]));
+/// assert_eq!(m.value(), 0.5);
 /// ```
 #[allow(non_upper_case_globals)]
-pub const accuracy: Metric = Metric {
-    name: "accuracy",
-    f: accuracy_fn,
-};
+pub const accuracy: MetricFn = MetricFn::Avg(AvgMetric::new("accuracy", correct));
 
 /// Fraction of wrong predictions, `1 - accuracy`: the lesson's metric.
 ///
 /// ```
 /// let logits = tch::Tensor::from_slice(&[0.1f32, 0.9, 0.8, 0.2]).view([2, 2]);
-/// let targets = tch::Tensor::from_slice(&[1i64, 0]);
-/// assert_eq!((fastvision::error_rate.f)(&logits, &targets), 0.0);
+/// let mut m = fastvision::error_rate.fresh();
+/// m.accumulate(&logits, &tch::Tensor::from_slice(&[1i64, 0]));
+/// // A second batch of one item weighs one item, not half.
+/// m.accumulate(&logits.narrow(0, 0, 1), &tch::Tensor::from_slice(&[0i64]));
+/// assert!((m.value() - 1.0 / 3.0).abs() < 1e-12);
 /// ```
 #[allow(non_upper_case_globals)]
-pub const error_rate: Metric = Metric {
-    name: "error_rate",
-    f: error_rate_fn,
-};
+pub const error_rate: MetricFn = MetricFn::Avg(AvgMetric::new("error_rate", wrong));
+
+/// Whether the target is among the `k` highest logits: fastai's `AvgMetric` bookkeeping over
+/// per-item hits.
+struct TopK {
+    k: i64,
+    avg: AvgMetric,
+}
+
+fn top_k_hits(logits: &Tensor, targets: &Tensor, k: i64) -> Tensor {
+    let (_, idx) = logits.topk(k.min(logits.size()[1]), -1, true, false);
+    idx.eq_tensor(&targets.unsqueeze(1))
+        .any_dim(1, false)
+        .to_kind(Kind::Float)
+}
+
+impl Metric for TopK {
+    fn name(&self) -> String {
+        format!("top_{}_accuracy", self.k)
+    }
+    fn reset(&mut self) {
+        self.avg.reset();
+    }
+    fn accumulate(&mut self, logits: &Tensor, targets: &Tensor) {
+        // The per-item function sees the hits, computed here with this metric's k.
+        let hits = top_k_hits(logits, targets, self.k);
+        self.avg.accumulate(&hits, targets);
+    }
+    fn value(&self) -> f64 {
+        self.avg.value()
+    }
+}
+
+/// Top-k accuracy (fastai's `top_k_accuracy`, k = 5 there): the target is among the `k`
+/// most likely classes.
+///
+/// ```
+/// let logits = tch::Tensor::from_slice(&[0.5f32, 0.3, 0.2, 0.1, 0.2, 0.7]).view([2, 3]);
+/// let mut m = fastvision::top_k_accuracy(2).fresh();
+/// m.accumulate(&logits, &tch::Tensor::from_slice(&[1i64, 0]));
+/// assert_eq!(m.value(), 0.5);
+/// ```
+pub fn top_k_accuracy(k: usize) -> MetricFn {
+    let k = k.max(1) as i64;
+    MetricFn::new(move || TopK {
+        k,
+        avg: AvgMetric::new("top_k_accuracy", |hits, _| hits.shallow_clone()),
+    })
+}

@@ -1,12 +1,16 @@
 //! The training half of the lesson: `cnn_learner`, `fit_one_cycle`, `lr_find`, freezing, and
 //! saving, exporting and predicting. The loop lives in [`fit`]; everything else is a
-//! [`fit::Callback`] over it or a thin method here.
+//! [`fit::Callback`] over it ([`one_cycle`], [`lr_find`], [`recorder`], [`progress`],
+//! [`callbacks`]) or a thin method here.
 
+pub mod callbacks;
 pub mod fit;
+pub mod lr_find;
 pub mod metrics;
 pub mod one_cycle;
 pub mod optim;
 pub mod persist;
+pub mod progress;
 pub mod recorder;
 pub mod summary;
 
@@ -23,11 +27,14 @@ use crate::models::archs::{Stage, forward_stages};
 use crate::models::head::create_head;
 use crate::models::weights::{load_into, pretrained_weights};
 use crate::{Error, Result};
-use fit::{Callback, FitState, NanGuard, ProgressTable};
-use metrics::Metric;
+use callbacks::{MixedPrecision, NanGuard};
+use fit::{Callback, FitContext};
+use lr_find::LrFinder;
+use metrics::MetricFn;
 use one_cycle::{Lr, OneCycle};
 use optim::AdamW;
-use recorder::{LrFinder, Recorder};
+use progress::ProgressTable;
+use recorder::Recorder;
 
 /// Layer groups: two for the body, one for the head.
 pub const N_GROUPS: usize = 3;
@@ -41,6 +48,8 @@ pub struct CnnOptions {
     pub seed: u64,
     /// Decoupled weight decay.
     pub wd: f64,
+    /// Weights and batches in the channels-last layout (see [`Learner::to_channels_last`]).
+    pub channels_last: bool,
 }
 
 impl Default for CnnOptions {
@@ -49,6 +58,7 @@ impl Default for CnnOptions {
             pretrained: true,
             seed: 42,
             wd: 1e-2,
+            channels_last: true,
         }
     }
 }
@@ -74,7 +84,9 @@ pub struct Learner {
     /// What happened in the last fit.
     pub recorder: Recorder,
     /// Metrics shown after each epoch.
-    pub metrics: Vec<Metric>,
+    pub metrics: Vec<MetricFn>,
+    /// Callbacks added to every fit (fastai's `callback_fns`), see [`Learner::add_cb`].
+    pub callbacks: Vec<Box<dyn Callback>>,
     /// Where `save` and `load` put models; default `<data path>/models`.
     pub model_dir: PathBuf,
     /// Seed for reproducible training.
@@ -152,7 +164,7 @@ impl Prediction {
 /// let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
 /// learn.fit_one_cycle(1, None).unwrap();
 /// ```
-pub fn cnn_learner(data: &ImageDataBunch, arch: Arch, metrics: &[Metric]) -> Result<Learner> {
+pub fn cnn_learner(data: &ImageDataBunch, arch: Arch, metrics: &[MetricFn]) -> Result<Learner> {
     cnn_learner_with(data, arch, metrics, CnnOptions::default())
 }
 
@@ -160,7 +172,7 @@ pub fn cnn_learner(data: &ImageDataBunch, arch: Arch, metrics: &[Metric]) -> Res
 pub fn cnn_learner_with(
     data: &ImageDataBunch,
     arch: Arch,
-    metrics: &[Metric],
+    metrics: &[MetricFn],
     opts: CnnOptions,
 ) -> Result<Learner> {
     let device = data.train_dl.device;
@@ -170,8 +182,9 @@ pub fn cnn_learner_with(
         data.train_dl.dataset.size,
         data.stats,
         device,
-        opts.seed,
+        Some(opts.seed),
     )?;
+    learn.to_channels_last(opts.channels_last);
     learn.data = Some(data.clone());
     learn.metrics = metrics.to_vec();
     learn.model_dir = data.path.join("models");
@@ -198,13 +211,15 @@ pub fn cnn_learner_with(
 }
 
 impl Learner {
+    /// The model with fresh weights, drawn from torch's generator seeded with `seed`; `None`
+    /// leaves the generator alone, for a model whose weights are loaded right after.
     pub(crate) fn build(
         arch: Arch,
         classes: Vec<String>,
         size: u32,
         stats: Option<Stats>,
         device: Device,
-        seed: u64,
+        seed: Option<u64>,
     ) -> Result<Learner> {
         if classes.len() < 2 {
             return Err(Error::InvalidArgument(format!(
@@ -212,8 +227,9 @@ impl Learner {
                 classes.len()
             )));
         }
-        crate::device::tune_allocator();
-        tch::manual_seed(seed as i64);
+        if let Some(seed) = seed {
+            tch::manual_seed(seed as i64);
+        }
         let vs = nn::VarStore::new(device);
         let body = arch.body(&vs.root());
         let head = create_head(
@@ -222,7 +238,7 @@ impl Learner {
             classes.len() as i64,
         );
         let opt = AdamW::new(Self::param_groups(&vs, arch));
-        let mut learn = Learner {
+        let learn = Learner {
             data: None,
             arch,
             classes,
@@ -234,16 +250,15 @@ impl Learner {
             opt,
             recorder: Recorder::default(),
             metrics: vec![],
+            callbacks: vec![],
             model_dir: PathBuf::from("models"),
-            seed,
+            seed: seed.unwrap_or(0),
             frozen_to: 0,
             fits: 0,
             epochs_done: 0,
             fp16: false,
             channels_last: false,
         };
-        let off = std::env::var("FASTVISION_CHANNELS_LAST").is_ok_and(|v| v.trim() == "0");
-        learn.to_channels_last(!off);
         Ok(learn)
     }
 
@@ -410,6 +425,26 @@ impl Learner {
         });
     }
 
+    /// Adds a callback to every later fit, `fit_one_cycle` and `lr_find` (fastai's
+    /// `callback_fns`). Callbacks for a single call go to the `_with` methods instead.
+    ///
+    /// ```no_run
+    /// use fastvision::learner::callbacks::GradientClipping;
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.add_cb(GradientClipping::new(1.0));
+    /// learn.fit_one_cycle(4, None).unwrap();
+    /// ```
+    pub fn add_cb(&mut self, cb: impl Callback + 'static) -> &mut Self {
+        self.callbacks.push(Box::new(cb));
+        self
+    }
+
+    /// Removes every callback added with [`Learner::add_cb`].
+    pub fn clear_cbs(&mut self) -> &mut Self {
+        self.callbacks.clear();
+        self
+    }
+
     /// Trains for `epochs` epochs with constant learning rates.
     ///
     /// ```no_run
@@ -417,8 +452,7 @@ impl Learner {
     /// learn.fit(1, 1e-3).unwrap();
     /// ```
     pub fn fit(&mut self, epochs: usize, lr: impl Into<Lr>) -> Result<&Recorder> {
-        let lrs = lr.into().expand(N_GROUPS);
-        self.fit_with(epochs, lrs, &mut [])
+        self.fit_with(epochs, lr, &mut [])
     }
 
     /// Trains with the one-cycle policy; `max_lr` is a number, `None` (fastai's default
@@ -431,9 +465,29 @@ impl Learner {
     /// learn.fit_one_cycle(2, fastvision::slice(1e-6, 10f64.powf(-5.5))).unwrap();
     /// ```
     pub fn fit_one_cycle(&mut self, epochs: usize, max_lr: impl Into<Lr>) -> Result<&Recorder> {
+        self.fit_one_cycle_with(epochs, max_lr, &mut [])
+    }
+
+    /// [`Learner::fit_one_cycle`] with callbacks for this call (fastai's `cbs=`).
+    ///
+    /// ```no_run
+    /// use fastvision::learner::callbacks::EarlyStopping;
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.fit_one_cycle_with(8, None, &mut [&mut EarlyStopping::new("valid_loss")]).unwrap();
+    /// ```
+    pub fn fit_one_cycle_with(
+        &mut self,
+        epochs: usize,
+        max_lr: impl Into<Lr>,
+        cbs: &mut [&mut dyn Callback],
+    ) -> Result<&Recorder> {
         let mut schedule = OneCycle::new(max_lr.into().expand(N_GROUPS));
         let lrs = schedule.max_lrs.clone();
-        self.fit_with(epochs, lrs, &mut [&mut schedule])
+        let mut all: Vec<&mut dyn Callback> = vec![&mut schedule];
+        for cb in cbs.iter_mut() {
+            all.push(&mut **cb);
+        }
+        self.run(epochs, lrs, &mut all, true)
     }
 
     /// The learning-rate range test: trains a few batches with an exponentially growing
@@ -462,8 +516,9 @@ impl Learner {
         let weights = self.snapshot();
         let opt_state = self.opt.state();
         let mut finder = LrFinder::new(start_lr, end_lr, num_it, stop_div);
+        // No NaN guard: the sweep is meant to find where the loss blows up, and it stops there.
         let result = self
-            .fit_with(epochs, vec![start_lr; N_GROUPS], &mut [&mut finder])
+            .run(epochs, vec![start_lr; N_GROUPS], &mut [&mut finder], false)
             .map(|_| ());
         self.restore(&weights);
         self.opt.set_state(&opt_state);
@@ -473,15 +528,28 @@ impl Learner {
         Ok(&self.recorder)
     }
 
-    /// The training loop (see [`fit`]): each epoch trains on every batch, then validates.
+    /// Trains for `epochs` epochs at constant learning rates with callbacks for this call:
+    /// the general form every fit goes through (see [`fit`]).
     pub fn fit_with(
         &mut self,
         epochs: usize,
-        lrs: Vec<f64>,
-        extra: &mut [&mut dyn Callback],
+        lr: impl Into<Lr>,
+        cbs: &mut [&mut dyn Callback],
     ) -> Result<&Recorder> {
-        let train_dl: DataLoader = self.data()?.train_dl.clone();
-        let valid_dl: DataLoader = self.data()?.valid_dl.clone();
+        let lrs = lr.into().expand(N_GROUPS);
+        self.run(epochs, lrs, cbs, true)
+    }
+
+    /// The one place a fit is set up: the learner's own callbacks (recorder, NaN guard, mixed
+    /// precision, progress table, those from `add_cb`) join the call's, sorted by order.
+    fn run(
+        &mut self,
+        epochs: usize,
+        lrs: Vec<f64>,
+        cbs: &mut [&mut dyn Callback],
+        nan_guard: bool,
+    ) -> Result<&Recorder> {
+        let train_dl = &self.data()?.train_dl;
         if train_dl.is_empty() {
             return Err(Error::InvalidArgument(format!(
                 "the training set has {} images, fewer than one batch of {}: lower bs",
@@ -489,126 +557,64 @@ impl Learner {
                 train_dl.bs
             )));
         }
+        let n_batches = train_dl.len();
         tch::manual_seed(self.seed.wrapping_add(self.fits) as i64);
         self.fits += 1;
-        let names = self.metrics.iter().map(|m| m.name.to_string()).collect();
-        let mut state = FitState::new(epochs, train_dl.len(), lrs, names);
         let mut recorder = std::mem::take(&mut self.recorder);
+        let mut own = std::mem::take(&mut self.callbacks);
+        let mut guard = nan_guard.then(|| NanGuard::new(self.vs.device()));
+        let mut mixed = self.fp16.then(MixedPrecision::new);
         let mut progress = ProgressTable::default();
-        let mut guard = NanGuard;
         let result = {
-            let mut cbs: Vec<&mut dyn Callback> = vec![&mut recorder];
-            for cb in extra.iter_mut() {
-                cbs.push(&mut **cb);
+            let mut all: Vec<&mut dyn Callback> = vec![&mut recorder, &mut progress];
+            for cb in cbs.iter_mut() {
+                all.push(&mut **cb);
             }
-            cbs.push(&mut guard);
-            cbs.push(&mut progress);
-            self.run_fit(&mut state, &train_dl, &valid_dl, &mut cbs)
+            for cb in own.iter_mut() {
+                all.push(cb);
+            }
+            if let Some(g) = guard.as_mut() {
+                all.push(g);
+            }
+            if let Some(m) = mixed.as_mut() {
+                all.push(m);
+            }
+            all.sort_by_key(|cb| cb.order());
+            let mut cx = FitContext {
+                n_epochs: epochs,
+                epoch: 0,
+                n_batches,
+                batch: 0,
+                iteration: 0,
+                total_iterations: epochs * n_batches,
+                lrs,
+                mom: 0.9,
+                x: Tensor::new(),
+                y: Tensor::new(),
+                logits: Tensor::new(),
+                loss: Tensor::new(),
+                skip_backward: false,
+                skip_step: false,
+                stop_epoch: false,
+                stop_training: false,
+                stopped_because: None,
+                validate: true,
+                valid: None,
+                metric_names: self.metrics.iter().map(MetricFn::name).collect(),
+                epoch_start: std::time::Instant::now(),
+                losses: Default::default(),
+                learn: &mut *self,
+            };
+            fit::run_fit(&mut cx, &mut all)
         };
+        self.callbacks = own;
         self.recorder = recorder;
         result.map(|_| &self.recorder)
     }
 
-    fn run_fit(
-        &mut self,
-        s: &mut FitState,
-        train_dl: &DataLoader,
-        valid_dl: &DataLoader,
-        cbs: &mut [&mut dyn Callback],
-    ) -> Result<()> {
-        let _ = fit::take_stop_request();
-        for cb in cbs.iter_mut() {
-            cb.on_train_begin(s)?;
-        }
-        let mut scale = 65536.0f64;
-        let mut good_steps = 0u32;
-        let outcome = (|| -> Result<()> {
-            for epoch in 0..s.n_epochs {
-                s.epoch = epoch;
-                s.epoch_start = std::time::Instant::now();
-                s.valid = None;
-                let start_weights = self.snapshot();
-                for cb in cbs.iter_mut() {
-                    cb.on_epoch_begin(s)?;
-                }
-                let batches = train_dl.epoch(self.epochs_done);
-                self.epochs_done += 1;
-                for (b, batch) in batches.enumerate() {
-                    s.batch = b;
-                    for cb in cbs.iter_mut() {
-                        cb.on_batch_begin(s)?;
-                    }
-                    self.opt.set_lrs(&s.lrs);
-                    self.opt.beta1 = s.mom;
-                    let logits = self.forward(&batch.x, true);
-                    let loss = logits.cross_entropy_for_logits(&batch.y);
-                    let value = loss.double_value(&[]);
-                    for cb in cbs.iter_mut() {
-                        if let Err(e) = cb.on_loss(s, value) {
-                            self.restore(&start_weights);
-                            return Err(e);
-                        }
-                    }
-                    if s.stop {
-                        break;
-                    }
-                    self.opt.zero_grad();
-                    if self.fp16 {
-                        (&loss * scale).backward();
-                        let finite = self
-                            .opt
-                            .grads()
-                            .iter()
-                            .all(|g| g.isfinite().all().int64_value(&[]) == 1);
-                        if !finite {
-                            scale /= 2.0;
-                            good_steps = 0;
-                            continue;
-                        }
-                        tch::no_grad(|| {
-                            for mut g in self.opt.grads() {
-                                let _ = g.g_mul_scalar_(1.0 / scale);
-                            }
-                        });
-                        good_steps += 1;
-                        if good_steps == 1000 {
-                            scale *= 2.0;
-                            good_steps = 0;
-                        }
-                    } else {
-                        loss.backward();
-                    }
-                    self.opt.step();
-                    s.record_loss(value);
-                    for cb in cbs.iter_mut() {
-                        cb.on_batch_end(s)?;
-                    }
-                    s.iteration += 1;
-                    if fit::take_stop_request() {
-                        s.stop = true;
-                        s.stopped_because =
-                            Some(format!("interrupted at epoch {epoch}, batch {b}"));
-                    }
-                    if s.stop {
-                        break;
-                    }
-                }
-                if !s.skip_validate {
-                    s.valid = Some(self.validate_on(valid_dl));
-                }
-                for cb in cbs.iter_mut() {
-                    cb.on_epoch_end(s)?;
-                }
-                if s.stop {
-                    break;
-                }
-            }
-            Ok(())
-        })();
-        for cb in cbs.iter_mut() {
-            cb.on_train_end(s)?;
-        }
-        outcome
+    /// The training loss: cross-entropy over the batch (fastai's default for classification).
+    pub fn loss_func(&self, logits: &Tensor, targets: &Tensor) -> Tensor {
+        logits.cross_entropy_for_logits(targets)
     }
 
     /// Validation loss and metrics on the validation set.
@@ -616,25 +622,30 @@ impl Learner {
         Ok(self.validate_on(&self.data()?.valid_dl.clone()))
     }
 
-    fn validate_on(&self, dl: &DataLoader) -> (f64, Vec<f64>) {
-        let mut n = 0.0;
-        let mut loss = 0.0;
-        let mut metrics = vec![0.0; self.metrics.len()];
+    /// Loss and metrics over `dl`, accumulated on the device and read back once at the end.
+    pub(crate) fn validate_on(&self, dl: &DataLoader) -> (f64, Vec<f64>) {
+        let mut n = 0i64;
+        let mut loss: Option<Tensor> = None;
+        let mut metrics: Vec<Box<dyn metrics::Metric>> =
+            self.metrics.iter().map(MetricFn::fresh).collect();
         tch::no_grad(|| {
             for batch in dl.epoch(0) {
-                let bs = batch.y.size()[0] as f64;
+                let bs = batch.y.size()[0];
                 let logits = self.forward(&batch.x, false);
-                loss += logits.cross_entropy_for_logits(&batch.y).double_value(&[]) * bs;
-                for (m, acc) in self.metrics.iter().zip(metrics.iter_mut()) {
-                    *acc += (m.f)(&logits, &batch.y) * bs;
+                // The batch mean times its size, in f64 as the mean would be read back.
+                let sum = self.loss_func(&logits, &batch.y).to_kind(Kind::Double) * bs as f64;
+                loss = Some(match loss.take() {
+                    Some(l) => l + sum,
+                    None => sum,
+                });
+                for m in metrics.iter_mut() {
+                    m.accumulate(&logits, &batch.y);
                 }
                 n += bs;
             }
         });
-        (
-            loss / n.max(1.0),
-            metrics.into_iter().map(|m| m / n.max(1.0)).collect(),
-        )
+        let loss = loss.map_or(f64::NAN, |l| l.double_value(&[]) / n.max(1) as f64);
+        (loss, metrics.iter().map(|m| m.value()).collect())
     }
 
     /// Probabilities `[N, C]`, targets `[N]` and per-item losses `[N]` over a loader, in its

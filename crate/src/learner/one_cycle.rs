@@ -4,7 +4,7 @@
 //! 0.95 → 0.85 → 0.95.
 
 use crate::Result;
-use crate::learner::fit::{Callback, FitState};
+use crate::learner::fit::{Callback, FitContext};
 
 /// fastai's cosine annealing from `start` to `end` at fraction `pct` of the way.
 ///
@@ -136,10 +136,10 @@ impl OneCycle {
 }
 
 impl Callback for OneCycle {
-    fn on_batch_begin(&mut self, s: &mut FitState) -> Result<()> {
-        let (lrs, mom) = self.at(s.iteration, s.total_iterations);
-        s.lrs = lrs;
-        s.mom = mom;
+    fn on_batch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        let (lrs, mom) = self.at(cx.iteration, cx.total_iterations);
+        cx.lrs = lrs;
+        cx.mom = mom;
         Ok(())
     }
 }

@@ -6,6 +6,10 @@
 
 use tch::Tensor;
 
+/// A deep copy of an optimizer's state, from [`AdamW::state`]: per parameter its name, step
+/// count and the two moment buffers.
+pub type OptimizerState = Vec<(String, i64, Option<Tensor>, Option<Tensor>)>;
+
 /// One parameter and its Adam state.
 #[derive(Debug)]
 pub struct Param {
@@ -142,7 +146,7 @@ impl AdamW {
     }
 
     /// A deep copy of the optimizer state: (name, step, exp_avg, exp_avg_sq).
-    pub fn state(&self) -> Vec<(String, i64, Option<Tensor>, Option<Tensor>)> {
+    pub fn state(&self) -> OptimizerState {
         self.groups
             .iter()
             .flat_map(|g| g.params.iter())

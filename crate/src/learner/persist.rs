@@ -216,17 +216,21 @@ impl Learner {
 /// Loads a learner exported with [`Learner::export`], on [`crate::default_device`], ready to
 /// `predict`. Needs no data and runs no pickled code.
 pub fn load_learner(path: &Path) -> Result<Learner> {
+    load_learner_on(path, crate::default_device()?)
+}
+
+/// [`load_learner`] onto a given device: a model trained on a GPU predicts on a CPU-only
+/// machine with `Device::Cpu` (fastai's `load_learner(path, cpu=True)`).
+///
+/// ```no_run
+/// let learn = fastvision::learner::persist::load_learner_on("export.safetensors".as_ref(), tch::Device::Cpu).unwrap();
+/// ```
+pub fn load_learner_on(path: &Path, device: tch::Device) -> Result<Learner> {
     let (tensors, info) = read_file(path)?;
     let arch: Arch = info.arch.parse()?;
     let stats = info.stats.map(|(mean, std)| Stats { mean, std });
-    let mut learn = Learner::build(
-        arch,
-        info.classes.clone(),
-        info.size,
-        stats,
-        crate::default_device()?,
-        42,
-    )?;
+    let mut learn = Learner::build(arch, info.classes.clone(), info.size, stats, device, None)?;
+    learn.to_channels_last(true);
     learn.load_tensors(&tensors, path)?;
     Ok(learn)
 }

@@ -3,7 +3,7 @@
 
 use polars::prelude::*;
 
-use crate::learner::fit::{Callback, FitState};
+use crate::learner::fit::{Callback, FitContext};
 use crate::{Error, Result};
 
 /// One epoch's figures.
@@ -54,34 +54,52 @@ pub struct Recorder {
 }
 
 impl Callback for Recorder {
-    fn on_train_begin(&mut self, s: &mut FitState) -> Result<()> {
+    fn order(&self) -> i32 {
+        10
+    }
+    fn on_train_begin(&mut self, cx: &mut FitContext) -> Result<()> {
         *self = Recorder {
-            metric_names: s.metric_names.clone(),
+            metric_names: cx.metric_names.clone(),
             ..Default::default()
         };
         Ok(())
     }
-    fn on_batch_end(&mut self, s: &mut FitState) -> Result<()> {
-        self.lrs.push(*s.lrs.last().unwrap_or(&f64::NAN));
-        self.moms.push(s.mom);
-        self.losses.push(s.smooth_loss);
-        self.raw_losses.push(s.loss);
+    fn on_batch_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        // Numbers known on the host only: the losses stay on the device until the epoch ends.
+        self.lrs.push(*cx.lrs.last().unwrap_or(&f64::NAN));
+        self.moms.push(cx.mom);
         Ok(())
     }
-    fn on_epoch_end(&mut self, s: &mut FitState) -> Result<()> {
+    fn on_epoch_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        self.take_losses(cx);
         self.nb_batches.push(self.losses.len());
-        let (valid_loss, metrics) = match &s.valid {
+        let (valid_loss, metrics) = match &cx.valid {
             Some((l, m)) => (Some(*l), m.clone()),
             None => (None, vec![]),
         };
         self.epochs.push(EpochRecord {
-            epoch: s.epoch,
-            train_loss: s.smooth_loss,
+            epoch: cx.epoch,
+            train_loss: self.losses.last().copied().unwrap_or(f64::NAN),
             valid_loss,
             metrics,
-            time: s.epoch_start.elapsed().as_secs_f64(),
+            time: cx.epoch_start.elapsed().as_secs_f64(),
         });
         Ok(())
+    }
+    fn on_train_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        self.take_losses(cx);
+        Ok(())
+    }
+}
+
+impl Recorder {
+    /// Copies the fit's batch losses (one read-back for everything still on the device), one
+    /// per recorded batch.
+    fn take_losses(&mut self, cx: &mut FitContext) {
+        let (raw, smooth) = cx.loss_history();
+        let n = self.lrs.len().min(raw.len());
+        self.raw_losses = raw[..n].to_vec();
+        self.losses = smooth[..n].to_vec();
     }
 }
 
@@ -220,84 +238,5 @@ impl Recorder {
             })
             .collect();
         crate::show::html_table(&headers, &rows)
-    }
-}
-
-/// The `lr_find` sweep: an exponentially growing learning rate, stopped when the smoothed
-/// loss passes four times its best or turns NaN.
-#[derive(Debug, Clone)]
-pub struct LrFinder {
-    /// First learning rate.
-    pub start_lr: f64,
-    /// Last learning rate.
-    pub end_lr: f64,
-    /// Iterations of the sweep.
-    pub num_it: usize,
-    /// Stop once the loss diverges.
-    pub stop_div: bool,
-    best: f64,
-}
-
-impl LrFinder {
-    /// A sweep from `start_lr` to `end_lr` over `num_it` batches.
-    pub fn new(start_lr: f64, end_lr: f64, num_it: usize, stop_div: bool) -> Self {
-        LrFinder {
-            start_lr,
-            end_lr,
-            num_it,
-            stop_div,
-            best: f64::INFINITY,
-        }
-    }
-
-    /// The learning rate at iteration `i`: `start · (end / start)^(i / num_it)`.
-    ///
-    /// ```
-    /// let f = fastvision::learner::recorder::LrFinder::new(1e-7, 10.0, 100, true);
-    /// assert_eq!(f.lr_at(0), 1e-7);
-    /// assert!((f.lr_at(50) / 10f64.powf(-3.0) - 1.0).abs() < 1e-9);
-    /// ```
-    pub fn lr_at(&self, i: usize) -> f64 {
-        self.start_lr * (self.end_lr / self.start_lr).powf(i as f64 / self.num_it as f64)
-    }
-}
-
-impl Callback for LrFinder {
-    fn on_train_begin(&mut self, s: &mut FitState) -> Result<()> {
-        s.skip_validate = true;
-        self.best = f64::INFINITY;
-        Ok(())
-    }
-    fn on_batch_begin(&mut self, s: &mut FitState) -> Result<()> {
-        let lr = self.lr_at(s.iteration);
-        s.lrs = vec![lr; s.lrs.len()];
-        Ok(())
-    }
-    fn on_loss(&mut self, s: &mut FitState, loss: f64) -> Result<()> {
-        if !loss.is_finite() {
-            s.stop = true;
-            s.stopped_because = Some(format!(
-                "the loss became {loss} at lr {:.2e}",
-                self.lr_at(s.iteration)
-            ));
-        }
-        Ok(())
-    }
-    fn on_batch_end(&mut self, s: &mut FitState) -> Result<()> {
-        let smooth = s.smooth_loss;
-        if self.stop_div && (smooth > 4.0 * self.best || smooth.is_nan()) {
-            s.stop = true;
-            s.stopped_because = Some(format!(
-                "the loss diverged at lr {:.2e}",
-                self.lr_at(s.iteration)
-            ));
-        }
-        if smooth < self.best {
-            self.best = smooth;
-        }
-        if s.iteration + 1 >= self.num_it {
-            s.stop = true;
-        }
-        Ok(())
     }
 }

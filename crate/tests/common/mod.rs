@@ -11,6 +11,8 @@ pub fn repo_root() -> PathBuf {
 /// `../shared/data/fruits-360-sample` beside the clone (or `FASTVISION_REAL_SAMPLE`), if present.
 /// Tests that need real images call this and skip, saying so, when it returns None.
 pub fn real_sample(test: &str) -> Option<PathBuf> {
+    // What the fastvision binary does first thing: the library itself leaves the allocator alone.
+    fastvision::device::tune_allocator();
     let dir = std::env::var_os("FASTVISION_REAL_SAMPLE")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared/data/fruits-360-sample"));
@@ -28,6 +30,7 @@ pub fn real_sample(test: &str) -> Option<PathBuf> {
 /// A small generated dataset (4 classes x 20 images, 64 px, bs 16) on the CPU, normalised and
 /// augmented: for learner tests that must run anywhere in seconds.
 pub fn small_data(dir: &std::path::Path, seed: u64) -> fastvision::ImageDataBunch {
+    fastvision::device::tune_allocator();
     let path = fastvision::generate_sample(&dir.join("sample"), 4, 20, 5).unwrap();
     let opts = fastvision::FromFolder {
         train: "Training".into(),

@@ -1,0 +1,134 @@
+//! The callbacks fastai ships for the training loop, one file each. Each is a few lines over
+//! the hooks of [`crate::learner::fit::Callback`]; the learner adds the NaN guard (and mixed
+//! precision after `to_fp16`) to every fit, the others are yours to add:
+//!
+//! ```no_run
+//! use fastvision::learner::callbacks::{EarlyStopping, GradientClipping, SaveModel};
+//! # let mut learn: fastvision::Learner = unimplemented!();
+//! learn.add_cb(GradientClipping::new(1.0));
+//! learn.fit_one_cycle_with(10, None, &mut [&mut EarlyStopping::new("valid_loss").patience(2),
+//!                                          &mut SaveModel::new("error_rate", "best")]).unwrap();
+//! ```
+//!
+//! # Writing a callback
+//!
+//! A callback sees the whole training state through [`FitContext`]: the batch, the logits,
+//! the loss tensor, the learner's model and optimizer. Label smoothing, for example, replaces
+//! the loss before backward (and the recorder logs the replaced loss):
+//!
+//! ```
+//! use fastvision::learner::fit::{Callback, FitContext};
+//! use tch::Kind;
+//!
+//! struct LabelSmoothing(f64);
+//!
+//! impl Callback for LabelSmoothing {
+//!     fn on_loss(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+//!         // (1 - ε)·cross-entropy + ε·(cross-entropy against the uniform distribution)
+//!         let uniform = -cx.logits.log_softmax(-1, Kind::Float).mean(Kind::Float);
+//!         cx.loss = (1.0 - self.0) * &cx.loss + self.0 * uniform;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = fastvision::generate_sample(&dir.path().join("s"), 3, 8, 1).unwrap();
+//! # let opts = fastvision::FromFolder { train: "Training".into(), valid: "Test".into(),
+//! #     size: 32, bs: 8, device: Some(tch::Device::Cpu), ..Default::default() };
+//! # let data = fastvision::ImageDataBunch::from_folder(&path, opts).unwrap();
+//! # let lopts = fastvision::learner::CnnOptions { pretrained: false, ..Default::default() };
+//! let mut learn = fastvision::cnn_learner_with(&data, fastvision::resnet18,
+//!                                              &[fastvision::error_rate], lopts).unwrap();
+//! learn.add_cb(LabelSmoothing(0.1));
+//! learn.fit_one_cycle(1, 1e-3).unwrap();
+//! assert!(learn.recorder.raw_losses.iter().all(|l| l.is_finite()));
+//! ```
+
+mod clip;
+mod early_stopping;
+mod interrupt;
+mod mixed_precision;
+mod nan_guard;
+mod save_model;
+
+pub use clip::{GradientClipping, clip_grad_norm};
+pub use early_stopping::EarlyStopping;
+pub use interrupt::Interrupt;
+pub use mixed_precision::MixedPrecision;
+pub use nan_guard::NanGuard;
+pub use save_model::SaveModel;
+
+use crate::learner::fit::FitContext;
+use crate::{Error, Result};
+
+/// Whether a smaller or a larger value of a monitored quantity is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Lower is better (losses, error rates).
+    Min,
+    /// Higher is better (accuracy, F1).
+    Max,
+}
+
+impl Mode {
+    /// fastai's `mode='auto'`: lower is better for names with "loss" or "error" in them.
+    ///
+    /// ```
+    /// use fastvision::learner::callbacks::Mode;
+    /// assert_eq!(Mode::auto("valid_loss"), Mode::Min);
+    /// assert_eq!(Mode::auto("accuracy"), Mode::Max);
+    /// ```
+    pub fn auto(monitor: &str) -> Mode {
+        if monitor.contains("loss") || monitor.contains("error") {
+            Mode::Min
+        } else {
+            Mode::Max
+        }
+    }
+}
+
+/// The best value so far of one monitored quantity (fastai's `TrackerCallback`).
+#[derive(Debug, Clone)]
+pub(crate) struct Tracker {
+    pub monitor: String,
+    pub mode: Mode,
+    pub min_delta: f64,
+    pub best: Option<f64>,
+}
+
+impl Tracker {
+    pub fn new(monitor: &str) -> Self {
+        Tracker {
+            monitor: monitor.to_string(),
+            mode: Mode::auto(monitor),
+            min_delta: 0.0,
+            best: None,
+        }
+    }
+
+    /// After validation: `Some(true)` when the monitored value beat the best so far (and
+    /// becomes the best), `Some(false)` when it did not, `None` when nothing was validated.
+    pub fn update(&mut self, cx: &mut FitContext) -> Result<Option<bool>> {
+        if cx.valid.is_none() {
+            return Ok(None);
+        }
+        let Some(current) = cx.monitored(&self.monitor) else {
+            let mut names = vec!["valid_loss".to_string(), "train_loss".to_string()];
+            names.extend(cx.metric_names.iter().cloned());
+            return Err(Error::InvalidArgument(format!(
+                "cannot monitor '{}': this learner reports {}",
+                self.monitor,
+                names.join(", ")
+            )));
+        };
+        let better = match (self.best, self.mode) {
+            (None, _) => current.is_finite(),
+            (Some(best), Mode::Min) => current < best - self.min_delta,
+            (Some(best), Mode::Max) => current > best + self.min_delta,
+        };
+        if better {
+            self.best = Some(current);
+        }
+        Ok(Some(better))
+    }
+}

@@ -1,0 +1,79 @@
+//! The learning-rate range test (fastai's `LRFinder`): a callback that raises the learning
+//! rate exponentially batch by batch and stops once the loss runs away. `Learner::lr_find`
+//! runs it over `fit` and then puts the weights and optimizer state back.
+
+use crate::Result;
+use crate::learner::fit::{Callback, FitContext};
+
+/// The `lr_find` sweep: an exponentially growing learning rate, stopped when the smoothed
+/// loss passes four times its best or turns NaN.
+#[derive(Debug, Clone)]
+pub struct LrFinder {
+    /// First learning rate.
+    pub start_lr: f64,
+    /// Last learning rate.
+    pub end_lr: f64,
+    /// Iterations of the sweep.
+    pub num_it: usize,
+    /// Stop once the loss diverges.
+    pub stop_div: bool,
+    best: f64,
+}
+
+impl LrFinder {
+    /// A sweep from `start_lr` to `end_lr` over `num_it` batches.
+    pub fn new(start_lr: f64, end_lr: f64, num_it: usize, stop_div: bool) -> Self {
+        LrFinder {
+            start_lr,
+            end_lr,
+            num_it,
+            stop_div,
+            best: f64::INFINITY,
+        }
+    }
+
+    /// The learning rate at iteration `i`: `start · (end / start)^(i / num_it)`.
+    ///
+    /// ```
+    /// let f = fastvision::learner::lr_find::LrFinder::new(1e-7, 10.0, 100, true);
+    /// assert_eq!(f.lr_at(0), 1e-7);
+    /// assert!((f.lr_at(50) / 10f64.powf(-3.0) - 1.0).abs() < 1e-9);
+    /// ```
+    pub fn lr_at(&self, i: usize) -> f64 {
+        self.start_lr * (self.end_lr / self.start_lr).powf(i as f64 / self.num_it as f64)
+    }
+}
+
+impl Callback for LrFinder {
+    fn on_train_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        cx.validate = false;
+        self.best = f64::INFINITY;
+        Ok(())
+    }
+    fn on_batch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        let lr = self.lr_at(cx.iteration);
+        cx.lrs = vec![lr; cx.lrs.len()];
+        Ok(())
+    }
+    fn on_batch_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        // The sweep decides batch by batch, so it reads the loss every batch (fastai does too).
+        let (raw, smooth) = (cx.last_loss(), cx.smooth_loss());
+        let lr = self.lr_at(cx.iteration);
+        if !raw.is_finite() {
+            cx.stop(format!(
+                "lr_find ended at lr {lr:.2e}: the loss became {raw}"
+            ));
+        } else if self.stop_div && (smooth > 4.0 * self.best || smooth.is_nan()) {
+            cx.stop(format!(
+                "lr_find ended at lr {lr:.2e}, where the loss passed 4x its lowest value"
+            ));
+        }
+        if smooth < self.best {
+            self.best = smooth;
+        }
+        if cx.iteration + 1 >= self.num_it {
+            cx.stop_training = true;
+        }
+        Ok(())
+    }
+}

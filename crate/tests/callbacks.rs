@@ -1,0 +1,297 @@
+//! The training loop's callbacks: each built-in one does its job through the hooks alone, a
+//! user callback can change the loss and stop `fit_one_cycle`, and an overflowed fp16 step is
+//! still a batch. On generated data on the CPU, so these run anywhere in seconds.
+
+mod common;
+
+use fastvision::learner::callbacks::{
+    EarlyStopping, GradientClipping, Interrupt, MixedPrecision, SaveModel,
+};
+use fastvision::learner::fit::{Callback, FitContext};
+use fastvision::learner::metrics::MetricFn;
+use fastvision::learner::one_cycle::OneCycle;
+use fastvision::{Learner, accuracy, cnn_learner, error_rate, mobilenet_v2, top_k_accuracy};
+use tch::{Kind, Tensor};
+
+fn learner(seed: u64, metrics: &[MetricFn]) -> (tempfile::TempDir, Learner) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::small_data(tmp.path(), seed);
+    let learn = cnn_learner(&data, mobilenet_v2, metrics).unwrap();
+    (tmp, learn)
+}
+
+fn weights_equal(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.equal(&y.1))
+}
+
+#[test]
+fn an_overflowed_fp16_step_is_skipped_but_still_a_batch() {
+    let (_tmp, mut plain) = learner(11, &[error_rate]);
+    plain.fit_one_cycle(3, 1e-3).unwrap();
+    let n = plain.data().unwrap().train_dl.len() * 3;
+
+    let (_tmp2, mut learn) = learner(11, &[error_rate]);
+    let before = learn.snapshot();
+    // 2^130 overflows f32 (max just under 2^128): the first steps' gradients are infinite.
+    let mut mp = MixedPrecision::new().with_scale(2f64.powi(130));
+    learn.fit_one_cycle_with(3, 1e-3, &mut [&mut mp]).unwrap();
+    assert!(
+        mp.skipped_steps >= 3,
+        "{} steps skipped: 2^130 needs at least 3 halvings",
+        mp.skipped_steps
+    );
+    assert!(mp.skipped_steps < n, "some steps were taken");
+    assert!(mp.loss_scale < 2f64.powi(128));
+    let rec = &learn.recorder;
+    assert_eq!(rec.lrs.len(), n, "every batch is recorded");
+    assert_eq!(rec.raw_losses.len(), n);
+    assert_eq!(rec.nb_batches, plain.recorder.nb_batches);
+    // The schedule went all the way: same learning rates and momentum as without overflow,
+    // ending at max_lr / (div_factor * 1e4).
+    assert_eq!(rec.lrs, plain.recorder.lrs);
+    assert_eq!(rec.moms, plain.recorder.moms);
+    let (last, _) = OneCycle::new(vec![1e-3]).at(n - 1, n);
+    assert_eq!(*rec.lrs.last().unwrap(), last[0]);
+    // Recorded losses are the unscaled ones, and training did move the weights.
+    assert!(rec.raw_losses.iter().all(|l| l.is_finite() && *l < 10.0));
+    assert!(!weights_equal(&before, &learn.snapshot()));
+    assert_eq!(rec.epochs.len(), 3);
+}
+
+/// Label smoothing as a callback: the README's "Writing a callback" example.
+struct LabelSmoothing {
+    eps: f64,
+    seen: Vec<(f64, f64)>,
+}
+
+impl Callback for LabelSmoothing {
+    fn on_loss(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+        let log_probs = cx.logits.log_softmax(-1, Kind::Float);
+        let uniform = -log_probs.mean(Kind::Float);
+        let ce = cx.loss.shallow_clone();
+        cx.loss = (1.0 - self.eps) * &ce + self.eps * uniform;
+        self.seen
+            .push((ce.double_value(&[]), cx.loss.double_value(&[])));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_user_callback_changes_the_loss_that_is_trained_and_recorded() {
+    let (_tmp, mut learn) = learner(13, &[error_rate]);
+    let mut ls = LabelSmoothing {
+        eps: 0.1,
+        seen: vec![],
+    };
+    learn.fit_one_cycle_with(1, 1e-3, &mut [&mut ls]).unwrap();
+    let rec = &learn.recorder;
+    assert_eq!(ls.seen.len(), rec.raw_losses.len());
+    for ((ce, smoothed), recorded) in ls.seen.iter().zip(&rec.raw_losses) {
+        assert_eq!(smoothed, recorded, "the recorder logs the replaced loss");
+        assert!((ce - smoothed).abs() > 1e-6, "smoothing changed the loss");
+    }
+}
+
+struct StopAfter(usize);
+
+impl Callback for StopAfter {
+    fn on_batch_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+        if cx.iteration + 1 >= self.0 {
+            cx.stop(format!("stopped after {} batches", self.0));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_callback_added_to_the_learner_stops_fit_one_cycle_early() {
+    let (_tmp, mut learn) = learner(14, &[error_rate]);
+    learn.add_cb(StopAfter(3));
+    learn.fit_one_cycle(4, None).unwrap();
+    assert_eq!(learn.recorder.lrs.len(), 3);
+    assert_eq!(
+        learn.recorder.epochs.len(),
+        1,
+        "the interrupted epoch still validates"
+    );
+    assert!(learn.recorder.epochs[0].valid_loss.is_some());
+    // add_cb callbacks stay for later fits until cleared.
+    learn.fit(1, 1e-4).unwrap();
+    assert_eq!(learn.recorder.lrs.len(), 3);
+    learn.clear_cbs();
+    learn.fit(1, 1e-4).unwrap();
+    assert_eq!(
+        learn.recorder.lrs.len(),
+        learn.data().unwrap().train_dl.len()
+    );
+}
+
+/// Reads the global gradient norm after clipping (order 5: after GradientClipping's 0).
+struct NormProbe(Vec<f64>);
+
+impl Callback for NormProbe {
+    fn order(&self) -> i32 {
+        5
+    }
+    fn on_backward_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+        let sq: f64 = cx
+            .learn
+            .opt
+            .grads()
+            .iter()
+            .map(|g| g.square().sum(Kind::Double).double_value(&[]))
+            .sum();
+        self.0.push(sq.sqrt());
+        Ok(())
+    }
+}
+
+#[test]
+fn gradient_clipping_bounds_the_global_norm() {
+    let (_tmp, mut learn) = learner(15, &[error_rate]);
+    let mut probe = NormProbe(vec![]);
+    learn.fit_with(1, 1e-3, &mut [&mut probe]).unwrap();
+    let unclipped = probe.0.clone();
+    assert!(unclipped.iter().all(|n| *n > 1e-3), "{unclipped:?}");
+
+    let (_tmp2, mut learn) = learner(15, &[error_rate]);
+    let mut probe = NormProbe(vec![]);
+    let mut clip = GradientClipping::new(1e-3);
+    learn
+        .fit_with(1, 1e-3, &mut [&mut probe, &mut clip])
+        .unwrap();
+    assert_eq!(probe.0.len(), unclipped.len());
+    for n in &probe.0 {
+        assert!((n - 1e-3).abs() < 1e-6, "clipped norm {n}");
+    }
+}
+
+#[test]
+fn early_stopping_ends_the_fit_when_nothing_improves() {
+    let (_tmp, mut learn) = learner(16, &[error_rate, accuracy]);
+    // No change of less than 1e9 counts: only the first epoch "improves".
+    let mut es = EarlyStopping::new("valid_loss").min_delta(1e9).patience(1);
+    learn.fit_one_cycle_with(6, 1e-3, &mut [&mut es]).unwrap();
+    assert_eq!(
+        learn.recorder.epochs.len(),
+        3,
+        "first, then patience 1, then stop"
+    );
+    assert_eq!(es.best(), learn.recorder.epochs[0].valid_loss);
+
+    let mut es = EarlyStopping::new("accuracy").patience(10);
+    learn.fit_with(2, 1e-4, &mut [&mut es]).unwrap();
+    assert_eq!(learn.recorder.epochs.len(), 2);
+    let best = learn
+        .recorder
+        .epochs
+        .iter()
+        .map(|e| e.metrics[1])
+        .fold(f64::MIN, f64::max);
+    assert_eq!(es.best(), Some(best), "higher is better for accuracy");
+
+    let err = learn
+        .fit_with(1, 1e-4, &mut [&mut EarlyStopping::new("f1")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'f1'") && err.contains("valid_loss") && err.contains("error_rate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn save_model_ends_with_the_best_epoch_weights() {
+    let (tmp, mut learn) = learner(17, &[error_rate]);
+    learn.model_dir = tmp.path().join("models");
+    let mut save = SaveModel::new("valid_loss", "best");
+    learn.fit_one_cycle_with(3, 1e-2, &mut [&mut save]).unwrap();
+    let losses: Vec<f64> = learn
+        .recorder
+        .epochs
+        .iter()
+        .map(|e| e.valid_loss.unwrap())
+        .collect();
+    let best = (0..losses.len())
+        .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
+        .unwrap();
+    assert_eq!(save.best_epoch, Some(best), "{losses:?}");
+    assert!(tmp.path().join("models/best.safetensors").is_file());
+    let (valid_loss, _) = learn.validate().unwrap();
+    assert!(
+        (valid_loss - losses[best]).abs() < 1e-5,
+        "the learner holds the best epoch's weights: {valid_loss} vs {}",
+        losses[best]
+    );
+}
+
+#[test]
+fn an_interrupt_stops_after_the_current_batch() {
+    let (_tmp, mut learn) = learner(18, &[error_rate]);
+    let stop = Interrupt::new();
+    learn.add_cb(stop.clone());
+    stop.request();
+    learn.fit_one_cycle(2, 1e-3).unwrap();
+    assert_eq!(learn.recorder.lrs.len(), 1);
+    assert!(
+        !stop.is_requested(),
+        "a request is used up by the fit it stops"
+    );
+    learn.fit(1, 1e-4).unwrap();
+    assert_eq!(
+        learn.recorder.lrs.len(),
+        learn.data().unwrap().train_dl.len()
+    );
+}
+
+#[test]
+fn metrics_are_exact_over_a_partial_last_batch() {
+    let (_tmp, mut learn) = learner(
+        19,
+        &[error_rate, accuracy, top_k_accuracy(2), top_k_accuracy(4)],
+    );
+    learn.fit(1, 1e-3).unwrap();
+    let dl = learn.data().unwrap().valid_dl.clone();
+    assert_ne!(
+        dl.dataset.len() % dl.bs,
+        0,
+        "the test needs a partial last batch"
+    );
+    let (probs, y, _) = learn.get_preds(&dl);
+    let n = y.size()[0] as f64;
+    let wrong = probs
+        .argmax(-1, false)
+        .ne_tensor(&y)
+        .sum(Kind::Int64)
+        .int64_value(&[]) as f64;
+    let (_, top2) = probs.topk(2, -1, true, true);
+    let hits2 = top2
+        .eq_tensor(&y.unsqueeze(1))
+        .any_dim(1, false)
+        .sum(Kind::Int64)
+        .int64_value(&[]) as f64;
+    let (_, metrics) = learn.validate().unwrap();
+    assert!(
+        (metrics[0] - wrong / n).abs() < 1e-12,
+        "{metrics:?} vs {wrong}/{n}"
+    );
+    assert!((metrics[0] + metrics[1] - 1.0).abs() < 1e-12);
+    assert!((metrics[2] - hits2 / n).abs() < 1e-12);
+    assert_eq!(
+        metrics[3], 1.0,
+        "4 classes: the target is always in the top 4"
+    );
+    assert_eq!(
+        learn.recorder.history().get_column_names(),
+        [
+            "epoch",
+            "train_loss",
+            "valid_loss",
+            "error_rate",
+            "accuracy",
+            "top_2_accuracy",
+            "top_4_accuracy",
+            "time"
+        ]
+    );
+}
