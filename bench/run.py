@@ -109,6 +109,9 @@ def main():
         for tool in ("fastvision", "fastai"):
             lim = med(tool, ph, "fit_s") / med(tool, ph, "limit_s")
             lines.append(f"| {tool}: {name} fit_one_cycle(1) / its compute limit | {lim:.2f}x | | |")
+    devices = {tool: sorted({x.get("device", "cpu") for ph in phases for x in results[(tool, ph)]})
+               for tool in ("fastvision", "fastai")}
+    lines.append(f"| device | {', '.join(devices['fastvision'])} | {', '.join(devices['fastai'])} | |")
     table = "\n".join(lines)
     if subset:
         shutil.rmtree(subset)
@@ -122,7 +125,7 @@ def main():
         f"tools alternating, each phase a fresh process.\n\n"
         f"- Machine: {cpu_name()}, {os.cpu_count()} cores; {args.threads} threads for both tools\n"
         f"- fastai {torch_v[1] if len(torch_v) > 1 else '?'} on torch {torch_v[0] if torch_v else '?'}; "
-        f"fastvision on tch 0.26 / libtorch 2.13.0\n"
+        f"fastvision on tch 0.24 / libtorch 2.11.0\n"
         f"- Data: `{args.data}`; 100 px, bs 64, fastai's default augmentation "
         f"(`aug_transforms()` / `get_transforms()`) and ImageNet normalisation; fastai with "
         f"`num_workers={args.threads}`\n\n"

@@ -42,6 +42,26 @@ fn main() {
         "cargo:rustc-env=FASTVISION_TCH_VERSION={}",
         locked_version("tch")
     );
+    if let Some(root) = torch_root {
+        compile_shim(root);
+    }
+}
+
+/// The few libtorch calls tch does not expose (crate/shim/*.cpp), compiled against the same
+/// torch headers and ABI as torch-sys compiles its own.
+fn compile_shim(torch_root: &Path) {
+    println!("cargo:rerun-if-changed=shim/autocast.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("shim/autocast.cpp")
+        .include(torch_root.join("include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("fastvision_shim");
 }
 
 /// torch's `lib/` folder, resolved through symlinks so the rpath names the real files.

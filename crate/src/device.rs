@@ -13,7 +13,16 @@ pub const DEVICE_ENV: &str = "FASTVISION_DEVICE";
 /// 22 s of 80 s for one mobilenet_v2 epoch on 2 cores, 3 s with these settings). Two arenas
 /// instead of one per thread keep the loader's and libtorch's threads from each holding their
 /// own free memory (150 MB less peak memory in a training run, same speed).
-pub(crate) fn tune_allocator() {
+///
+/// It changes the whole process's allocator, so the library never calls it on its own: the
+/// `fastvision` binary and the benchmark call it first thing in `main`, and the notebook
+/// kernel gets the same settings from `GLIBC_TUNABLES` in its kernel spec (scripts/kernel.sh).
+/// Call it at the start of your own program for the same speed.
+///
+/// ```
+/// fastvision::device::tune_allocator(); // once, before any threads start
+/// ```
+pub fn tune_allocator() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -27,39 +36,107 @@ pub(crate) fn tune_allocator() {
     });
 }
 
+/// What became of libtorch's CUDA half in this process (see [`load_cuda_backend`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CudaBackend {
+    /// No NVIDIA driver (`libcuda.so.1`) here: CPU only, nothing tried.
+    NoDriver,
+    /// `libtorch_cuda.so` is loaded, from this file.
+    Loaded(String),
+    /// A driver is present but `libtorch_cuda.so` did not load: each file tried, with the
+    /// loader's reason.
+    Failed(Vec<String>),
+}
+
 /// Loads libtorch's CUDA half when the machine has an NVIDIA driver, before anyone asks
 /// whether CUDA works; returns whether it is loaded.
 ///
 /// Nothing links `libtorch_cuda.so` (crate/build.rs explains why): on a CPU-only machine it
 /// would only cost 260 MB of resident memory. With a driver present (`libcuda.so.1`), loading it
 /// with `RTLD_GLOBAL` registers its CUDA hooks as linking would (tch-rs#988), in our binaries
-/// and in notebook cells alike.
+/// and in notebook cells alike. It is looked for beside the libtorch actually loaded (a moved
+/// binary finds its torch through `LD_LIBRARY_PATH`), then where the build found it, then on the
+/// loader's path. When a driver is there and every try fails, the reasons go to stderr once,
+/// rather than a silent fall back to the CPU.
 ///
 /// ```
 /// let loaded = fastvision::device::load_cuda_backend();
 /// assert!(loaded || !tch::Cuda::is_available());
 /// ```
 pub fn load_cuda_backend() -> bool {
-    static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *LOADED.get_or_init(|| {
-        if !dlopen("libcuda.so.1", libc::RTLD_NOW | libc::RTLD_LOCAL) {
-            return false;
+    matches!(cuda_backend(), CudaBackend::Loaded(_))
+}
+
+/// The outcome of loading libtorch's CUDA half (loading it first if nobody has yet).
+///
+/// ```
+/// use fastvision::device::{CudaBackend, cuda_backend};
+/// if let CudaBackend::Failed(reasons) = cuda_backend() { eprintln!("{reasons:?}") }
+/// ```
+pub fn cuda_backend() -> &'static CudaBackend {
+    static STATE: std::sync::OnceLock<CudaBackend> = std::sync::OnceLock::new();
+    STATE.get_or_init(|| {
+        if dlopen("libcuda.so.1", libc::RTLD_NOW | libc::RTLD_LOCAL).is_err() {
+            return CudaBackend::NoDriver;
         }
-        // The torch this crate was built against first, then the loader's search path.
+        let mut tries: Vec<String> = Vec::new();
+        if let Some(dir) = loaded_libtorch_dir() {
+            tries.push(dir.join("libtorch_cuda.so").to_string_lossy().into_owned());
+        }
         let built = std::path::Path::new(env!("FASTVISION_LIBTORCH_LIB")).join("libtorch_cuda.so");
-        [built.to_string_lossy().as_ref(), "libtorch_cuda.so"]
-            .iter()
-            .any(|name| dlopen(name, libc::RTLD_NOW | libc::RTLD_GLOBAL))
+        tries.push(built.to_string_lossy().into_owned());
+        tries.push("libtorch_cuda.so".into());
+        tries.dedup();
+        let mut reasons = Vec::new();
+        for name in &tries {
+            match dlopen(name, libc::RTLD_NOW | libc::RTLD_GLOBAL) {
+                Ok(()) => return CudaBackend::Loaded(name.clone()),
+                Err(why) => reasons.push(format!("{name}: {why}")),
+            }
+        }
+        eprintln!(
+            "warning: this machine has an NVIDIA driver, but libtorch's CUDA half did not load, so \
+             fastvision runs on the CPU:\n  {}\nPut the torch {} libraries on LD_LIBRARY_PATH \
+             (python3 -c 'import torch, os; print(os.path.dirname(torch.__file__) + \"/lib\")').",
+            reasons.join("\n  "),
+            env!("FASTVISION_LIBTORCH_VERSION")
+        );
+        CudaBackend::Failed(reasons)
     })
 }
 
-fn dlopen(name: &str, flags: libc::c_int) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
+/// The folder of the `libtorch_cpu.so` this process actually loaded (which may not be the one
+/// it was built against, for a binary moved to another machine).
+///
+/// ```
+/// let _ = tch::Tensor::zeros([1], tch::kind::FLOAT_CPU);
+/// let dir = fastvision::device::loaded_libtorch_dir().unwrap();
+/// assert!(dir.join("libtorch_cpu.so").is_file());
+/// ```
+pub fn loaded_libtorch_dir() -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))
+        .and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_path_buf()))
+}
+
+fn dlopen(name: &str, flags: libc::c_int) -> std::result::Result<(), String> {
+    let c = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
     // SAFETY: dlopen with a valid C string; the handle is deliberately never closed, since
-    // libtorch keeps pointers into the library for the life of the process.
-    !unsafe { libc::dlopen(c.as_ptr(), flags) }.is_null()
+    // libtorch keeps pointers into the library for the life of the process. dlerror returns a
+    // thread-local message valid until the next dl* call, copied out at once.
+    unsafe {
+        if !libc::dlopen(c.as_ptr(), flags).is_null() {
+            return Ok(());
+        }
+        let err = libc::dlerror();
+        Err(if err.is_null() {
+            "not found".into()
+        } else {
+            std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned()
+        })
+    }
 }
 
 /// The device to use: `FASTVISION_DEVICE` if set, otherwise the first GPU if CUDA works, else CPU.

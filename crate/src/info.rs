@@ -20,8 +20,12 @@ pub struct Info {
     pub tch: &'static str,
     /// The libtorch version built against (from the torch wheel's `version.py`).
     pub libtorch: &'static str,
-    /// Where libtorch's shared libraries were linked from.
+    /// Where libtorch's shared libraries were linked from at build time.
     pub libtorch_lib: &'static str,
+    /// Where the libtorch this process runs on was actually loaded from.
+    pub libtorch_loaded: Option<PathBuf>,
+    /// What became of libtorch's CUDA half.
+    pub cuda_backend: device::CudaBackend,
     /// The device fastvision will compute on.
     pub device: String,
     /// Whether libtorch can use CUDA here.
@@ -52,6 +56,9 @@ impl Info {
             libtorch: env!("FASTVISION_LIBTORCH_VERSION"),
             libtorch_lib: env!("FASTVISION_LIBTORCH_LIB"),
             device: device::device_name(device::default_device()?),
+            // After default_device, which has made libtorch load (and tried its CUDA half).
+            libtorch_loaded: device::loaded_libtorch_dir(),
+            cuda_backend: device::cuda_backend().clone(),
             cuda_available: tch::Cuda::is_available(),
             cuda_devices: tch::Cuda::device_count(),
             cudnn_available: tch::Cuda::cudnn_is_available(),
@@ -68,7 +75,21 @@ impl fmt::Display for Info {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
         writeln!(f, "fastvision  {}", self.fastvision)?;
         writeln!(f, "tch         {}", self.tch)?;
-        writeln!(f, "libtorch    {} ({})", self.libtorch, self.libtorch_lib)?;
+        let loaded = self
+            .libtorch_loaded
+            .as_ref()
+            .map_or_else(|| "not loaded".to_string(), |p| p.display().to_string());
+        writeln!(f, "libtorch    {} ({loaded})", self.libtorch)?;
+        if Some(std::path::Path::new(self.libtorch_lib)) != self.libtorch_loaded.as_deref() {
+            writeln!(f, "built with  {}", self.libtorch_lib)?;
+        }
+        match &self.cuda_backend {
+            device::CudaBackend::NoDriver => {}
+            device::CudaBackend::Loaded(lib) => writeln!(f, "cuda lib    {lib}")?,
+            device::CudaBackend::Failed(why) => {
+                writeln!(f, "cuda lib    FAILED to load: {}", why.join("; "))?
+            }
+        }
         writeln!(f, "device      {}", self.device)?;
         writeln!(
             f,

@@ -295,3 +295,35 @@ fn metrics_are_exact_over_a_partial_last_batch() {
         ]
     );
 }
+
+#[test]
+fn bf16_autocast_trains_on_the_cpu() {
+    let (_tmp, mut learn) = learner(20, &[error_rate]);
+    let x = learn.data().unwrap().valid_dl.epoch(0).next().unwrap().x;
+    let fp32 = tch::no_grad(|| learn.forward(&x, false));
+    learn.to_bf16();
+    assert_eq!(
+        learn.precision(),
+        Some(fastvision::learner::callbacks::Precision::BFloat16)
+    );
+    let bf16 = tch::no_grad(|| learn.forward(&x, false));
+    assert_eq!(bf16.kind(), Kind::Float, "logits come back in fp32");
+    // bf16 keeps 8 bits of mantissa: the logits move, but only by rounding.
+    let diff = (&fp32 - &bf16).abs().max().double_value(&[]);
+    assert!(
+        diff > 0.0 && diff < 0.5,
+        "fp32 and bf16 logits differ by {diff}"
+    );
+    learn.fit_one_cycle(2, 1e-3).unwrap();
+    let rec = &learn.recorder;
+    assert!(rec.raw_losses.iter().all(|l| l.is_finite()));
+    assert!(
+        rec.raw_losses.last().unwrap() < rec.raw_losses.first().unwrap(),
+        "{:?}",
+        rec.raw_losses
+    );
+    learn.to_fp32();
+    let back = tch::no_grad(|| learn.forward(&x, false));
+    let again = tch::no_grad(|| learn.forward(&x, false));
+    assert!(back.equal(&again), "fp32 again after to_fp32");
+}

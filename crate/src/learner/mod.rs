@@ -27,7 +27,7 @@ use crate::models::archs::{Stage, forward_stages};
 use crate::models::head::create_head;
 use crate::models::weights::{load_into, pretrained_weights};
 use crate::{Error, Result};
-use callbacks::{MixedPrecision, NanGuard};
+use callbacks::{MixedPrecision, NanGuard, Precision, autocast};
 use fit::{Callback, FitContext};
 use lr_find::LrFinder;
 use metrics::MetricFn;
@@ -94,7 +94,7 @@ pub struct Learner {
     frozen_to: usize,
     fits: u64,
     epochs_done: u64,
-    fp16: bool,
+    precision: Option<Precision>,
     channels_last: bool,
 }
 
@@ -256,7 +256,7 @@ impl Learner {
             frozen_to: 0,
             fits: 0,
             epochs_done: 0,
-            fp16: false,
+            precision: None,
             channels_last: false,
         };
         Ok(learn)
@@ -296,10 +296,9 @@ impl Learner {
             x.shallow_clone()
         };
         let run = || self.head.forward_t(&self.body_features(&x, train), train);
-        if self.fp16 {
-            tch::autocast(true, run).to_kind(Kind::Float)
-        } else {
-            run()
+        match self.precision {
+            Some(p) => autocast(self.vs.device(), p, run).to_kind(Kind::Float),
+            None => run(),
         }
     }
 
@@ -358,14 +357,43 @@ impl Learner {
     }
 
     /// Mixed precision on CUDA: the forward pass runs under autocast (fp16 where safe, BatchNorm
-    /// in fp32) and the loss is scaled dynamically. On a CPU it warns and changes nothing.
+    /// in fp32) and every fit scales the loss dynamically ([`callbacks::MixedPrecision`]). On a
+    /// CPU it warns and changes nothing (see [`Learner::to_bf16`]).
+    ///
+    /// ```no_run
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.to_fp16().fit_one_cycle(4, None).unwrap();
+    /// ```
     pub fn to_fp16(&mut self) -> &mut Self {
         if self.vs.device().is_cuda() {
-            self.fp16 = true;
+            self.precision = Some(Precision::Half);
         } else {
             eprintln!("warning: to_fp16 needs a CUDA device; training stays in fp32 on the CPU");
         }
         self
+    }
+
+    /// Mixed precision in bfloat16: the forward pass runs under autocast in bf16, on CUDA or on
+    /// the CPU. bf16 has fp32's range, so no loss scaling is needed (nor done).
+    ///
+    /// ```no_run
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.to_bf16().fit_one_cycle(4, None).unwrap();
+    /// ```
+    pub fn to_bf16(&mut self) -> &mut Self {
+        self.precision = Some(Precision::BFloat16);
+        self
+    }
+
+    /// Back to plain fp32.
+    pub fn to_fp32(&mut self) -> &mut Self {
+        self.precision = None;
+        self
+    }
+
+    /// The mixed precision in use, if any.
+    pub fn precision(&self) -> Option<Precision> {
+        self.precision
     }
 
     /// Stores every 4-D weight, and feeds every batch, in the NHWC ("channels last") layout,
@@ -563,7 +591,7 @@ impl Learner {
         let mut recorder = std::mem::take(&mut self.recorder);
         let mut own = std::mem::take(&mut self.callbacks);
         let mut guard = nan_guard.then(|| NanGuard::new(self.vs.device()));
-        let mut mixed = self.fp16.then(MixedPrecision::new);
+        let mut mixed = (self.precision == Some(Precision::Half)).then(MixedPrecision::new);
         let mut progress = ProgressTable::default();
         let result = {
             let mut all: Vec<&mut dyn Callback> = vec![&mut recorder, &mut progress];

@@ -1,6 +1,6 @@
 //! The callbacks fastai ships for the training loop, one file each. Each is a few lines over
-//! the hooks of [`crate::learner::fit::Callback`]; the learner adds the NaN guard (and mixed
-//! precision after `to_fp16`) to every fit, the others are yours to add:
+//! the hooks of [`crate::learner::fit::Callback`]; the learner adds the NaN guard (and the fp16
+//! loss scaler after `to_fp16`; `to_bf16` needs none) to every fit, the others are yours to add:
 //!
 //! ```no_run
 //! use fastvision::learner::callbacks::{EarlyStopping, GradientClipping, SaveModel};
@@ -54,7 +54,7 @@ mod save_model;
 pub use clip::{GradientClipping, clip_grad_norm};
 pub use early_stopping::EarlyStopping;
 pub use interrupt::Interrupt;
-pub use mixed_precision::MixedPrecision;
+pub use mixed_precision::{MixedPrecision, Precision, autocast};
 pub use nan_guard::NanGuard;
 pub use save_model::SaveModel;
 
