@@ -26,6 +26,8 @@ export FASTVISION_CACHE
 # folder, which crate/build.rs writes into the binaries' rpath.
 export LIBTORCH := $(FASTVISION_CACHE)/libtorch
 export FASTVISION_TORCH_DIR = $(realpath $(VENV)/libtorch)
+# The offline weights package lives here even when torch comes from FASTVISION_TORCH_PYTHON.
+export FASTVISION_VENV := $(VENV)
 # Only for doctests, which rustdoc links without our build.rs; binaries and tests use the rpath.
 export LD_LIBRARY_PATH := $(LIBTORCH)/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
 

