@@ -58,6 +58,36 @@ fn error(learn: &Learner) -> f64 {
     learn.recorder.epochs.last().unwrap().metrics[0]
 }
 
+/// A mobilenet_v2 learner on CUDA, set up by `prepare` (a precision, say), after
+/// `fit_one_cycle(1)` with the sample's error target met. `None` where there is no GPU.
+struct Trained {
+    tmp: tempfile::TempDir,
+    dev: Device,
+    data: ImageDataBunch,
+    learn: Learner,
+}
+
+fn trained(test: &str, prepare: impl FnOnce(&mut Learner)) -> Option<Trained> {
+    let dev = cuda(test)?;
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, target) = data(tmp.path(), dev, test);
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    prepare(&mut learn);
+    learn.fit_one_cycle(1, None).unwrap();
+    assert!(
+        error(&learn) < target,
+        "{test}: error {} after fit_one_cycle(1) on CUDA ({:?})",
+        error(&learn),
+        learn.precision()
+    );
+    Some(Trained {
+        tmp,
+        dev,
+        data,
+        learn,
+    })
+}
+
 #[test]
 fn batches_are_on_the_gpu_and_augmented_there() {
     let Some(dev) = cuda("batches_are_on_the_gpu_and_augmented_there") else {
@@ -86,12 +116,15 @@ fn batches_are_on_the_gpu_and_augmented_there() {
 #[test]
 fn training_on_cuda_reaches_the_error_and_round_trips_to_the_cpu() {
     let test = "training_on_cuda_reaches_the_error_and_round_trips_to_the_cpu";
-    let Some(dev) = cuda(test) else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, target) = data(tmp.path(), dev, test);
-    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
-    learn.fit_one_cycle(1, None).unwrap();
-    assert!(error(&learn) < target, "error {} on CUDA", error(&learn));
+    let Some(Trained {
+        tmp,
+        dev,
+        data,
+        mut learn,
+    }) = trained(test, |_| {})
+    else {
+        return;
+    };
 
     // lr_find puts weights and optimizer state back bit for bit on the GPU too.
     let before = learn.snapshot();
@@ -146,13 +179,17 @@ fn training_on_cuda_reaches_the_error_and_round_trips_to_the_cpu() {
 #[test]
 fn fp16_on_cuda_reaches_the_error_and_survives_an_overflow() {
     let test = "fp16_on_cuda_reaches_the_error_and_survives_an_overflow";
-    let Some(dev) = cuda(test) else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, target) = data(tmp.path(), dev, test);
-    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
-    learn.to_fp16();
-    learn.fit_one_cycle(1, None).unwrap();
-    assert!(error(&learn) < target, "fp16 error {}", error(&learn));
+    let Some(Trained {
+        tmp: _tmp,
+        data,
+        mut learn,
+        ..
+    }) = trained(test, |l| {
+        l.to_fp16();
+    })
+    else {
+        return;
+    };
 
     // A scale that overflows fp16 and f32 alike: steps are skipped, batches are not.
     let n = data.train_dl.len();
@@ -166,11 +203,15 @@ fn fp16_on_cuda_reaches_the_error_and_survives_an_overflow() {
 #[test]
 fn interpretation_on_cuda_with_gradcam_and_tta() {
     let test = "interpretation_on_cuda_with_gradcam_and_tta";
-    let Some(dev) = cuda(test) else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, _) = data(tmp.path(), dev, test);
-    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
-    learn.fit_one_cycle(1, None).unwrap();
+    let Some(Trained {
+        tmp: _tmp,
+        data,
+        learn,
+        ..
+    }) = trained(test, |_| {})
+    else {
+        return;
+    };
     let interp = ClassificationInterpretation::from_learner(&learn).unwrap();
     let n = data.valid_dl.dataset.len() as i64;
     assert_eq!(
@@ -199,13 +240,11 @@ fn interpretation_on_cuda_with_gradcam_and_tta() {
 #[test]
 fn bf16_on_cuda_reaches_the_error() {
     let test = "bf16_on_cuda_reaches_the_error";
-    let Some(dev) = cuda(test) else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, target) = data(tmp.path(), dev, test);
-    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
-    learn.to_bf16();
-    learn.fit_one_cycle(1, None).unwrap();
-    assert!(error(&learn) < target, "bf16 error {}", error(&learn));
+    let Some(Trained { tmp: _tmp, dev, .. }) = trained(test, |l| {
+        l.to_bf16();
+    }) else {
+        return;
+    };
     // Autocast really ran in bf16 on the GPU.
     let a = tch::Tensor::ones([8, 8], (tch::Kind::Float, dev));
     let kind = fastvision::learner::callbacks::autocast(
