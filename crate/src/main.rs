@@ -81,27 +81,41 @@ enum Command {
     },
     /// Train a classifier on a Fruits-360-layout folder and export it.
     Train {
+        /// A folder with Training/ and Test/, one sub-folder per class.
         path: PathBuf,
-        #[arg(long, default_value = "mobilenet_v2")]
+        /// The architecture.
+        #[arg(long, default_value = "mobilenet_v2",
+              value_parser = ["resnet18", "resnet34", "resnet50", "mobilenet_v2"])]
         arch: String,
-        #[arg(long, default_value_t = 1)]
-        epochs: usize,
+        /// Epochs of fit_one_cycle with the pretrained body frozen (the lesson: 4).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        epochs: u32,
         /// Epochs of fine-tuning the whole network afterwards (slice(1e-6, 10^-5.5)).
         #[arg(long, default_value_t = 0)]
         unfrozen_epochs: usize,
+        /// Image size in pixels (images are resized to size x size).
         #[arg(long, default_value_t = 100)]
         size: u32,
+        /// Batch size.
         #[arg(long, default_value_t = 64)]
         bs: usize,
         /// Start from random weights instead of ImageNet's.
         #[arg(long)]
         no_pretrained: bool,
+        /// Where to write the exported model.
         #[arg(long, default_value = "export.safetensors")]
         export: PathBuf,
         /// Weights and batches in the channels-last layout (0 or false: plain NCHW).
         #[arg(long, env = "FASTVISION_CHANNELS_LAST", default_value = "true",
               value_parser = clap::builder::BoolishValueParser::new())]
         channels_last: bool,
+        /// Seed for the shuffle, the augmentation and the head's initialisation; change it to see
+        /// the run-to-run spread.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// cpu, cuda or cuda:N [default: the first GPU if there is one, else the CPU].
+        #[arg(long, env = "FASTVISION_DEVICE")]
+        device: Option<String>,
     },
     /// Classify images with a model from `fastvision train` (or Learner::export).
     Predict {
@@ -180,6 +194,12 @@ fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             let report = fastvision::verify_images(&path, &opts)?;
+            if report.checked == 0 && !recurse {
+                eprintln!(
+                    "hint: no images directly in {}; add -r to check its sub-folders (one per class)",
+                    path.display()
+                );
+            }
             for issue in &report.issues {
                 println!(
                     "  {}: {} -> {}",
@@ -199,13 +219,25 @@ fn main() -> anyhow::Result<()> {
             no_pretrained,
             export,
             channels_last,
+            seed,
+            device,
         } => {
             let stop = ctrl_c()?;
+            fastvision::device::load_cuda_backend();
+            let device = match device {
+                Some(spec) => Some(fastvision::device::parse_device(
+                    &spec,
+                    tch::Cuda::device_count(),
+                )?),
+                None => None,
+            };
             let opts = FromFolder {
                 train: "Training".into(),
                 valid: "Test".into(),
                 size,
                 bs,
+                seed,
+                device,
                 ds_tfms: Some(get_transforms()),
                 ..Default::default()
             };
@@ -213,6 +245,7 @@ fn main() -> anyhow::Result<()> {
             let learn_opts = fastvision::learner::CnnOptions {
                 pretrained: !no_pretrained,
                 channels_last,
+                seed,
                 ..Default::default()
             };
             let mut learn = fastvision::cnn_learner_with(
@@ -222,7 +255,7 @@ fn main() -> anyhow::Result<()> {
                 learn_opts,
             )?;
             learn.add_cb(stop);
-            learn.fit_one_cycle(epochs, None)?;
+            learn.fit_one_cycle(epochs as usize, None)?;
             if unfrozen_epochs > 0 {
                 learn.unfreeze();
                 learn.fit_one_cycle(unfrozen_epochs, fastvision::slice(1e-6, 10f64.powf(-5.5)))?;
