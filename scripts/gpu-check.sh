@@ -3,7 +3,9 @@
 # network, run from the repository root with the bundle from `make gpu-bundle` in .gpu/:
 #   bash scripts/gpu-check.sh            results in $OUT (the device tool's) or out/gpu-check
 # Every step prints a marker, runs under `timeout`, and a failing step never stops the later
-# ones; the whole check fits in about 8 minutes on an H200. At most 8 flat files are written.
+# ones. The whole check ends within GPU_CHECK_BUDGET seconds (default 470, under 8 minutes):
+# each step's limit is cut to what is left, and a step with no time left is marked skipped.
+# Steps run most important first. At most 8 flat files are written.
 # GPU_CHECK_QUICK=1 shrinks every step (a rehearsal on a CPU machine).
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,6 +13,7 @@ bundle="${GPU_BUNDLE:-$root/.gpu}"
 out="${OUT:-$root/out/gpu-check}"
 work="${GPU_WORK:-/tmp/fastvision-gpu}"
 quick="${GPU_CHECK_QUICK:-0}"
+deadline=$((SECONDS + ${GPU_CHECK_BUDGET:-470}))
 threads="${GPU_THREADS:-8}"
 mkdir -p "$out" "$work/bin" "$work/logs"
 summary="$out/summary.txt"
@@ -19,6 +22,13 @@ summary="$out/summary.txt"
 # step NAME SECONDS COMMAND...: run, keep the log, mark start and end, never stop the script.
 step() {
   local name="$1" limit="$2"; shift 2
+  local left=$((deadline - SECONDS - 5))
+  if (( left < 10 )); then
+    echo "=== SKIP $name: the time budget is spent ==="
+    printf '%-12s skipped (budget)\n' "$name" >> "$summary"
+    return 0
+  fi
+  (( limit > left )) && limit=$left
   echo "=== STEP $name (limit ${limit}s) ==="
   local t0=$SECONDS
   timeout --kill-after=10 "$limit" "$@" > "$work/logs/$name.log" 2>&1
@@ -52,29 +62,29 @@ echo "torch: $torch_lib; sample: $sample" | tee -a "$summary"
 echo "=== END unpack ==="
 
 fv="$work/bin/fastvision"
-step info 60 bash -c "'$fv' info && '$fv' info | grep -q 'device      cuda:0'"
+step info 30 bash -c "'$fv' info && '$fv' info | grep -q 'device      cuda:0'"
 cp "$work/logs/info.log" "$out/info.txt"
 
 export FASTVISION_REAL_SAMPLE="$sample"
-step gpu-tests 240 env FASTVISION_DEVICE=cuda FASTVISION_REQUIRE_CUDA=1 "$work/bin/gpu-tests" --test-threads=1
+step gpu-tests 120 env FASTVISION_DEVICE=cuda FASTVISION_REQUIRE_CUDA=1 "$work/bin/gpu-tests" --test-threads=1
 cp "$work/logs/gpu-tests.log" "$out/gpu-tests.txt"
 
-epochs=(4 2); [[ "$quick" == 1 ]] && epochs=(1 0)
-step lesson 150 "$fv" lesson --data "$sample" --arch mobilenet_v2 --out "$work/lesson" \
-  --epochs "${epochs[0]}" --unfrozen-epochs "${epochs[1]}"
-
 rounds=1
-step bench 240 "$py" "$root/bench/run.py" "$sample" --fastvision "$work/bin/bench" --python "$py" \
+step bench 150 "$py" "$root/bench/run.py" "$sample" --fastvision "$work/bin/bench" --python "$py" \
   --weights "$(ls "$bundle"/weights/*.pth)" --threads "$threads" --rounds "$rounds" \
   --phases "$([[ "$quick" == 1 ]] && echo data,fit || echo data,fit,lr-find,interp,fit-resnet34)" \
   --out "$out/RESULTS-gpu.md"
 
+epochs=(4 2); [[ "$quick" == 1 ]] && epochs=(1 0)
+step lesson 90 "$fv" lesson --data "$sample" --arch mobilenet_v2 --out "$work/lesson" \
+  --epochs "${epochs[0]}" --unfrozen-epochs "${epochs[1]}"
+
 per_class=400; [[ "$quick" == 1 ]] && per_class=20
-step full-sample 120 "$fv" sample "$work/full" --classes 131 --per-class "$per_class"
-step full-bench 240 "$py" "$root/bench/run.py" "$work/full" --fastvision "$work/bin/bench" --python "$py" \
-  --weights "$(ls "$bundle"/weights/*.pth)" --threads "$threads" --rounds 1 --phases data,fit \
+step full-sample 60 "$fv" sample "$work/full" --classes 131 --per-class "$per_class"
+step full-bench 120 "$py" "$root/bench/run.py" "$work/full" --fastvision "$work/bin/bench" --python "$py" \
+  --weights "$(ls "$bundle"/weights/*.pth)" --threads "$threads" --rounds 1 --phases fit \
   --out "$out/RESULTS-gpu-full.md"
-step full-lesson 180 "$fv" lesson --data "$work/full" --arch resnet34 --no-pretrained \
+step full-lesson 120 "$fv" lesson --data "$work/full" --arch resnet34 --no-pretrained \
   --out "$work/full-lesson" --epochs "${epochs[0]}" --unfrozen-epochs "${epochs[1]}"
 
 # The logs of the longer steps in one file, the summary last.
