@@ -26,10 +26,11 @@ die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 link_torch() {
   local dir
   dir="$(ls -d "$venv"/lib/python3*/site-packages/torch 2>/dev/null | head -n1)"
-  # A torch shared from FASTVISION_TORCH_PYTHON's site-packages lives outside .venv.
-  if [[ -z "$dir" && -x "$venv/bin/python" ]]; then
-    dir="$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null || true)"
-  fi
+  # A torch shared from FASTVISION_TORCH_PYTHON's site-packages: the .pth file names that folder
+  # (read, not imported: this runs on every make target's fast path).
+  local pth
+  pth="$(ls "$venv"/lib/python3*/site-packages/fastvision-torch.pth 2>/dev/null | head -n1)"
+  [[ -z "$dir" && -n "$pth" ]] && dir="$(cat "$pth")/torch"
   [[ -n "$dir" && -d "$dir/lib" ]] || return 1
   ln -sfn "$dir" "$venv/libtorch"
   mkdir -p "$cache"
@@ -47,14 +48,15 @@ torch_site=""
 if [[ -n "${FASTVISION_TORCH_PYTHON:-}" ]]; then
   tp="$FASTVISION_TORCH_PYTHON"
   [[ -x "$tp" ]] || die "FASTVISION_TORCH_PYTHON=$tp is not an executable Python. Point it at the python whose torch to use (e.g. /opt/conda/bin/python), or unset it to download torch $want_torch."
-  tv="$("$tp" -c 'import torch; print(torch.__version__)' 2>/dev/null || true)"
+  # One import gives both the version and the site-packages folder holding torch.
+  tv=""
+  read -r tv torch_site < <("$tp" -c 'import os, torch; print(torch.__version__, os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null) || true
   [[ -n "$tv" ]] || die "FASTVISION_TORCH_PYTHON=$tp cannot 'import torch'. Install torch==$want_torch for it, or unset FASTVISION_TORCH_PYTHON to let setup download torch $want_torch into .venv."
   [[ "${tv%%+*}" == "$want_torch" ]] || die "FASTVISION_TORCH_PYTHON=$tp has torch $tv, but fastvision is built for exactly torch $want_torch (tch 0.24 checks the libtorch version). Install torch==$want_torch there, or unset FASTVISION_TORCH_PYTHON to download it into .venv."
   if [[ -d "$venv/lib" ]] && ! ls "$venv"/lib/python3*/site-packages/fastvision-torch.pth >/dev/null 2>&1; then
     die "$venv was made with its own torch, not FASTVISION_TORCH_PYTHON's. Remove it ('rm -rf .venv') and run 'make setup' again to use $tp's torch."
   fi
   py="$tp"
-  torch_site="$("$tp" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')"
   say "using torch $tv from $tp (FASTVISION_TORCH_PYTHON); nothing of torch is downloaded"
 fi
 command -v "$py" >/dev/null 2>&1 || die "no '$py' on PATH. Install Python 3.9+ (Debian/Ubuntu: 'sudo apt-get install python3 python3-venv'), or point PYTHON=/path/to/python3 at one, then run 'make setup' again."

@@ -114,7 +114,43 @@ pub struct FitContext<'a> {
     pub(crate) losses: LossLog,
 }
 
-impl FitContext<'_> {
+impl<'a> FitContext<'a> {
+    /// The state at the start of a fit of `n_epochs` epochs of `n_batches` batches, starting
+    /// from learning rates `lrs`.
+    pub(crate) fn new(
+        learn: &'a mut Learner,
+        n_epochs: usize,
+        n_batches: usize,
+        lrs: Vec<f64>,
+    ) -> Self {
+        let metric_names = learn.metrics.iter().map(|m| m.name()).collect();
+        FitContext {
+            learn,
+            n_epochs,
+            epoch: 0,
+            n_batches,
+            batch: 0,
+            iteration: 0,
+            total_iterations: n_epochs * n_batches,
+            lrs,
+            mom: 0.9,
+            x: Tensor::new(),
+            y: Tensor::new(),
+            logits: Tensor::new(),
+            loss: Tensor::new(),
+            skip_backward: false,
+            skip_step: false,
+            stop_epoch: false,
+            stop_training: false,
+            stopped_because: None,
+            validate: true,
+            valid: None,
+            metric_names,
+            epoch_start: Instant::now(),
+            losses: LossLog::default(),
+        }
+    }
+
     /// The training loss of the last logged batch (reads it back from the device).
     pub fn last_loss(&mut self) -> f64 {
         self.losses.flush();
@@ -224,45 +260,6 @@ pub trait Callback {
     /// After training, however it ended.
     fn on_train_end(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
-    }
-}
-
-impl<C: Callback + ?Sized> Callback for Box<C> {
-    fn order(&self) -> i32 {
-        (**self).order()
-    }
-    fn on_train_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_train_begin(cx)
-    }
-    fn on_epoch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_epoch_begin(cx)
-    }
-    fn on_batch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_batch_begin(cx)
-    }
-    fn on_loss_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_loss_begin(cx)
-    }
-    fn on_loss(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_loss(cx)
-    }
-    fn on_backward_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_backward_begin(cx)
-    }
-    fn on_backward_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_backward_end(cx)
-    }
-    fn on_step_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_step_end(cx)
-    }
-    fn on_batch_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_batch_end(cx)
-    }
-    fn on_epoch_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_epoch_end(cx)
-    }
-    fn on_train_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        (**self).on_train_end(cx)
     }
 }
 

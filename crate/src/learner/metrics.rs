@@ -61,12 +61,59 @@ pub trait Metric {
     fn value(&self) -> f64;
 }
 
+/// A running mean kept on the device: sums in f64, one read-back in [`Mean::value`]. What
+/// `AvgMetric`, top-k accuracy and the validation loss accumulate into.
+#[derive(Debug, Default)]
+pub struct Mean {
+    total: Option<Tensor>,
+    count: i64,
+}
+
+impl Mean {
+    /// Nothing accumulated.
+    pub const fn new() -> Self {
+        Mean {
+            total: None,
+            count: 0,
+        }
+    }
+
+    /// Adds `count` items whose values sum to `sum` (a 0-d tensor).
+    pub fn add_sum(&mut self, sum: Tensor, count: i64) {
+        let sum = sum.to_kind(Kind::Double);
+        self.total = Some(match self.total.take() {
+            Some(t) => t + sum,
+            None => sum,
+        });
+        self.count += count;
+    }
+
+    /// Adds one value per item (`[B]`).
+    pub fn add(&mut self, per_item: &Tensor) {
+        self.add_sum(per_item.sum(Kind::Double), per_item.size()[0]);
+    }
+
+    /// The mean of everything added (NaN when nothing was).
+    ///
+    /// ```
+    /// let mut m = fastvision::learner::metrics::Mean::new();
+    /// m.add(&tch::Tensor::from_slice(&[1.0f32, 0.0]));
+    /// m.add(&tch::Tensor::from_slice(&[1.0f32]));
+    /// assert!((m.value() - 2.0 / 3.0).abs() < 1e-12);
+    /// ```
+    pub fn value(&self) -> f64 {
+        match &self.total {
+            Some(t) if self.count > 0 => t.double_value(&[]) / self.count as f64,
+            _ => f64::NAN,
+        }
+    }
+}
+
 /// fastai's `AvgMetric`: a per-item value averaged over every validation item.
 pub struct AvgMetric {
     name: &'static str,
     per_item: fn(&Tensor, &Tensor) -> Tensor,
-    total: Option<Tensor>,
-    count: i64,
+    mean: Mean,
 }
 
 impl AvgMetric {
@@ -75,20 +122,15 @@ impl AvgMetric {
         AvgMetric {
             name,
             per_item,
-            total: None,
-            count: 0,
+            mean: Mean::new(),
         }
     }
 }
 
 impl Clone for AvgMetric {
+    /// A fresh metric of the same kind (what [`MetricFn::fresh`] needs).
     fn clone(&self) -> Self {
-        AvgMetric {
-            name: self.name,
-            per_item: self.per_item,
-            total: self.total.as_ref().map(Tensor::copy),
-            count: self.count,
-        }
+        AvgMetric::new(self.name, self.per_item)
     }
 }
 
@@ -97,22 +139,13 @@ impl Metric for AvgMetric {
         self.name.to_string()
     }
     fn reset(&mut self) {
-        self.total = None;
-        self.count = 0;
+        self.mean = Mean::new();
     }
     fn accumulate(&mut self, logits: &Tensor, targets: &Tensor) {
-        let sum = (self.per_item)(logits, targets).sum(Kind::Double);
-        self.total = Some(match self.total.take() {
-            Some(t) => t + sum,
-            None => sum,
-        });
-        self.count += targets.size()[0];
+        self.mean.add(&(self.per_item)(logits, targets));
     }
     fn value(&self) -> f64 {
-        match &self.total {
-            Some(t) if self.count > 0 => t.double_value(&[]) / self.count as f64,
-            _ => f64::NAN,
-        }
+        self.mean.value()
     }
 }
 
@@ -199,18 +232,10 @@ pub const accuracy: MetricFn = MetricFn::Avg(AvgMetric::new("accuracy", correct)
 #[allow(non_upper_case_globals)]
 pub const error_rate: MetricFn = MetricFn::Avg(AvgMetric::new("error_rate", wrong));
 
-/// Whether the target is among the `k` highest logits: fastai's `AvgMetric` bookkeeping over
-/// per-item hits.
+/// Whether the target is among the `k` highest logits, averaged over items.
 struct TopK {
     k: i64,
-    avg: AvgMetric,
-}
-
-fn top_k_hits(logits: &Tensor, targets: &Tensor, k: i64) -> Tensor {
-    let (_, idx) = logits.topk(k.min(logits.size()[1]), -1, true, false);
-    idx.eq_tensor(&targets.unsqueeze(1))
-        .any_dim(1, false)
-        .to_kind(Kind::Float)
+    mean: Mean,
 }
 
 impl Metric for TopK {
@@ -218,15 +243,18 @@ impl Metric for TopK {
         format!("top_{}_accuracy", self.k)
     }
     fn reset(&mut self) {
-        self.avg.reset();
+        self.mean = Mean::new();
     }
     fn accumulate(&mut self, logits: &Tensor, targets: &Tensor) {
-        // The per-item function sees the hits, computed here with this metric's k.
-        let hits = top_k_hits(logits, targets, self.k);
-        self.avg.accumulate(&hits, targets);
+        let (_, idx) = logits.topk(self.k.min(logits.size()[1]), -1, true, false);
+        let hits = idx
+            .eq_tensor(&targets.unsqueeze(1))
+            .any_dim(1, false)
+            .to_kind(Kind::Float);
+        self.mean.add(&hits);
     }
     fn value(&self) -> f64 {
-        self.avg.value()
+        self.mean.value()
     }
 }
 
@@ -243,6 +271,6 @@ pub fn top_k_accuracy(k: usize) -> MetricFn {
     let k = k.max(1) as i64;
     MetricFn::new(move || TopK {
         k,
-        avg: AvgMetric::new("top_k_accuracy", |hits, _| hits.shallow_clone()),
+        mean: Mean::new(),
     })
 }

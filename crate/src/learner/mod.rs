@@ -599,7 +599,7 @@ impl Learner {
                 all.push(&mut **cb);
             }
             for cb in own.iter_mut() {
-                all.push(cb);
+                all.push(cb.as_mut());
             }
             if let Some(g) = guard.as_mut() {
                 all.push(g);
@@ -608,31 +608,7 @@ impl Learner {
                 all.push(m);
             }
             all.sort_by_key(|cb| cb.order());
-            let mut cx = FitContext {
-                n_epochs: epochs,
-                epoch: 0,
-                n_batches,
-                batch: 0,
-                iteration: 0,
-                total_iterations: epochs * n_batches,
-                lrs,
-                mom: 0.9,
-                x: Tensor::new(),
-                y: Tensor::new(),
-                logits: Tensor::new(),
-                loss: Tensor::new(),
-                skip_backward: false,
-                skip_step: false,
-                stop_epoch: false,
-                stop_training: false,
-                stopped_because: None,
-                validate: true,
-                valid: None,
-                metric_names: self.metrics.iter().map(MetricFn::name).collect(),
-                epoch_start: std::time::Instant::now(),
-                losses: Default::default(),
-                learn: &mut *self,
-            };
+            let mut cx = FitContext::new(&mut *self, epochs, n_batches, lrs);
             fit::run_fit(&mut cx, &mut all)
         };
         self.callbacks = own;
@@ -652,8 +628,7 @@ impl Learner {
 
     /// Loss and metrics over `dl`, accumulated on the device and read back once at the end.
     pub(crate) fn validate_on(&self, dl: &DataLoader) -> (f64, Vec<f64>) {
-        let mut n = 0i64;
-        let mut loss: Option<Tensor> = None;
+        let mut loss = metrics::Mean::new();
         let mut metrics: Vec<Box<dyn metrics::Metric>> =
             self.metrics.iter().map(MetricFn::fresh).collect();
         tch::no_grad(|| {
@@ -661,19 +636,14 @@ impl Learner {
                 let bs = batch.y.size()[0];
                 let logits = self.forward(&batch.x, false);
                 // The batch mean times its size, in f64 as the mean would be read back.
-                let sum = self.loss_func(&logits, &batch.y).to_kind(Kind::Double) * bs as f64;
-                loss = Some(match loss.take() {
-                    Some(l) => l + sum,
-                    None => sum,
-                });
+                let batch_loss = self.loss_func(&logits, &batch.y).to_kind(Kind::Double);
+                loss.add_sum(batch_loss * bs as f64, bs);
                 for m in metrics.iter_mut() {
                     m.accumulate(&logits, &batch.y);
                 }
-                n += bs;
             }
         });
-        let loss = loss.map_or(f64::NAN, |l| l.double_value(&[]) / n.max(1) as f64);
-        (loss, metrics.iter().map(|m| m.value()).collect())
+        (loss.value(), metrics.iter().map(|m| m.value()).collect())
     }
 
     /// Probabilities `[N, C]`, targets `[N]` and per-item losses `[N]` over a loader, in its
