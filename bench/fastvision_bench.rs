@@ -158,7 +158,7 @@ fn main() -> anyhow::Result<()> {
                         "error_rate": error, "steps": steps})
                 }
                 Phase::LrFind => {
-                    learn.lr_find(1e-7, 10.0, 100, true)?;
+                    learn.lr_find()?;
                     serde_json::json!({"lr_find_s": t.elapsed().as_secs_f64(), "iterations": learn.recorder.lrs.len()})
                 }
                 _ => {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The "Rust (fastvision)" Jupyter kernel: evcxr_jupyter with the environment fastvision needs.
 #
-#   scripts/kernel.sh install   build evcxr_jupyter once (cached outside the clone) and write the
-#                               kernel spec into this clone's .venv (idempotent, instant when done)
+#   scripts/kernel.sh install   build evcxr_jupyter once (cached outside the clone), write the
+#                               kernel spec into this clone's .venv, and pre-build the notebook's
+#                               `:dep fastvision` cell in the kernel's build folder (idempotent,
+#                               instant when nothing changed)
 #   scripts/kernel.sh run ...   what the kernel spec starts: picks a persistent build folder and
 #                               execs evcxr_jupyter with the arguments Jupyter gives
 #
@@ -57,6 +59,10 @@ spec = {
         # torch-sys builds against the stable symlink, fastvision's build.rs against this clone.
         "LIBTORCH": "$CACHE/libtorch",
         "FASTVISION_TORCH_DIR": "$torch_dir",
+        # Read by fastvision's build script too: the same value whoever starts Jupyter, so the
+        # build that make kernel pre-built is the one the notebook finds (no backquotes here:
+        # this text is inside an unquoted shell here-document).
+        "FASTVISION_VENV": "$VENV",
         "FASTVISION_CARGO_DIR": "$cargo_dir",
         "FASTVISION_VENV_BIN": "$VENV/bin",
         # fastvision::device::tune_allocator's settings, applied by glibc as the kernel starts,
@@ -105,8 +111,15 @@ run_kernel() {
     exec "$EVCXR" "$@"
 }
 
+# The notebook's first cell compiles fastvision and every dependency inside the kernel; doing it
+# here, with progress, leaves that cell only its own few lines to compile.
+warm_kernel() {
+    "$VENV/bin/python" "$ROOT/scripts/kernel_warm.py" "$ROOT" "$CACHE" ||
+        die "the kernel could not build fastvision (see above)"
+}
+
 case ${1:-} in
-    install) install_evcxr; install_spec ;;
+    install) install_evcxr; install_spec; warm_kernel ;;
     run) shift; run_kernel "$@" ;;
     *) die "usage: scripts/kernel.sh install | run --control_file FILE" ;;
 esac

@@ -36,17 +36,50 @@ pub fn torch_python() -> Option<PathBuf> {
 /// Environment variable naming the folder datasets are downloaded to and read from.
 pub const DATA_ENV: &str = "FASTVISION_DATA_DIR";
 
-/// The folder datasets land in: `$FASTVISION_DATA_DIR`, else `data/` in the current directory
-/// (the project's git-ignored `data/` when run from the repository).
+/// The folder datasets land in, the same from any working directory:
+/// 1. `$FASTVISION_DATA_DIR` when set;
+/// 2. inside a fastvision checkout (any folder below it), the checkout's git-ignored `data/`;
+/// 3. otherwise `~/.fastvision/data`, as fastai keeps `~/.fastai/data`.
+///
+/// `fastvision info` prints the one in use.
 ///
 /// ```
 /// let dir = fastvision::config::data_dir();
-/// assert!(dir.ends_with("data") || std::env::var_os("FASTVISION_DATA_DIR").is_some());
+/// assert!(dir.is_absolute() || std::env::var_os("FASTVISION_DATA_DIR").is_some());
 /// ```
 pub fn data_dir() -> PathBuf {
-    match std::env::var_os(DATA_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from("data"),
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    data_dir_from(var(DATA_ENV), &cwd, home.as_deref())
+}
+
+/// [`data_dir`]'s rule, on explicit inputs.
+///
+/// ```
+/// use std::path::Path;
+/// use fastvision::config::data_dir_from;
+/// let dir = tempfile::tempdir().unwrap();
+/// let home = Path::new("/home/ada");
+/// assert_eq!(data_dir_from(Some("/d".into()), dir.path(), Some(home)), Path::new("/d"));
+/// assert_eq!(data_dir_from(None, dir.path(), Some(home)), home.join(".fastvision/data"));
+/// // A checkout: crate/Cargo.toml and data/ side by side; any folder below finds its data/.
+/// std::fs::create_dir_all(dir.path().join("crate")).unwrap();
+/// std::fs::write(dir.path().join("crate/Cargo.toml"), "").unwrap();
+/// std::fs::create_dir_all(dir.path().join("data")).unwrap();
+/// std::fs::create_dir_all(dir.path().join("notebooks/deep")).unwrap();
+/// assert_eq!(data_dir_from(None, &dir.path().join("notebooks/deep"), Some(home)), dir.path().join("data"));
+/// ```
+pub fn data_dir_from(env: Option<String>, cwd: &Path, home: Option<&Path>) -> PathBuf {
+    if let Some(dir) = env {
+        return PathBuf::from(dir);
+    }
+    let checkout = cwd
+        .ancestors()
+        .find(|dir| dir.join("crate/Cargo.toml").is_file() && dir.join("data").is_dir());
+    match (checkout, home) {
+        (Some(root), _) => root.join("data"),
+        (None, Some(home)) => home.join(".fastvision").join("data"),
+        (None, None) => cwd.join("data"),
     }
 }
 

@@ -46,6 +46,46 @@ impl fmt::Debug for ClassificationInterpretation {
     }
 }
 
+/// Options of [`ClassificationInterpretation::plot_top_losses_with`], with fastai's defaults.
+///
+/// ```
+/// use fastvision::interpret::TopLosses;
+/// let opts = TopLosses { heatmap: true, ..Default::default() };
+/// assert_eq!(opts.alpha, 0.6);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopLosses {
+    /// Overlay each image with its Grad-CAM map for the predicted class.
+    pub heatmap: bool,
+    /// Opacity of the heatmap.
+    pub alpha: f64,
+}
+
+impl Default for TopLosses {
+    fn default() -> Self {
+        TopLosses {
+            heatmap: false,
+            alpha: 0.6,
+        }
+    }
+}
+
+/// Options of [`ClassificationInterpretation::plot_confusion_matrix_with`] and
+/// [`plot_confusion`]; the defaults draw plain counts for every class, as fastai does.
+///
+/// ```
+/// use fastvision::interpret::ConfusionPlot;
+/// let opts = ConfusionPlot { only_mistakes: true, ..Default::default() };
+/// assert!(!opts.normalize);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ConfusionPlot {
+    /// Show each row as fractions of the actual class.
+    pub normalize: bool,
+    /// Keep only the classes involved in a mistake.
+    pub only_mistakes: bool,
+}
+
 /// (actual, predicted, count) pairs from [`ClassificationInterpretation::most_confused`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct MostConfused(pub Vec<(String, String, i64)>);
@@ -56,7 +96,7 @@ impl ClassificationInterpretation {
     /// ```no_run
     /// # let learn: fastvision::Learner = unimplemented!();
     /// let interp = fastvision::ClassificationInterpretation::from_learner(&learn).unwrap();
-    /// interp.plot_top_losses(9, (15.0, 11.0), true).unwrap();
+    /// interp.plot_top_losses(9, (15.0, 11.0)).unwrap();
     /// ```
     pub fn from_learner(learn: &Learner) -> Result<Self> {
         let dl = learn.data()?.valid_dl.clone();
@@ -198,11 +238,34 @@ impl ClassificationInterpretation {
     }
 
     /// A grid of the `k` images with the highest loss, each titled with the predicted and
-    /// actual class, the loss and the probability of the actual class; with `heatmap`, each
-    /// overlaid with its Grad-CAM map for the *predicted* class, which shows what the model
-    /// looked at when it made the mistake (a map with no positive evidence is left off). If
-    /// there are no mistakes the grid shows the `k` least certain predictions and says so.
-    pub fn plot_top_losses(&self, k: usize, figsize: (f64, f64), heatmap: bool) -> Result<Figure> {
+    /// actual class, the loss and the probability of the actual class, on a figure of up to
+    /// `figsize` inches. If there are no mistakes the grid shows the `k` least certain
+    /// predictions and says so.
+    ///
+    /// ```no_run
+    /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
+    /// interp.plot_top_losses(9, (15.0, 11.0)).unwrap().save("top_losses.png".as_ref()).unwrap();
+    /// ```
+    pub fn plot_top_losses(&self, k: usize, figsize: (f64, f64)) -> Result<Figure> {
+        self.plot_top_losses_with(k, figsize, TopLosses::default())
+    }
+
+    /// [`ClassificationInterpretation::plot_top_losses`] with options. With `heatmap`, each
+    /// image is overlaid with its Grad-CAM map for the *predicted* class, which shows what the
+    /// model looked at when it made the mistake (a map with no positive evidence is left off).
+    ///
+    /// ```no_run
+    /// use fastvision::interpret::TopLosses;
+    /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
+    /// let fig = interp.plot_top_losses_with(9, (15.0, 11.0), TopLosses { heatmap: true, ..Default::default() });
+    /// ```
+    pub fn plot_top_losses_with(
+        &self,
+        k: usize,
+        figsize: (f64, f64),
+        opts: TopLosses,
+    ) -> Result<Figure> {
+        let heatmap = opts.heatmap;
         if k == 0 || self.items.is_empty() {
             return Err(Error::InvalidArgument(
                 "plot_top_losses: k must be at least 1 and the split non-empty".into(),
@@ -213,17 +276,7 @@ impl ClassificationInterpretation {
         let losses: Vec<f64> = Vec::try_from(&losses.to_kind(Kind::Double)).expect("losses");
         let idx_usize: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
         // Decode only the images shown, with the validation transforms.
-        let mut rng = self.dl.augment_rng(0);
-        let valid = DataLoader {
-            tfms: None,
-            ..self.dl.clone()
-        };
-        let batch = valid.finish(crate::data::loader::prepare_batch(
-            &valid.dataset,
-            &idx_usize,
-            None,
-            &mut rng,
-        ));
+        let batch = self.dl.batch_of(&idx_usize, false);
         let actual: Vec<i64> = idx.iter().map(|&i| self.y_true.int64_value(&[i])).collect();
         let x01 = match &self.model.stats {
             Some(s) => s.denorm(&batch.x),
@@ -239,7 +292,7 @@ impl ClassificationInterpretation {
             for (i, img) in images.iter_mut().enumerate() {
                 let cam = cams.get(i as i64);
                 if cam.max().double_value(&[]) > 0.0 {
-                    overlay(img, &cam, 0.6);
+                    overlay(img, &cam, opts.alpha);
                 }
             }
         }
@@ -322,15 +375,26 @@ impl ClassificationInterpretation {
     }
 
     /// The confusion matrix as a figure sized to the class count: numbers in the cells only
-    /// when they fit, tick labels that never overlap. `normalize` shows each row as fractions;
-    /// `only_mistakes` keeps just the classes involved in a mistake.
-    pub fn plot_confusion_matrix(&self, normalize: bool, only_mistakes: bool) -> Result<Figure> {
-        plot_confusion(
-            &self.confusion_matrix(),
-            &self.classes,
-            normalize,
-            only_mistakes,
-        )
+    /// when they fit, tick labels that never overlap.
+    ///
+    /// ```no_run
+    /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
+    /// interp.plot_confusion_matrix().unwrap().save("confusion.png".as_ref()).unwrap();
+    /// ```
+    pub fn plot_confusion_matrix(&self) -> Result<Figure> {
+        self.plot_confusion_matrix_with(ConfusionPlot::default())
+    }
+
+    /// [`ClassificationInterpretation::plot_confusion_matrix`] with options: rows as
+    /// fractions, or only the classes involved in a mistake (for 100+ classes).
+    ///
+    /// ```no_run
+    /// use fastvision::interpret::ConfusionPlot;
+    /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
+    /// let fig = interp.plot_confusion_matrix_with(ConfusionPlot { only_mistakes: true, ..Default::default() });
+    /// ```
+    pub fn plot_confusion_matrix_with(&self, opts: ConfusionPlot) -> Result<Figure> {
+        plot_confusion(&self.confusion_matrix(), &self.classes, opts)
     }
 }
 
@@ -353,15 +417,14 @@ fn overlay(img: &mut RgbImage, cam: &Tensor, alpha: f64) {
 ///
 /// ```
 /// let cm = tch::Tensor::from_slice(&[5i64, 1, 0, 7]).view([2, 2]);
-/// let fig = fastvision::interpret::plot_confusion(&cm, &["apple".into(), "pear".into()], false, false).unwrap();
+/// let fig = fastvision::interpret::plot_confusion(&cm, &["apple".into(), "pear".into()], Default::default()).unwrap();
 /// assert!(fig.size().0 > 200);
 /// ```
-pub fn plot_confusion(
-    cm: &Tensor,
-    classes: &[String],
-    normalize: bool,
-    only_mistakes: bool,
-) -> Result<Figure> {
+pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> Result<Figure> {
+    let ConfusionPlot {
+        normalize,
+        only_mistakes,
+    } = opts;
     use plotters::prelude::*;
     use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -382,7 +445,7 @@ pub fn plot_confusion(
     };
     if keep.is_empty() {
         return Err(Error::InvalidArgument(
-            "no mistakes to show: every prediction is right (use only_mistakes = false)".into(),
+            "no mistakes to show: every prediction is right (leave only_mistakes off)".into(),
         ));
     }
     let n = keep.len();
@@ -531,47 +594,20 @@ impl MostConfused {
         .expect("equal-length columns")
     }
 
-    /// Renders as an HTML table in a notebook (or says there is nothing to show).
+    /// Shows the pairs as a table in a notebook (or says there is nothing to show).
     pub fn evcxr_display(&self) {
-        if self.0.is_empty() {
-            crate::show::display_html("<p>no pair of classes was confused that often</p>");
-            return;
-        }
-        let rows: Vec<Vec<String>> = self
-            .0
-            .iter()
-            .map(|(a, p, n)| vec![a.clone(), p.clone(), n.to_string()])
-            .collect();
-        crate::show::display_html(&crate::show::html_table(
-            &["actual", "predicted", "count"],
-            &rows,
-        ));
+        crate::show::table::display(&self.df(), self.caption());
+    }
+
+    fn caption(&self) -> Option<&'static str> {
+        self.0
+            .is_empty()
+            .then_some("no pair of classes was confused that often")
     }
 }
 
 impl fmt::Display for MostConfused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return write!(f, "no confused pairs");
-        }
-        let w = self
-            .0
-            .iter()
-            .map(|p| p.0.chars().count())
-            .max()
-            .unwrap_or(6)
-            .max(6);
-        let v = self
-            .0
-            .iter()
-            .map(|p| p.1.chars().count())
-            .max()
-            .unwrap_or(9)
-            .max(9);
-        writeln!(f, "{:<w$}  {:<v$}  count", "actual", "predicted")?;
-        for (a, p, n) in &self.0 {
-            writeln!(f, "{a:<w$}  {p:<v$}  {n}")?;
-        }
-        Ok(())
+        f.write_str(&crate::show::table::text(&self.df(), self.caption()))
     }
 }

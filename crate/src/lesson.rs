@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::data::download::fruits360_layout;
+use crate::interpret::TopLosses;
+use crate::learner::lr_find::LrFind;
 use crate::models::Arch;
 use crate::show::escape;
 use crate::{
@@ -167,36 +169,41 @@ impl Settings {
         })
     }
 
-    /// Shows the settings as a table (evcxr calls this for the cell's last value).
-    pub fn evcxr_display(&self) {
-        crate::show::display_html(&self.html());
-    }
-
-    /// The settings as an HTML table.
-    pub fn html(&self) -> String {
+    /// The settings as a DataFrame: setting (with the variable that sets it), value.
+    ///
+    /// ```
+    /// let s = fastvision::lesson::Settings::from_env().unwrap();
+    /// assert_eq!(s.df().height(), 5);
+    /// ```
+    pub fn df(&self) -> polars::prelude::DataFrame {
         let data = match &self.data {
             DataSource::Auto => "data/fruits-360 if present, else a synthetic sample".to_string(),
             DataSource::Kaggle(slug) => format!("Kaggle: {slug}"),
             DataSource::Folder(p) => p.display().to_string(),
             DataSource::Synthetic => "synthetic sample (drawn shapes, not photographs)".into(),
         };
-        let rows = vec![
-            vec!["data (FASTVISION_DATA)".into(), data],
-            vec![
-                "architecture (FASTVISION_ARCH)".into(),
+        polars::df!(
+            "setting" => [
+                "data (FASTVISION_DATA)",
+                "architecture (FASTVISION_ARCH)",
+                "device (FASTVISION_DEVICE)",
+                "CPU threads",
+                "outputs (FASTVISION_OUT)",
+            ],
+            "value" => [
+                data,
                 self.arch.to_string(),
-            ],
-            vec![
-                "device (FASTVISION_DEVICE)".into(),
                 crate::device::device_name(self.device),
-            ],
-            vec!["CPU threads".into(), tch::get_num_threads().to_string()],
-            vec![
-                "outputs (FASTVISION_OUT)".into(),
+                tch::get_num_threads().to_string(),
                 self.out.display().to_string(),
             ],
-        ];
-        crate::show::html_table(&["setting", "value"], &rows)
+        )
+        .expect("two columns of equal length")
+    }
+
+    /// Shows the settings as a table (evcxr calls this for the cell's last value).
+    pub fn evcxr_display(&self) {
+        crate::show::table::display(&self.df(), None);
     }
 }
 
@@ -258,12 +265,9 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
 
     let verify = verify_images(
         &path.join("Training"),
-        &VerifyOptions {
-            recurse: true,
-            max_size: Some(500),
-            ..Default::default()
-        },
+        VerifyOptions::new().recurse().max_size(500),
     )?;
+    println!("{}", verify.summary());
     let _ = write!(
         html,
         "<h2>verify_images</h2><p>{}</p>",
@@ -272,15 +276,12 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
 
     let data = ImageDataBunch::from_folder(
         &path,
-        FromFolder {
-            train: "Training".into(),
-            valid: "Test".into(),
-            size: 100,
-            ds_tfms: Some(get_transforms()),
-            ..Default::default()
-        },
+        FromFolder::new("Training", "Test")
+            .size(100)
+            .tfms(get_transforms()),
     )?
     .normalize(imagenet_stats)?;
+    println!("{}", data.summary().line);
     data.show_batch(3, (7.0, 8.0))?
         .save(&out.join("show_batch.png"))?;
     let _ = write!(
@@ -310,33 +311,38 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
         "<h2>Training: {} , fit_one_cycle({})</h2>{}<img src=plot_losses.png>",
         opts.arch,
         opts.epochs.0,
-        learn.recorder.html_table()
+        crate::show::table::html(&learn.recorder.history(), None)
     );
 
     println!("== results");
     let interp = ClassificationInterpretation::from_learner(&learn)?;
     interp
-        .plot_top_losses(9, (15.0, 11.0), true)?
+        .plot_top_losses_with(
+            9,
+            (15.0, 11.0),
+            TopLosses {
+                heatmap: true,
+                ..Default::default()
+            },
+        )?
         .save(&out.join("top_losses.png"))?;
     interp
-        .plot_confusion_matrix(false, false)?
+        .plot_confusion_matrix()?
         .save(&out.join("confusion_matrix.png"))?;
     let confused = interp.most_confused(2);
     println!("{confused}");
-    let rows: Vec<Vec<String>> = confused
-        .0
-        .iter()
-        .map(|(a, p, n)| vec![a.clone(), p.clone(), n.to_string()])
-        .collect();
     let _ = write!(
         html,
         "<h2>Results</h2><img src=top_losses.png><img src=confusion_matrix.png><h3>most_confused(2)</h3>{}",
-        crate::show::html_table(&["actual", "predicted", "count"], &rows)
+        crate::show::table::html(&confused.df(), None)
     );
 
     println!("== fine-tuning");
-    learn.lr_find(1e-7, 10.0, opts.lr_find_iters, true)?;
-    learn.recorder.plot(true)?.save(&out.join("lr_find.png"))?;
+    learn.lr_find_with(LrFind {
+        num_it: opts.lr_find_iters,
+        ..Default::default()
+    })?;
+    learn.recorder.plot()?.save(&out.join("lr_find.png"))?;
     let s = learn.recorder.suggestions()?;
     learn.unfreeze();
     learn.fit_one_cycle(opts.epochs.1, slice(1e-6, 10f64.powf(-5.5)))?;
@@ -348,7 +354,7 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
         s.steep,
         s.minimum,
         opts.epochs.1,
-        learn.recorder.html_table()
+        crate::show::table::html(&learn.recorder.history(), None)
     );
 
     let image = data.valid_dl.dataset.items[0].clone();

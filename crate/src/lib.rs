@@ -32,7 +32,10 @@ pub mod show;
 /// ```
 pub mod prelude {
     pub use crate::data::download::{download_kaggle_dataset, fruits360_layout, untar_data};
-    pub use crate::learner::Prediction;
+    pub use crate::interpret::{ConfusionPlot, TopLosses};
+    pub use crate::learner::lr_find::LrFind;
+    pub use crate::learner::recorder::LrPlot;
+    pub use crate::learner::{CnnOptions, Prediction};
     pub use crate::lesson::{DataSource, Settings};
     pub use crate::models::Arch;
     pub use crate::{

@@ -28,8 +28,12 @@ enum Command {
         /// synthetic, or a Fruits-360-layout folder.
         #[arg(long, env = "FASTVISION_DATA", default_value = "auto")]
         data: String,
-        #[arg(long, env = "FASTVISION_ARCH", default_value = "mobilenet_v2")]
+        /// The architecture (mobilenet_v2's weights work offline; the lesson's resnet34 needs its
+        /// ImageNet weights in torch's cache).
+        #[arg(long, env = "FASTVISION_ARCH", default_value = "mobilenet_v2",
+              value_parser = ARCHS)]
         arch: String,
+        /// Folder for the figures, report.html, saved models and the export.
         #[arg(long, default_value = "out")]
         out: PathBuf,
         /// Frozen epochs.
@@ -47,24 +51,29 @@ enum Command {
         /// owner/slug, e.g. moltean/fruits
         #[arg(default_value = "moltean/fruits")]
         dataset: String,
-        /// Where to unpack it.
-        #[arg(long, default_value = "data/fruits-360")]
-        dest: PathBuf,
+        /// Where to unpack it [default: fruits-360 in the data folder that `fastvision info`
+        /// shows].
+        #[arg(long)]
+        dest: Option<PathBuf>,
     },
     /// Generate the synthetic offline stand-in for Fruits 360 (drawn shapes, not photographs).
     Sample {
         /// Where to write it [default: the data folder's fruits-360-synthetic-v2, where
         /// `fastvision lesson` looks].
         dest: Option<PathBuf>,
+        /// Number of classes (Fruits 360 has 131 today).
         #[arg(long, default_value_t = 30)]
         classes: usize,
+        /// Training images per class (plus 30% as many test images).
         #[arg(long, default_value_t = 100)]
         per_class: usize,
+        /// Seed of the drawing; the same seed gives the same images.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
     /// Check a folder of images: quarantine broken files, fix odd ones (see --dry-run).
     Verify {
+        /// The folder of images (with -r, a folder of class folders such as Training/).
         path: PathBuf,
         /// Resize images whose longer side is over this.
         #[arg(long)]
@@ -84,8 +93,7 @@ enum Command {
         /// A folder with Training/ and Test/, one sub-folder per class.
         path: PathBuf,
         /// The architecture.
-        #[arg(long, default_value = "mobilenet_v2",
-              value_parser = ["resnet18", "resnet34", "resnet50", "mobilenet_v2"])]
+        #[arg(long, default_value = "mobilenet_v2", value_parser = ARCHS)]
         arch: String,
         /// Epochs of fit_one_cycle with the pretrained body frozen (the lesson: 4).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -119,21 +127,30 @@ enum Command {
     },
     /// Classify images with a model from `fastvision train` (or Learner::export).
     Predict {
+        /// The exported model (.safetensors from `fastvision train` or Learner::export).
         model: PathBuf,
+        /// One or more image files to classify.
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
     /// Save a grid of augmented training images as PNG (Fruits 360 layout: Training/ and Test/).
     ShowBatch {
+        /// A folder with Training/ and Test/, one sub-folder per class.
         path: PathBuf,
+        /// The PNG to write.
         #[arg(long, default_value = "show_batch.png")]
         out: PathBuf,
+        /// The grid is rows x rows images.
         #[arg(long, default_value_t = 3)]
         rows: usize,
+        /// Image size in pixels.
         #[arg(long, default_value_t = 100)]
         size: u32,
     },
 }
+
+/// The architectures the command line offers.
+const ARCHS: [&str; 4] = ["resnet18", "resnet34", "resnet50", "mobilenet_v2"];
 
 fn main() -> anyhow::Result<()> {
     fastvision::device::tune_allocator();
@@ -160,6 +177,7 @@ fn main() -> anyhow::Result<()> {
             fastvision::lesson::run_lesson(&opts)?;
         }
         Command::Download { dataset, dest } => {
+            let dest = dest.unwrap_or_else(|| fastvision::config::data_dir().join("fruits-360"));
             let path = fastvision::data::download::download_kaggle_dataset(&dataset, &dest)?;
             let layout = fastvision::data::download::fruits360_layout(&path)?;
             println!("{dataset} is in {}", layout.display());
@@ -193,19 +211,12 @@ fn main() -> anyhow::Result<()> {
                 delete,
                 ..Default::default()
             };
-            let report = fastvision::verify_images(&path, &opts)?;
+            let report = fastvision::verify_images(&path, opts)?;
+            print!("{report}");
             if report.checked == 0 && !recurse {
                 eprintln!(
                     "hint: no images directly in {}; add -r to check its sub-folders (one per class)",
                     path.display()
-                );
-            }
-            for issue in &report.issues {
-                println!(
-                    "  {}: {} -> {}",
-                    issue.file.display(),
-                    issue.problem,
-                    issue.action
                 );
             }
         }
@@ -231,17 +242,14 @@ fn main() -> anyhow::Result<()> {
                 )?),
                 None => None,
             };
-            let opts = FromFolder {
-                train: "Training".into(),
-                valid: "Test".into(),
-                size,
-                bs,
-                seed,
-                device,
-                ds_tfms: Some(get_transforms()),
-                ..Default::default()
-            };
+            let mut opts = FromFolder::new("Training", "Test")
+                .size(size)
+                .bs(bs)
+                .seed(seed)
+                .tfms(get_transforms());
+            opts.device = device;
             let data = ImageDataBunch::from_folder(&path, opts)?.normalize(imagenet_stats)?;
+            println!("{}", data.summary().line);
             let learn_opts = fastvision::learner::CnnOptions {
                 pretrained: !no_pretrained,
                 channels_last,
@@ -275,13 +283,9 @@ fn main() -> anyhow::Result<()> {
             rows,
             size,
         } => {
-            let opts = FromFolder {
-                train: "Training".into(),
-                valid: "Test".into(),
-                size,
-                ds_tfms: Some(get_transforms()),
-                ..Default::default()
-            };
+            let opts = FromFolder::new("Training", "Test")
+                .size(size)
+                .tfms(get_transforms());
             let data = ImageDataBunch::from_folder(&path, opts)?.normalize(imagenet_stats)?;
             let inches = rows as f64 * 7.0 / 3.0;
             data.show_batch(rows, (inches, inches * 8.0 / 7.0))?

@@ -129,7 +129,12 @@ fn training_on_cuda_reaches_the_error_and_round_trips_to_the_cpu() {
     // lr_find puts weights and optimizer state back bit for bit on the GPU too.
     let before = learn.snapshot();
     let opt_before = learn.opt.state();
-    learn.lr_find(1e-7, 10.0, 30, true).unwrap();
+    learn
+        .lr_find_with(fastvision::learner::lr_find::LrFind {
+            num_it: 30,
+            ..Default::default()
+        })
+        .unwrap();
     for ((n, a), (_, b)) in before.iter().zip(learn.snapshot().iter()) {
         assert!(a.equal(b), "lr_find changed {n}");
     }
@@ -224,7 +229,16 @@ fn interpretation_on_cuda_with_gradcam_and_tta() {
     let (losses, idx) = interp.top_losses(Some(9));
     assert_eq!(idx.size(), [9]);
     assert!(losses.double_value(&[0]) >= losses.double_value(&[8]));
-    let fig = interp.plot_top_losses(9, (15.0, 11.0), true).unwrap();
+    let fig = interp
+        .plot_top_losses_with(
+            9,
+            (15.0, 11.0),
+            fastvision::interpret::TopLosses {
+                heatmap: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let img = fig.to_rgb();
     assert!(img.width() > 500 && img.height() > 300);
     let tta = ClassificationInterpretation::from_learner_tta(&learn, 2, 0.25).unwrap();

@@ -117,19 +117,38 @@ fn interpretation_is_consistent_and_plots_read_well() {
     );
 
     let out = common::repo_root().join("out/test-figures");
-    let fig = interp.plot_top_losses(9, (15.0, 11.0), true).unwrap();
-    assert_eq!(fig.size(), (1500, 1100));
+    let fig = interp
+        .plot_top_losses_with(
+            9,
+            (15.0, 11.0),
+            fastvision::interpret::TopLosses {
+                heatmap: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let (w, h) = fig.size();
+    assert!(
+        w <= 1500 && (1050..=1100).contains(&h),
+        "{w}x{h}: within figsize, using its height"
+    );
     fig.save(&out.join("top_losses.png")).unwrap();
-    let fig = interp.plot_confusion_matrix(false, false).unwrap();
+    let fig = interp.plot_confusion_matrix().unwrap();
     fig.save(&out.join("confusion_30.png")).unwrap();
     interp
-        .plot_confusion_matrix(true, false)
+        .plot_confusion_matrix_with(fastvision::interpret::ConfusionPlot {
+            normalize: true,
+            ..Default::default()
+        })
         .unwrap()
         .save(&out.join("confusion_30_normalized.png"))
         .unwrap();
     if errors > 0 {
         interp
-            .plot_confusion_matrix(false, true)
+            .plot_confusion_matrix_with(fastvision::interpret::ConfusionPlot {
+                only_mistakes: true,
+                ..Default::default()
+            })
             .unwrap()
             .save(&out.join("confusion_mistakes.png"))
             .unwrap();
@@ -145,7 +164,7 @@ fn a_131_class_matrix_is_drawn_readably() {
     // Mostly right, with a few confusions between neighbours.
     let cm = Tensor::eye(c, (Kind::Int64, tch::Device::Cpu)) * 40
         + Tensor::eye(c, (Kind::Int64, tch::Device::Cpu)).roll([1], [1]) * 2;
-    let fig = plot_confusion(&cm, &classes, false, false).unwrap();
+    let fig = plot_confusion(&cm, &classes, Default::default()).unwrap();
     let (w, h) = fig.size();
     assert!(w >= 131 * 8 && h >= 131 * 8 && w < 4000, "{w}x{h}");
     fig.save(&common::repo_root().join("out/test-figures/confusion_131.png"))
@@ -153,8 +172,7 @@ fn a_131_class_matrix_is_drawn_readably() {
     let two = plot_confusion(
         &Tensor::from_slice(&[9i64, 1, 2, 8]).view([2, 2]),
         &classes[..2],
-        false,
-        false,
+        Default::default(),
     )
     .unwrap();
     assert!(two.size().0 < 1000);

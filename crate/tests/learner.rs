@@ -123,7 +123,12 @@ fn lr_find_restores_weights_and_optimizer_bit_for_bit() {
     learn.fit(1, 1e-3).unwrap();
     let before = learn.snapshot();
     let opt_before = learn.opt.state();
-    learn.lr_find(1e-7, 10.0, 40, true).unwrap();
+    learn
+        .lr_find_with(fastvision::learner::lr_find::LrFind {
+            num_it: 40,
+            ..Default::default()
+        })
+        .unwrap();
     assert!(
         weights_equal(&before, &learn.snapshot()),
         "lr_find changed the weights"
@@ -153,7 +158,7 @@ fn lr_find_restores_weights_and_optimizer_bit_for_bit() {
         s.valley > 1e-7 && s.valley < 10.0 && s.steep > 1e-7 && s.minimum > 1e-8,
         "{s:?}"
     );
-    let fig = rec.plot(true).unwrap();
+    let fig = rec.plot().unwrap();
     fig.save(&common::repo_root().join("out/test-figures/lr_find_small.png"))
         .unwrap();
 }
@@ -244,7 +249,7 @@ fn plots_render_after_training() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::small_data(tmp.path(), 5);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
-    assert!(learn.recorder.plot(true).is_err(), "no lr_find yet");
+    assert!(learn.recorder.plot().is_err(), "no lr_find yet");
     learn.fit_one_cycle(2, 1e-3).unwrap();
     let hist = learn.recorder.history();
     assert_eq!(hist.height(), 2);

@@ -47,10 +47,10 @@ fn mobilenet_on_the_real_sample_matches_fastai() {
         .unwrap()
         .save(&out.join("plot_losses_real.png"))
         .unwrap();
-    learn.lr_find(1e-7, 10.0, 100, true).unwrap();
+    learn.lr_find().unwrap();
     learn
         .recorder
-        .plot(true)
+        .plot()
         .unwrap()
         .save(&out.join("lr_find_real.png"))
         .unwrap();

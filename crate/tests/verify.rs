@@ -258,7 +258,7 @@ fn when_every_image_fails_nothing_is_moved() {
     for i in 0..12 {
         std::fs::write(dir.join(format!("{i}.jpg")), b"not a jpeg").unwrap();
     }
-    let report = verify_images(&dir, &VerifyOptions::default()).unwrap();
+    let report = verify_images(&dir, VerifyOptions::new()).unwrap();
     assert_eq!(report.broken, 12);
     assert!(
         report.issues.iter().all(|i| i.action.starts_with("kept")),
@@ -291,7 +291,7 @@ fn the_real_sample_is_clean() {
 
 #[test]
 fn a_missing_folder_is_a_clear_error() {
-    let err = verify_images(Path::new("/no/such/folder"), &VerifyOptions::default()).unwrap_err();
+    let err = verify_images(Path::new("/no/such/folder"), VerifyOptions::new()).unwrap_err();
     assert!(
         err.to_string().contains("/no/such/folder is not a folder"),
         "{err}"

@@ -18,13 +18,13 @@ use crate::data::loader::{DataLoader, ImageDataset};
 use crate::data::transforms::{Stats, Transforms};
 use crate::{Error, Result};
 
-/// Options of [`ImageDataBunch::from_folder`] (and the CSV sources), with fastai's defaults.
+/// Options of [`ImageDataBunch::from_folder`] (and the CSV sources), with fastai's defaults,
+/// set by name as fastai's keywords are.
 ///
 /// ```
 /// use fastvision::{FromFolder, get_transforms};
-/// let opts = FromFolder { train: "Training".into(), valid: "Test".into(), size: 100,
-///                         ds_tfms: Some(get_transforms()), ..Default::default() };
-/// assert_eq!(opts.bs, 64);
+/// let opts = FromFolder::new("Training", "Test").size(100).tfms(get_transforms());
+/// assert_eq!((opts.size, opts.bs, opts.train.as_str()), (100, 64, "Training"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct FromFolder {
@@ -64,6 +64,72 @@ impl Default for FromFolder {
             memory_budget: 4 << 30,
             device: None,
         }
+    }
+}
+
+impl FromFolder {
+    /// Images from the `train` and `valid` folders under the path, with the other options at
+    /// fastai's defaults (`size` 224, `bs` 64, no augmentation).
+    pub fn new(train: impl Into<String>, valid: impl Into<String>) -> Self {
+        FromFolder {
+            train: train.into(),
+            valid: valid.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Images are made `size` x `size` (fastai's `size=`).
+    pub fn size(mut self, size: u32) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// Training-set augmentation (fastai's `ds_tfms=get_transforms()`).
+    pub fn tfms(mut self, tfms: Transforms) -> Self {
+        self.ds_tfms = Some(tfms);
+        self
+    }
+
+    /// Batch size (fastai's `bs=`).
+    pub fn bs(mut self, bs: usize) -> Self {
+        self.bs = bs;
+        self
+    }
+
+    /// Holds out this fraction of all images at random instead of a validation folder
+    /// (fastai's `valid_pct=`).
+    ///
+    /// ```
+    /// let opts = fastvision::FromFolder::default().valid_pct(0.2).seed(7);
+    /// assert_eq!((opts.valid_pct, opts.seed), (Some(0.2), 7));
+    /// ```
+    pub fn valid_pct(mut self, pct: f64) -> Self {
+        self.valid_pct = Some(pct);
+        self
+    }
+
+    /// Seed for the random split, shuffling and augmentation.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Threads decoding images (fastai's `num_workers=`); 0 = one per core.
+    pub fn num_workers(mut self, n: usize) -> Self {
+        self.num_workers = n;
+        self
+    }
+
+    /// Most bytes of decoded images kept in memory; above it images are decoded every epoch.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// The device batches are put on.
+    pub fn device(mut self, device: tch::Device) -> Self {
+        self.device = Some(device);
+        self
     }
 }
 
@@ -381,15 +447,13 @@ impl ImageDataBunch {
             seed: opts.seed,
             prefetch: crate::data::loader::default_prefetch(device),
         };
-        let data = ImageDataBunch {
+        Ok(ImageDataBunch {
             path: path.to_path_buf(),
             classes,
             train_dl: loader(train_ds, true),
             valid_dl: loader(valid_ds, false),
             stats: None,
-        };
-        println!("{}", data.summary_line());
-        Ok(data)
+        })
     }
 
     /// Normalises every batch with `stats` (the lesson uses `imagenet_stats`). Calling it twice
@@ -512,43 +576,14 @@ impl DataSummary {
         .expect("equal-length columns")
     }
 
-    /// Renders in a notebook as the summary line and a class-count table.
+    /// Shows the summary line and the class-count table in a notebook.
     pub fn evcxr_display(&self) {
-        let rows: Vec<Vec<String>> = (0..self.classes.len())
-            .map(|i| {
-                vec![
-                    self.classes[i].clone(),
-                    self.train_counts[i].to_string(),
-                    self.valid_counts[i].to_string(),
-                ]
-            })
-            .collect();
-        let table = crate::show::html_table(&["class", "train", "valid"], &rows);
-        crate::show::display_html(&format!(
-            "<p>{}</p>{table}",
-            crate::show::escape(&self.line)
-        ));
+        crate::show::table::display(&self.df(), Some(&self.line));
     }
 }
 
 impl fmt::Display for DataSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.line)?;
-        let w = self
-            .classes
-            .iter()
-            .map(|c| c.chars().count())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        writeln!(f, "{:<w$}  {:>6}  {:>6}", "class", "train", "valid")?;
-        for i in 0..self.classes.len() {
-            writeln!(
-                f,
-                "{:<w$}  {:>6}  {:>6}",
-                self.classes[i], self.train_counts[i], self.valid_counts[i]
-            )?;
-        }
-        Ok(())
+        f.write_str(&crate::show::table::text(&self.df(), Some(&self.line)))
     }
 }

@@ -282,6 +282,28 @@ impl DataLoader {
         }
     }
 
+    /// The first batch of epoch 0, as the loader would give it (fastai's `one_batch`), with
+    /// or without the loader's augmentation. Only the batch's images are decoded.
+    ///
+    /// ```no_run
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// let augmented = data.train_dl.one_batch(true);
+    /// let plain = data.train_dl.one_batch(false);
+    /// assert_eq!(augmented.y.size(), plain.y.size());
+    /// ```
+    pub fn one_batch(&self, augment: bool) -> Batch {
+        let idx: Vec<usize> = self.order(0).into_iter().take(self.bs).collect();
+        self.batch_of(&idx, augment)
+    }
+
+    /// The items `idx` as one batch, augmented as epoch 0 would (when `augment` and the loader
+    /// has transforms) or not.
+    pub fn batch_of(&self, idx: &[usize], augment: bool) -> Batch {
+        let tfms = self.tfms.as_ref().filter(|_| augment);
+        let mut rng = self.augment_rng(0);
+        self.finish(prepare_batch(&self.dataset, idx, tfms, &mut rng))
+    }
+
     /// The generator behind epoch `epoch`'s augmentation draws.
     pub fn augment_rng(&self, epoch: u64) -> ChaCha8Rng {
         ChaCha8Rng::seed_from_u64(self.seed.rotate_left(13) ^ epoch.wrapping_add(1))

@@ -7,5 +7,6 @@ pub mod folder;
 pub mod image;
 pub mod loader;
 pub mod sample;
+pub mod show_batch;
 pub mod transforms;
 pub mod verify;

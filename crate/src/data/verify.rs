@@ -6,6 +6,7 @@
 //! a decoder problem rather than a folder of bad files (the way fastai once deleted whole
 //! datasets).
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -16,11 +17,13 @@ use rayon::prelude::*;
 use crate::data::image::{MAX_PIXELS, image_dimensions, is_image_file, open_image};
 use crate::{Error, Result};
 
-/// How [`verify_images`] checks and fixes a folder. Defaults: quarantine broken files, no size
-/// limit, 3 channels, fix in place, no recursion, all cores, not a dry run.
+/// How [`verify_images`] checks and fixes a folder, set by name as fastai's keywords are.
+/// Defaults: quarantine broken files, no size limit, 3 channels, fix in place, no recursion,
+/// all cores, not a dry run.
 ///
 /// ```
-/// let opts = fastvision::VerifyOptions { max_size: Some(500), recurse: true, ..Default::default() };
+/// let opts = fastvision::VerifyOptions::new().recurse().max_size(500);
+/// assert!(opts.recurse && opts.max_size == Some(500));
 /// assert!(!opts.delete && opts.n_channels == 3);
 /// ```
 #[derive(Debug, Clone)]
@@ -34,7 +37,7 @@ pub struct VerifyOptions {
     /// Where fixed images are written, keeping their path relative to the verified folder;
     /// relative paths are taken from that folder. `None` replaces them in place (atomically).
     pub dest: Option<PathBuf>,
-    /// Where broken files are moved; default `<folder>/../.quarantine/<folder name>/`
+    /// Where broken files are moved; default `.quarantine/<folder name>/` beside the folder
     /// (a hidden folder, which `from_folder` never mistakes for a class).
     pub quarantine: Option<PathBuf>,
     /// Also check sub-folders.
@@ -57,6 +60,61 @@ impl Default for VerifyOptions {
             max_workers: 0,
             dry_run: false,
         }
+    }
+}
+
+impl VerifyOptions {
+    /// The defaults (see [`VerifyOptions`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also check sub-folders (fastai's `recurse=True`).
+    pub fn recurse(mut self) -> Self {
+        self.recurse = true;
+        self
+    }
+
+    /// Resize images whose longer side exceeds `px` (fastai's `max_size=`).
+    pub fn max_size(mut self, px: u32) -> Self {
+        self.max_size = Some(px);
+        self
+    }
+
+    /// Delete broken files instead of quarantining them (fastai's `delete=True`).
+    pub fn delete(mut self) -> Self {
+        self.delete = true;
+        self
+    }
+
+    /// Only report what would be done; nothing changes on disk.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+
+    /// Convert images to `n` channels (fastai's `n_channels=`).
+    pub fn n_channels(mut self, n: u8) -> Self {
+        self.n_channels = n;
+        self
+    }
+
+    /// Write fixed images under `dest` instead of in place (fastai's `dest=`).
+    pub fn dest(mut self, dest: impl Into<PathBuf>) -> Self {
+        self.dest = Some(dest.into());
+        self
+    }
+
+    /// Move broken files to `dir` instead of the default quarantine folder.
+    pub fn quarantine(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.quarantine = Some(dir.into());
+        self
+    }
+
+    /// Threads to use (fastai's `max_workers=`); 0 means one per core.
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = n;
+        self
     }
 }
 
@@ -94,7 +152,7 @@ impl VerifyReport {
     /// The report as a DataFrame with columns `file`, `problem`, `action`.
     ///
     /// ```no_run
-    /// let report = fastvision::verify_images("data/fruits/Training".as_ref(), &Default::default()).unwrap();
+    /// let report = fastvision::verify_images("data/fruits/Training".as_ref(), fastvision::VerifyOptions::new()).unwrap();
     /// println!("{}", report.df());
     /// ```
     pub fn df(&self) -> DataFrame {
@@ -134,34 +192,15 @@ impl VerifyReport {
         s
     }
 
-    /// Renders in a notebook as the summary and an HTML table of the problems.
+    /// Shows the summary line and a table of the problems in a notebook.
     pub fn evcxr_display(&self) {
-        let rows: Vec<Vec<String>> = self
-            .issues
-            .iter()
-            .map(|i| {
-                vec![
-                    i.file.display().to_string(),
-                    i.problem.clone(),
-                    i.action.clone(),
-                ]
-            })
-            .collect();
-        let table = crate::show::html_table(&["file", "problem", "action"], &rows);
-        crate::show::display_html(&format!(
-            "<p>{}</p>{table}",
-            crate::show::escape(&self.summary())
-        ));
+        crate::show::table::display(&self.df(), Some(&self.summary()));
     }
 }
 
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.summary())?;
-        for i in &self.issues {
-            writeln!(f, "  {}: {} -> {}", i.file.display(), i.problem, i.action)?;
-        }
-        Ok(())
+        f.write_str(&crate::show::table::text(&self.df(), Some(&self.summary())))
     }
 }
 
@@ -338,15 +377,16 @@ fn list_files(dir: &Path, recurse: bool, skip: &[PathBuf], out: &mut Vec<PathBuf
 }
 
 /// Checks every image in `path` (see [`VerifyOptions`]), fixes what it can, quarantines or
-/// deletes what it cannot, prints a one-line summary and returns the full report.
+/// deletes what it cannot, and returns the report (its summary line and a table of problems).
 ///
 /// ```no_run
 /// use fastvision::{verify_images, VerifyOptions};
 /// let report = verify_images("data/fruits-360/Training".as_ref(),
-///     &VerifyOptions { max_size: Some(500), recurse: true, ..Default::default() }).unwrap();
+///     VerifyOptions::new().recurse().max_size(500)).unwrap();
 /// assert_eq!(report.broken, 0);
 /// ```
-pub fn verify_images(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
+pub fn verify_images(path: &Path, opts: impl Borrow<VerifyOptions>) -> Result<VerifyReport> {
+    let opts: &VerifyOptions = opts.borrow();
     if !path.is_dir() {
         return Err(Error::InvalidArgument(format!(
             "verify_images: {} is not a folder; pass the folder that holds the images",
@@ -362,11 +402,16 @@ pub fn verify_images(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> 
     };
     let dest = opts.dest.as_deref().map(resolve);
     let quarantine = opts.quarantine.as_deref().map(resolve).unwrap_or_else(|| {
-        let name = path
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_owned()));
-        let parent = path.join("..");
+        // `Training` -> `.quarantine/Training` beside it, spelled without `..` when the path
+        // names its folder (the canonical parent only for `.`, `..` and the like).
+        let (parent, name) = match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => (parent.to_path_buf(), Some(name.to_owned())),
+            _ => {
+                let abs = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+                let name = abs.file_name().map(|n| n.to_owned());
+                (abs.parent().map_or(abs.clone(), Path::to_path_buf), name)
+            }
+        };
         parent
             .join(".quarantine")
             .join(name.unwrap_or_else(|| "images".into()))
@@ -468,6 +513,5 @@ pub fn verify_images(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> 
             action,
         });
     }
-    println!("{}", report.summary());
     Ok(report)
 }

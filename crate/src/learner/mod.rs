@@ -29,7 +29,7 @@ use crate::models::weights::{load_into, pretrained_weights};
 use crate::{Error, Result};
 use callbacks::{MixedPrecision, NanGuard, Precision, autocast};
 use fit::{Callback, FitContext};
-use lr_find::LrFinder;
+use lr_find::{LrFind, LrFinder};
 use metrics::MetricFn;
 use one_cycle::{Lr, OneCycle};
 use optim::AdamW;
@@ -518,22 +518,34 @@ impl Learner {
         self.run(epochs, lrs, &mut all, true)
     }
 
-    /// The learning-rate range test: trains a few batches with an exponentially growing
-    /// learning rate, records the loss, then puts the weights and optimizer state back exactly
-    /// as they were (from memory; nothing is written to disk). Plot with `recorder.plot`.
+    /// The learning-rate range test with fastai's defaults (1e-7 to 10 over 100 batches):
+    /// trains a few batches with an exponentially growing learning rate, records the loss,
+    /// then puts the weights and optimizer state back exactly as they were (from memory;
+    /// nothing is written to disk). Plot with `recorder.plot()`.
     ///
     /// ```no_run
     /// # let mut learn: fastvision::Learner = unimplemented!();
-    /// learn.lr_find(1e-7, 10.0, 100, true).unwrap();
+    /// learn.lr_find().unwrap();
     /// let s = learn.recorder.suggestions().unwrap();
     /// ```
-    pub fn lr_find(
-        &mut self,
-        start_lr: f64,
-        end_lr: f64,
-        num_it: usize,
-        stop_div: bool,
-    ) -> Result<&Recorder> {
+    pub fn lr_find(&mut self) -> Result<&Recorder> {
+        self.lr_find_with(LrFind::default())
+    }
+
+    /// [`Learner::lr_find`] with options: another range, length, or no stop on divergence.
+    ///
+    /// ```no_run
+    /// use fastvision::learner::lr_find::LrFind;
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.lr_find_with(LrFind { num_it: 40, ..Default::default() }).unwrap();
+    /// ```
+    pub fn lr_find_with(&mut self, opts: LrFind) -> Result<&Recorder> {
+        let LrFind {
+            start_lr,
+            end_lr,
+            num_it,
+            ..
+        } = opts;
         if !(start_lr > 0.0 && end_lr > start_lr && num_it >= 6) {
             return Err(Error::InvalidArgument(format!(
                 "lr_find needs 0 < start_lr < end_lr and num_it >= 6 (got {start_lr}, {end_lr}, {num_it})"
@@ -543,7 +555,7 @@ impl Learner {
         let epochs = num_it.div_ceil(n_batches);
         let weights = self.snapshot();
         let opt_state = self.opt.state();
-        let mut finder = LrFinder::new(start_lr, end_lr, num_it, stop_div);
+        let mut finder = LrFinder::new(opts);
         // No NaN guard: the sweep is meant to find where the loss blows up, and it stops there.
         let result = self
             .run(epochs, vec![start_lr; N_GROUPS], &mut [&mut finder], false)
@@ -552,7 +564,7 @@ impl Learner {
         self.opt.set_state(&opt_state);
         result?;
         self.recorder.is_lr_find = true;
-        println!("LR Finder is complete, type learn.recorder.plot(true) to see the graph.");
+        println!("LR Finder is complete, type learn.recorder.plot() to see the graph.");
         Ok(&self.recorder)
     }
 

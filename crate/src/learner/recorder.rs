@@ -1,9 +1,13 @@
 //! The `Recorder`: what happened during the last fit, batch by batch and epoch by epoch, as
-//! fastai's recorder keeps it; its plots live in `show::plots`.
+//! fastai's recorder keeps it, and its plots: the lr_find curve, losses, schedules and metrics.
 
+use plotters::prelude::*;
 use polars::prelude::*;
 
-use crate::learner::fit::{Callback, FitContext};
+use crate::learner::fit::{Callback, FitContext, format_time};
+use crate::show::Figure;
+use crate::show::colors::tab;
+use crate::show::plots::{H, W, axis_range as range, decimals, nothing_to_plot as empty};
 use crate::{Error, Result};
 
 /// One epoch's figures.
@@ -104,7 +108,8 @@ impl Recorder {
 }
 
 impl Recorder {
-    /// Per-epoch history: epoch, train_loss, valid_loss, one column per metric, time.
+    /// Per-epoch history, the table fastai prints: epoch, train_loss, valid_loss, one column per
+    /// metric, and time as `mm:ss` (seconds are in [`Recorder::epochs`]).
     ///
     /// ```
     /// let rec = fastvision::learner::recorder::Recorder::default();
@@ -138,7 +143,10 @@ impl Recorder {
         }
         cols.push(Column::new(
             "time".into(),
-            self.epochs.iter().map(|e| e.time).collect::<Vec<_>>(),
+            self.epochs
+                .iter()
+                .map(|e| format_time(e.time))
+                .collect::<Vec<_>>(),
         ));
         DataFrame::new(self.epochs.len(), cols).expect("columns of equal length")
     }
@@ -216,27 +224,258 @@ impl Recorder {
         })
     }
 
-    /// Renders the history as an HTML table in a notebook.
+    /// Shows the per-epoch table in a notebook, as fastai's progress table.
     pub fn evcxr_display(&self) {
-        crate::show::display_html(&self.html_table());
+        crate::show::table::display(&self.history(), None);
+    }
+}
+
+impl std::fmt::Display for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::show::table::text(&self.history(), None))
+    }
+}
+
+/// Options of [`Recorder::plot_with`], the lr_find plot.
+///
+/// ```
+/// let o = fastvision::learner::recorder::LrPlot::default();
+/// assert!(o.suggestion);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct LrPlot {
+    /// Mark and print the suggested learning rates (valley, steep, minimum/10).
+    pub suggestion: bool,
+}
+
+impl Default for LrPlot {
+    fn default() -> Self {
+        LrPlot { suggestion: true }
+    }
+}
+
+impl Recorder {
+    /// The lr_find plot: smoothed loss against learning rate on a log axis, with fastai's
+    /// suggestions (valley, steep, minimum/10) marked and printed; [`Recorder::suggestions`]
+    /// returns them as values.
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// learn.recorder.plot().unwrap().save("lr_find.png".as_ref()).unwrap();
+    /// ```
+    pub fn plot(&self) -> Result<Figure> {
+        self.plot_with(LrPlot::default())
     }
 
-    /// The per-epoch table as HTML, formatted as fastai prints it.
-    pub fn html_table(&self) -> String {
-        let mut headers = vec!["epoch", "train_loss", "valid_loss"];
-        headers.extend(self.metric_names.iter().map(String::as_str));
-        headers.push("time");
-        let rows: Vec<Vec<String>> = self
+    /// [`Recorder::plot`] with options, e.g. without the suggestions.
+    ///
+    /// ```no_run
+    /// use fastvision::learner::recorder::LrPlot;
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let fig = learn.recorder.plot_with(LrPlot { suggestion: false }).unwrap();
+    /// ```
+    pub fn plot_with(&self, opts: LrPlot) -> Result<Figure> {
+        let suggestion = opts.suggestion;
+        if !self.is_lr_find {
+            return Err(empty(
+                "recorder.plot shows an lr_find run; call learn.lr_find first (plot_losses shows training)",
+            ));
+        }
+        let (lrs, losses) = self.lr_find_curve();
+        if lrs.len() < 2 {
+            return Err(empty(
+                "the lr_find run has too few points; run it with more iterations",
+            ));
+        }
+        let marks = if suggestion {
+            let s = self.suggestions()?;
+            println!(
+                "Suggested learning rates: valley {:.2e}, steep {:.2e}, minimum/10 {:.2e}",
+                s.valley, s.steep, s.minimum
+            );
+            vec![
+                ("valley", s.valley, tab(3)),
+                ("steep", s.steep, tab(2)),
+                ("minimum/10", s.minimum, tab(4)),
+            ]
+        } else {
+            vec![]
+        };
+        let (y0, y1) = range(losses.iter().copied());
+        let loss_at = |lr: f64| {
+            let i = lrs.iter().position(|&l| l >= lr).unwrap_or(lrs.len() - 1);
+            losses[i]
+        };
+        Figure::draw(W, H, |root| {
+            let mut chart = ChartBuilder::on(root)
+                .caption("lr_find", ("sans-serif", 22))
+                .margin(15)
+                .x_label_area_size(45)
+                .y_label_area_size(65)
+                .build_cartesian_2d((lrs[0]..*lrs.last().unwrap()).log_scale(), y0..y1)?;
+            chart
+                .configure_mesh()
+                .x_desc("Learning rate (log scale)")
+                .y_desc("Loss (smoothed)")
+                .x_label_formatter(&|v| format!("{v:.0e}"))
+                .y_label_formatter(&|v| format!("{v:.*}", decimals(y0, y1)))
+                .light_line_style(WHITE)
+                .label_style(("sans-serif", 15))
+                .draw()?;
+            chart.draw_series(LineSeries::new(
+                lrs.iter().copied().zip(losses.iter().copied()),
+                tab(0).stroke_width(2),
+            ))?;
+            for (name, lr, colour) in marks {
+                let y = loss_at(lr);
+                chart
+                    .draw_series(std::iter::once(Circle::new((lr, y), 7, colour.filled())))?
+                    .label(format!("{name}: {lr:.2e}"))
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 6, colour.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font(("sans-serif", 16))
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()?;
+            Ok(())
+        })
+    }
+
+    /// Training loss per batch (smoothed) and validation loss per epoch.
+    pub fn plot_losses(&self) -> Result<Figure> {
+        if self.losses.is_empty() {
+            return Err(empty("no batches recorded; train first"));
+        }
+        let train: Vec<(f64, f64)> = self
+            .losses
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as f64 + 1.0, l))
+            .collect();
+        let valid: Vec<(f64, f64)> = self
             .epochs
             .iter()
-            .map(|e| {
-                let mut r = vec![e.epoch.to_string(), format!("{:.6}", e.train_loss)];
-                r.push(e.valid_loss.map_or("#na#".into(), |v| format!("{v:.6}")));
-                r.extend(e.metrics.iter().map(|m| format!("{m:.6}")));
-                r.push(crate::learner::fit::format_time(e.time));
-                r
-            })
+            .zip(&self.nb_batches)
+            .filter_map(|(e, &n)| e.valid_loss.map(|v| (n as f64, v)))
             .collect();
-        crate::show::html_table(&headers, &rows)
+        let (y0, y1) = range(train.iter().chain(&valid).map(|p| p.1));
+        let n = train.len() as f64;
+        Figure::draw(W, H, |root| {
+            let mut chart = ChartBuilder::on(root)
+                .caption("Losses", ("sans-serif", 22))
+                .margin(15)
+                .x_label_area_size(45)
+                .y_label_area_size(65)
+                .build_cartesian_2d(0.0..n + 1.0, y0..y1)?;
+            chart
+                .configure_mesh()
+                .x_desc("Batches processed")
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_desc("Loss")
+                .y_label_formatter(&|v| format!("{v:.*}", decimals(y0, y1)))
+                .light_line_style(WHITE)
+                .label_style(("sans-serif", 15))
+                .draw()?;
+            chart
+                .draw_series(LineSeries::new(train.clone(), tab(0).stroke_width(2)))?
+                .label("train (smoothed)")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], tab(0).stroke_width(2))
+                });
+            if !valid.is_empty() {
+                chart
+                    .draw_series(LineSeries::new(valid.clone(), tab(1).stroke_width(2)))?
+                    .label("validation")
+                    .legend(|(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], tab(1).stroke_width(2))
+                    });
+                chart.draw_series(valid.iter().map(|&p| Circle::new(p, 4, tab(1).filled())))?;
+            }
+            chart
+                .configure_series_labels()
+                .label_font(("sans-serif", 16))
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()?;
+            Ok(())
+        })
+    }
+
+    /// Learning rate (last layer group) and momentum per batch, side by side.
+    pub fn plot_lr(&self) -> Result<Figure> {
+        if self.lrs.is_empty() {
+            return Err(empty("no batches recorded; train first"));
+        }
+        let n = self.lrs.len() as f64;
+        Figure::draw(2 * W, H, |root| {
+            let panels = root.split_evenly((1, 2));
+            for (panel, (name, values)) in panels
+                .iter()
+                .zip([("Learning rate", &self.lrs), ("Momentum", &self.moms)])
+            {
+                let (y0, y1) = range(values.iter().copied());
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(name, ("sans-serif", 22))
+                    .margin(15)
+                    .x_label_area_size(45)
+                    .y_label_area_size(80)
+                    .build_cartesian_2d(0.0..n, y0..y1)?;
+                chart
+                    .configure_mesh()
+                    .x_desc("Iterations")
+                    .x_label_formatter(&|v| format!("{v:.0}"))
+                    .y_label_formatter(&|v| format!("{v:.1e}"))
+                    .light_line_style(WHITE)
+                    .label_style(("sans-serif", 15))
+                    .draw()?;
+                chart.draw_series(LineSeries::new(
+                    values.iter().enumerate().map(|(i, &v)| (i as f64, v)),
+                    tab(0).stroke_width(2),
+                ))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Each metric per epoch.
+    pub fn plot_metrics(&self) -> Result<Figure> {
+        if self.metric_names.is_empty() || self.epochs.iter().all(|e| e.metrics.is_empty()) {
+            return Err(empty(
+                "no metrics recorded; train with metrics (e.g. error_rate)",
+            ));
+        }
+        let k = self.metric_names.len() as u32;
+        let n = self.epochs.len() as f64;
+        Figure::draw(W * k.min(3), H, |root| {
+            let panels = root.split_evenly((1, k.min(3) as usize));
+            for (i, panel) in panels.iter().enumerate() {
+                let points: Vec<(f64, f64)> = self
+                    .epochs
+                    .iter()
+                    .filter_map(|e| e.metrics.get(i).map(|&m| (e.epoch as f64, m)))
+                    .collect();
+                let (y0, y1) = range(points.iter().map(|p| p.1));
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(&self.metric_names[i], ("sans-serif", 22))
+                    .margin(15)
+                    .x_label_area_size(45)
+                    .y_label_area_size(70)
+                    .build_cartesian_2d(-0.5..(n - 0.5).max(0.5), y0..y1)?;
+                chart
+                    .configure_mesh()
+                    .x_desc("Epoch")
+                    .x_label_formatter(&|v| format!("{v:.0}"))
+                    .y_label_formatter(&|v| format!("{v:.*}", decimals(y0, y1)))
+                    .light_line_style(WHITE)
+                    .label_style(("sans-serif", 15))
+                    .draw()?;
+                chart.draw_series(LineSeries::new(points.clone(), tab(0).stroke_width(2)))?;
+                chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, tab(0).filled())))?;
+            }
+            Ok(())
+        })
     }
 }

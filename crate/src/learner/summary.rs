@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use polars::prelude::*;
 use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
@@ -107,74 +108,55 @@ impl Learner {
 }
 
 impl Summary {
-    fn cells(&self) -> Vec<Vec<String>> {
-        self.rows
-            .iter()
-            .map(|r| {
-                let shape = r
-                    .output_shape
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" x ");
-                let trains = if r.trainable == r.params {
-                    "yes".to_string()
+    /// The summary as a DataFrame: layer, output shape, params, trainable, group.
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// assert_eq!(learn.summary().df().width(), 5);
+    /// ```
+    pub fn df(&self) -> DataFrame {
+        let col = |f: &dyn Fn(&SummaryRow) -> String| self.rows.iter().map(f).collect::<Vec<_>>();
+        df!(
+            "layer" => col(&|r| r.layer.clone()),
+            "output shape" => col(&|r| {
+                r.output_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ")
+            }),
+            "params" => self.rows.iter().map(|r| r.params).collect::<Vec<_>>(),
+            "trainable" => col(&|r| {
+                if r.trainable == r.params {
+                    "yes".into()
                 } else if r.trainable == 0 {
-                    "no".to_string()
+                    "no".into()
                 } else {
-                    "BatchNorm only".to_string()
-                };
-                vec![
-                    r.layer.clone(),
-                    shape,
-                    r.params.to_string(),
-                    trains,
-                    r.group.to_string(),
-                ]
-            })
-            .collect()
+                    "BatchNorm only".into()
+                }
+            }),
+            "group" => self.rows.iter().map(|r| r.group as u64).collect::<Vec<_>>(),
+        )
+        .expect("columns of equal length")
     }
 
-    fn footer(&self) -> String {
+    fn caption(&self) -> String {
         let total: i64 = self.rows.iter().map(|r| r.params).sum();
         let trainable: i64 = self.rows.iter().map(|r| r.trainable).sum();
         let frozen = match self.frozen_groups {
             0 => "no layer group frozen".to_string(),
             n => format!("model frozen up to layer group {n} (BatchNorm layers still train)"),
         };
-        format!("{total} parameters, {trainable} trainable; {frozen}")
+        format!(
+            "{}: {total} parameters, {trainable} trainable; {frozen}",
+            self.title
+        )
     }
 
-    /// Renders as an HTML table in a notebook.
+    /// Shows the summary as a table in a notebook.
     pub fn evcxr_display(&self) {
-        let table = crate::show::html_table(
-            &["layer", "output shape", "params", "trainable", "group"],
-            &self.cells(),
-        );
-        crate::show::display_html(&format!(
-            "<p><b>{}</b></p>{table}<p>{}</p>",
-            crate::show::escape(&self.title),
-            crate::show::escape(&self.footer())
-        ));
+        crate::show::table::display(&self.df(), Some(&self.caption()));
     }
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.title)?;
-        writeln!(
-            f,
-            "{:<40} {:<20} {:>12} {:<15} group",
-            "layer", "output shape", "params", "trainable"
-        )?;
-        for c in self.cells() {
-            let name: String = c[0].chars().take(40).collect();
-            writeln!(
-                f,
-                "{:<40} {:<20} {:>12} {:<15} {}",
-                name, c[1], c[2], c[3], c[4]
-            )?;
-        }
-        write!(f, "{}", self.footer())
+        f.write_str(&crate::show::table::text(&self.df(), Some(&self.caption())))
     }
 }

@@ -1,54 +1,52 @@
-//! Colour maps for heatmaps and matrices (matplotlib's `magma` and `Blues`, sampled), so
-//! figures look like the fastai ones users know without any plotting backend.
+//! Colours as matplotlib users know them: the `tab10` cycle for lines, `magma` for heatmaps and
+//! `Blues` for matrices. The colour maps come from `colorous` (the d3/matplotlib scales), not
+//! from hand-copied stops.
 
-/// Linear interpolation along evenly spaced colour stops, `t` in [0, 1].
-fn interpolate(stops: &[[u8; 3]], t: f64) -> [u8; 3] {
+use plotters::style::RGBColor;
+
+/// matplotlib's default colour cycle (`tab:blue`, `tab:orange`, `tab:green`, ...), which is
+/// d3's category10.
+///
+/// ```
+/// use fastvision::show::colors::tab;
+/// assert_eq!(tab(0), plotters::style::RGBColor(0x1f, 0x77, 0xb4)); // tab:blue
+/// assert_eq!(tab(1), plotters::style::RGBColor(0xff, 0x7f, 0x0e)); // tab:orange
+/// assert_eq!(tab(10), tab(0));
+/// ```
+pub fn tab(i: usize) -> RGBColor {
+    let c = colorous::CATEGORY10[i % colorous::CATEGORY10.len()];
+    RGBColor(c.r, c.g, c.b)
+}
+
+fn sample(g: colorous::Gradient, t: f64) -> [u8; 3] {
     let t = if t.is_finite() {
         t.clamp(0.0, 1.0)
     } else {
         0.0
     };
-    let x = t * (stops.len() - 1) as f64;
-    let i = (x.floor() as usize).min(stops.len() - 2);
-    let f = x - i as f64;
-    std::array::from_fn(|c| {
-        (stops[i][c] as f64 * (1.0 - f) + stops[i + 1][c] as f64 * f).round() as u8
-    })
+    let c = g.eval_continuous(t);
+    [c.r, c.g, c.b]
 }
 
-/// matplotlib's `magma` (black, purple, orange, pale yellow), fastai's Grad-CAM colours.
+/// matplotlib's `magma` (black, purple, orange, pale yellow), fastai's Grad-CAM colours; `t`
+/// in [0, 1].
 ///
 /// ```
 /// assert_eq!(fastvision::show::colors::magma(0.0), [0, 0, 4]);
 /// assert_eq!(fastvision::show::colors::magma(1.0), [252, 253, 191]);
 /// ```
 pub fn magma(t: f64) -> [u8; 3] {
-    const STOPS: [[u8; 3]; 9] = [
-        [0, 0, 4],
-        [28, 16, 68],
-        [79, 18, 123],
-        [129, 37, 129],
-        [181, 54, 122],
-        [229, 80, 100],
-        [251, 135, 97],
-        [254, 194, 135],
-        [252, 253, 191],
-    ];
-    interpolate(&STOPS, t)
+    sample(colorous::MAGMA, t)
 }
 
-/// matplotlib's `Blues` (white to dark blue), fastai's confusion-matrix colours.
+/// matplotlib's `Blues` (white to dark blue), fastai's confusion-matrix colours; `t` in [0, 1].
 ///
 /// ```
-/// assert_eq!(fastvision::show::colors::blues(0.0), [247, 251, 255]);
+/// let [r, g, b] = fastvision::show::colors::blues(0.0);
+/// assert!(r > 240 && g > 245 && b > 250);
+/// let [r, _, b] = fastvision::show::colors::blues(1.0);
+/// assert!(r < 16 && b > 100);
 /// ```
 pub fn blues(t: f64) -> [u8; 3] {
-    const STOPS: [[u8; 3]; 5] = [
-        [247, 251, 255],
-        [198, 219, 239],
-        [107, 174, 214],
-        [33, 113, 181],
-        [8, 48, 107],
-    ];
-    interpolate(&STOPS, t)
+    sample(colorous::BLUES, t)
 }

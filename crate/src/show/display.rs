@@ -45,30 +45,3 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
-
-/// A plain HTML table, styled like fastai's progress table (numbers right-aligned).
-///
-/// ```
-/// let html = fastvision::show::html_table(&["class", "n"], &[vec!["apple".into(), "3".into()]]);
-/// assert!(html.contains("<td>apple</td>") && html.contains("<th>n</th>"));
-/// ```
-pub fn html_table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut html = String::from("<table class=\"dataframe\" border=\"1\">\n<thead><tr>");
-    for h in headers {
-        html += &format!("<th>{}</th>", escape(h));
-    }
-    html += "</tr></thead>\n<tbody>\n";
-    for row in rows {
-        html += "<tr>";
-        for cell in row {
-            let numeric = cell.parse::<f64>().is_ok();
-            if numeric {
-                html += &format!("<td style=\"text-align:right\">{}</td>", escape(cell));
-            } else {
-                html += &format!("<td>{}</td>", escape(cell));
-            }
-        }
-        html += "</tr>\n";
-    }
-    html + "</tbody>\n</table>"
-}

@@ -1,26 +1,27 @@
-//! Grids of titled images: `show_batch` and, later, the top-losses grid.
+//! Grids of titled images (what `show_batch` and the top-losses plot draw on), and batch
+//! tensors turned back into pictures.
 
 use image::{RgbImage, imageops::FilterType};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use tch::{Kind, Tensor};
 
-use crate::data::folder::ImageDataBunch;
-use crate::data::loader::prepare_batch;
 use crate::show::Figure;
 use crate::{Error, Result};
 
 /// Pixels per inch when a size is given in inches, as matplotlib's `figsize`.
 pub const DPI: f64 = 100.0;
 
-/// Draws images in a grid of `ncols` columns, each with its title above it, on a figure of
-/// `figsize` inches (at [`DPI`]). Titles may have several lines (`\n`); lines too long for
-/// their cell are shortened with "…".
+/// Draws images in a grid of `ncols` columns, each with its title above it, on a figure of at
+/// most `figsize` inches (at [`DPI`]): the images are as large as the figure allows and fill
+/// their cells, so the figure gives up the room it cannot use. Titles may have several lines
+/// (`\n`); lines too long for their cell are shortened with "…".
 ///
 /// ```
 /// let cells = vec![(image::RgbImage::new(10, 10), "apple".to_string()); 4];
 /// let fig = fastvision::show::grid::image_grid(&cells, 2, (4.0, 4.0)).unwrap();
-/// assert_eq!(fig.size(), (400, 400));
+/// let (w, h) = fig.size();
+/// assert!(w <= 400 && h == 400 && w > 350, "{w}x{h}");
 /// ```
 pub fn image_grid(
     cells: &[(RgbImage, String)],
@@ -46,8 +47,8 @@ pub fn image_grid_titled(
         (figsize.1 * DPI).round() as u32,
     );
     let sup_h = if suptitle.is_some() { 40 } else { 0 };
-    let (cell_w, cell_h) = (w / ncols as u32, (h - sup_h) / nrows as u32);
-    let font_px = (cell_w as f64 / 13.0).clamp(11.0, 17.0);
+    let (max_cell_w, max_cell_h) = (w / ncols as u32, (h - sup_h) / nrows as u32);
+    let font_px = (max_cell_w as f64 / 13.0).clamp(11.0, 17.0);
     let lines = cells
         .iter()
         .map(|c| c.1.lines().count())
@@ -56,10 +57,14 @@ pub fn image_grid_titled(
         .max(1) as u32;
     let line_h = (font_px * 1.3) as u32;
     let title_h = lines * line_h + 4;
-    let pad = (cell_w / 30).max(2);
-    let side = (cell_w - 2 * pad)
-        .min(cell_h.saturating_sub(title_h + pad))
+    let pad = (max_cell_w / 30).max(2);
+    let side = (max_cell_w - 2 * pad)
+        .min(max_cell_h.saturating_sub(title_h + pad))
         .max(1);
+    // Square images fill their cells: the figure shrinks in the direction with room to spare
+    // instead of leaving white bands beside (or below) every image.
+    let (cell_w, cell_h) = (side + 2 * pad, title_h + side + pad);
+    let (w, h) = (ncols as u32 * cell_w, sup_h + nrows as u32 * cell_h);
 
     Figure::draw(w, h, |root| {
         let style = TextStyle::from(("sans-serif", font_px).into_font())
@@ -118,37 +123,36 @@ pub fn batch_to_images(x: &Tensor) -> Vec<RgbImage> {
         .collect()
 }
 
-impl ImageDataBunch {
-    /// A grid of `rows` x `rows` augmented training images, denormalised, titled with their
-    /// class, on a figure of `figsize` inches. Only the images shown are decoded.
-    ///
-    /// ```no_run
-    /// # let data: fastvision::ImageDataBunch = unimplemented!();
-    /// data.show_batch(3, (7.0, 8.0)).unwrap().save("batch.png".as_ref()).unwrap();
-    /// ```
-    pub fn show_batch(&self, rows: usize, figsize: (f64, f64)) -> Result<Figure> {
-        let dl = &self.train_dl;
-        let n = (rows * rows).min(dl.dataset.len());
-        if n == 0 {
-            return Err(Error::InvalidArgument(
-                "show_batch: rows must be at least 1 and the training set non-empty".into(),
-            ));
-        }
-        let idx: Vec<usize> = dl.order(0).into_iter().take(n).collect();
-        let mut rng = dl.augment_rng(0);
-        let batch = dl.finish(prepare_batch(&dl.dataset, &idx, dl.tfms.as_ref(), &mut rng));
-        let (x, y) = (batch.x, batch.y);
-        let x = match &self.stats {
-            Some(s) => s.denorm(&x),
-            None => x,
-        };
-        let labels: Vec<i64> = Vec::try_from(&y).expect("int64 labels");
-        let cells: Vec<(RgbImage, String)> = batch_to_images(&x)
-            .into_iter()
-            .zip(labels)
-            .map(|(img, l)| (img, self.classes[l as usize].clone()))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_fill_their_cells() {
+        // The top-losses layout: 9 images with three-line titles on 15 x 11 inches.
+        let red = RgbImage::from_pixel(100, 100, image::Rgb([200, 0, 0]));
+        let cells = vec![(red, "predicted: a\nactual: b\nloss 1.00".to_string()); 9];
+        let fig = image_grid_titled(&cells, 3, (15.0, 11.0), Some("Top 9 losses")).unwrap();
+        let (w, h) = fig.size();
+        assert!(w <= 1500 && h <= 1100, "{w}x{h}");
+        let img = fig.to_rgb();
+        let red_px = img.pixels().filter(|p| p.0 == [200, 0, 0]).count() as f64;
+        let share = red_px / (w * h) as f64;
+        // Square images in 500 px wide cells covered 39% of the figure; filling them, 65%.
+        assert!(
+            share > 0.6,
+            "images cover only {:.0}% of the figure",
+            100.0 * share
+        );
+        // Each image is as tall as the rows allow: 267 px of a 353 px row.
+        let column: Vec<bool> = (0..h)
+            .map(|y| img.get_pixel(w / 6, y).0 == [200, 0, 0])
             .collect();
-        let ncols = (cells.len() as f64).sqrt().ceil() as usize;
-        image_grid(&cells, ncols, figsize)
+        let first_run = column
+            .iter()
+            .skip_while(|r| !**r)
+            .take_while(|r| **r)
+            .count();
+        assert!(first_run >= 260, "image height {first_run}");
     }
 }

@@ -1,12 +1,15 @@
-//! Pictures and tables for people: figures (PNG), image grids, plots, and how they appear in a
-//! notebook. Every figure is a [`Figure`] value: the last expression of an evcxr cell shows it
-//! inline (one `image/png` output), and [`Figure::save`] writes it as a PNG.
+//! The toolkit for pictures and tables: [`Figure`] (a PNG that shows inline in a notebook),
+//! image grids, line-chart helpers, colours, DataFrame tables and the evcxr display protocol.
+//! It knows nothing of data, learners or interpretation: each of those draws its own plots
+//! with these tools (`show_batch` in `data/`, the recorder's plots in `learner/recorder`, the
+//! confusion matrix and top losses in `interpret`).
 
 pub mod colors;
 pub mod display;
 pub mod figure;
 pub mod grid;
 pub mod plots;
+pub mod table;
 
-pub use display::{display_html, display_png, escape, html_table};
+pub use display::{display_html, display_png, escape};
 pub use figure::Figure;

@@ -1,0 +1,42 @@
+//! `show_batch`: a grid of training images as the model sees them, augmented and titled.
+
+use image::RgbImage;
+
+use crate::data::folder::ImageDataBunch;
+use crate::show::Figure;
+use crate::show::grid::{batch_to_images, image_grid};
+use crate::{Error, Result};
+
+impl ImageDataBunch {
+    /// A grid of `rows` x `rows` augmented training images from the loader's first batch,
+    /// denormalised, titled with their class, on a figure of `figsize` inches.
+    ///
+    /// ```no_run
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// data.show_batch(3, (7.0, 8.0)).unwrap().save("batch.png".as_ref()).unwrap();
+    /// ```
+    pub fn show_batch(&self, rows: usize, figsize: (f64, f64)) -> Result<Figure> {
+        let dl = &self.train_dl;
+        let n = (rows * rows).min(dl.dataset.len());
+        if n == 0 {
+            return Err(Error::InvalidArgument(
+                "show_batch: rows must be at least 1 and the training set non-empty".into(),
+            ));
+        }
+        // A loader batch holds at most bs images; a bigger grid takes the next ones too.
+        let idx: Vec<usize> = dl.order(0).into_iter().take(n).collect();
+        let batch = dl.batch_of(&idx, true);
+        let x = match &self.stats {
+            Some(s) => s.denorm(&batch.x),
+            None => batch.x,
+        };
+        let labels: Vec<i64> = Vec::try_from(&batch.y).expect("int64 labels");
+        let cells: Vec<(RgbImage, String)> = batch_to_images(&x)
+            .into_iter()
+            .zip(labels)
+            .map(|(img, l)| (img, self.classes[l as usize].clone()))
+            .collect();
+        let ncols = (cells.len() as f64).sqrt().ceil() as usize;
+        image_grid(&cells, ncols, figsize)
+    }
+}
