@@ -105,3 +105,19 @@ pub fn weights_dir() -> PathBuf {
     });
     torch_home.join("hub").join("checkpoints")
 }
+
+/// How often a fit prints a plain progress line when stderr is no terminal (a log file, CI):
+/// `$FASTVISION_PROGRESS_EVERY` seconds, else 10 s as fastprogress does.
+///
+/// ```
+/// assert!(fastvision::config::progress_every().as_secs_f64() > 0.0);
+/// ```
+pub fn progress_every() -> std::time::Duration {
+    var("FASTVISION_PROGRESS_EVERY")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(
+            crate::learner::progress::PLAIN_EVERY,
+            std::time::Duration::from_secs_f64,
+        )
+}

@@ -132,6 +132,9 @@ enum Command {
         /// One or more image files to classify.
         #[arg(required = true)]
         images: Vec<PathBuf>,
+        /// Classify what can be decoded of truncated or corrupt images instead of refusing them.
+        #[arg(long)]
+        accept_damaged: bool,
     },
     /// Save a grid of augmented training images as PNG (Fruits 360 layout: Training/ and Test/).
     ShowBatch {
@@ -152,7 +155,19 @@ enum Command {
 /// The architectures the command line offers.
 const ARCHS: [&str; 4] = ["resnet18", "resnet34", "resnet50", "mobilenet_v2"];
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message and its causes on one line, without a backtrace: every library error
+            // already names the file or value and the fix.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     fastvision::device::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
@@ -271,10 +286,19 @@ fn main() -> anyhow::Result<()> {
             learn.export(&export)?;
             println!("exported to {}", export.display());
         }
-        Command::Predict { model, images } => {
+        Command::Predict {
+            model,
+            images,
+            accept_damaged,
+        } => {
             let learn = fastvision::load_learner(&model)?;
+            let mode = if accept_damaged {
+                fastvision::data::image::Decode::Lenient
+            } else {
+                fastvision::data::image::Decode::Strict
+            };
             for image in images {
-                println!("{}: {}", image.display(), learn.predict(&image)?);
+                println!("{}: {}", image.display(), learn.predict_with(&image, mode)?);
             }
         }
         Command::ShowBatch {

@@ -121,6 +121,152 @@ fn verify_without_recurse_on_class_folders_says_to_add_it() {
     assert!(ok && !err.contains("add -r"), "{err}");
 }
 
+/// Every argument and option of every command explains itself in `--help`.
+#[test]
+fn every_argument_and_option_has_help_text() {
+    let commands = [
+        "info",
+        "lesson",
+        "download",
+        "sample",
+        "verify",
+        "train",
+        "predict",
+        "show-batch",
+    ];
+    for cmd in commands {
+        let (ok, help, err) = run(&[cmd, "--help"]);
+        assert!(ok, "{cmd} --help: {err}");
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let entry = line.trim_start();
+            let is_entry =
+                line.starts_with("  ") && (entry.starts_with('<') || entry.starts_with('-'));
+            if !is_entry {
+                continue;
+            }
+            // "  --size <SIZE>  Image size ..." or a wrapped description on the next line.
+            let described = entry.contains("  ")
+                || lines.get(i + 1).is_some_and(|next| {
+                    next.len() - next.trim_start().len() > line.len() - entry.len()
+                });
+            assert!(
+                described,
+                "`fastvision {cmd}`: {entry:?} has no help text:\n{help}"
+            );
+        }
+    }
+}
+
+#[test]
+fn predict_on_a_missing_file_says_so_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(&[
+        "predict",
+        tmp.path().join("model.safetensors").to_str().unwrap(),
+        "nothere.jpg",
+    ]);
+    assert!(!ok);
+    let os_error = "No such file or directory";
+    assert_eq!(err.matches(os_error).count(), 1, "{err}");
+    assert!(!err.contains("Caused by"), "{err}");
+}
+
+#[test]
+fn verify_names_quarantine_paths_without_dot_dot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let class = tmp.path().join("Training/Apple");
+    std::fs::create_dir_all(&class).unwrap();
+    for i in 0..3 {
+        std::fs::write(class.join(format!("{i}.jpg")), common_jpeg()).unwrap();
+    }
+    std::fs::write(class.join("broken.jpg"), b"not a jpeg at all").unwrap();
+    let out = bare_command()
+        .current_dir(tmp.path())
+        .args(["verify", "Training", "-r"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("4 images checked, 1 broken"), "{stdout}");
+    assert!(
+        stdout.contains(".quarantine/Training/Apple/broken.jpg") && !stdout.contains(".."),
+        "{stdout}"
+    );
+    assert!(
+        tmp.path()
+            .join(".quarantine/Training/Apple/broken.jpg")
+            .is_file()
+    );
+    // One table: the problem is listed once.
+    assert_eq!(
+        stdout.matches("broken.jpg").count(),
+        2,
+        "file and its new path:\n{stdout}"
+    );
+}
+
+#[test]
+fn training_into_a_log_file_prints_plain_progress_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = tmp.path().join("sample");
+    let (ok, _, err) = run(&[
+        "sample",
+        sample.to_str().unwrap(),
+        "--classes",
+        "3",
+        "--per-class",
+        "24",
+    ]);
+    assert!(ok, "{err}");
+    let export = tmp.path().join("m.safetensors");
+    let out = bare_command()
+        .args([
+            "train",
+            sample.to_str().unwrap(),
+            "--no-pretrained",
+            "--size",
+            "32",
+            "--bs",
+            "8",
+        ])
+        .arg("--export")
+        .arg(&export)
+        .env("FASTVISION_PROGRESS_EVERY", "0")
+        .env("FASTVISION_DEVICE", "cpu")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // stderr is a pipe here, as with `> log 2>&1`: a line per batch at interval 0, no bar.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("epoch 1/1: batch "))
+        .collect();
+    assert_eq!(lines.len(), 9, "72 images, bs 8:\n{stderr}");
+    assert!(
+        lines[8].starts_with("epoch 1/1: batch 9/9, loss "),
+        "{}",
+        lines[8]
+    );
+    assert!(lines[8].ends_with("00:00 left"), "{}", lines[8]);
+    // The table once, on stdout: header and one row.
+    assert_eq!(stdout.matches("train_loss").count(), 1, "{stdout}");
+    assert!(export.is_file());
+    // A missing image: named once, with the OS error once, and no backtrace.
+    let (ok, _, err) = run(&["predict", export.to_str().unwrap(), "nothere.jpg"]);
+    assert!(!ok);
+    assert_eq!(err.matches("nothere.jpg").count(), 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: ") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
 /// A small valid JPEG.
 fn common_jpeg() -> Vec<u8> {
     let img = image::RgbImage::from_pixel(8, 8, image::Rgb([200, 30, 40]));

@@ -244,7 +244,16 @@ fn an_unreadable_image_is_skipped_with_its_name() {
         .unwrap()
         .unwrap()
         .path();
-    std::fs::write(class.join("r_999_100.jpg"), b"garbage").unwrap();
+    // A real JPEG cut short, as a failed download leaves it: lenient decoders fill the rest
+    // with grey and say nothing; the loader must skip it (with a warning naming it).
+    let good = std::fs::read_dir(&class)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(good).unwrap();
+    std::fs::write(class.join("r_999_100.jpg"), &bytes[..bytes.len() * 6 / 10]).unwrap();
     for budget in [u64::MAX, 0] {
         let data = ImageDataBunch::from_folder(
             &path,
@@ -256,6 +265,16 @@ fn an_unreadable_image_is_skipped_with_its_name() {
         )
         .unwrap();
         let n: i64 = data.train_dl.epoch(0).map(|b| b.x.size()[0]).sum();
+        let line = data.summary().line;
+        if budget == 0 {
+            assert!(
+                line.contains("over the memory budget (0 MB)")
+                    && line.contains("FromFolder::memory_budget"),
+                "the fallback must be visible: {line}"
+            );
+        } else {
+            assert!(line.contains("decoded into memory"), "{line}");
+        }
         if budget == u64::MAX {
             // Decoded up front: the bad file is dropped, 80 good images remain.
             assert_eq!(data.train_dl.dataset.len(), 80);

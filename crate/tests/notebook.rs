@@ -51,8 +51,8 @@ fn tagged<'a>(nb: &'a Value, tag: &str) -> &'a Value {
 fn output_data(cell: &Value, mime: &str) -> Vec<String> {
     cell["outputs"]
         .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
+        .flatten()
         .filter_map(|o| o["data"].get(mime).map(text))
         .collect()
 }
@@ -60,8 +60,8 @@ fn output_data(cell: &Value, mime: &str) -> Vec<String> {
 fn streams(cell: &Value) -> String {
     cell["outputs"]
         .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
+        .flatten()
         .filter(|o| o["output_type"] == "stream")
         .map(|o| text(&o["text"]))
         .collect()
@@ -83,6 +83,71 @@ fn last_error_rate(html: &str) -> f64 {
         .get(3)
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no error_rate in the fit table: {html}"))
+}
+
+/// Each value shows once: a cell's streamed text never repeats its table's caption (the data
+/// and verify summaries used to print as a line and again above their table), and no two
+/// cells show the same table. A fit cell's live epoch lines followed by its one final table
+/// are the progress table as fastai shows it, not a repeat.
+fn assert_no_repeated_tables(nb: &Value) {
+    let mut seen = std::collections::HashSet::new();
+    for cell in nb["cells"].as_array().unwrap() {
+        for html in output_data(cell, "text/html") {
+            if let Some(caption) = html
+                .strip_prefix("<p>")
+                .and_then(|rest| rest.split_once("</p>"))
+                .map(|(c, _)| c.replace("&amp;", "&"))
+            {
+                assert!(
+                    !streams(cell).contains(&caption),
+                    "shown twice, as text and as a table: {caption}"
+                );
+            }
+            if html.contains("<table") {
+                assert!(seen.insert(html.clone()), "the same table twice: {html}");
+            }
+        }
+    }
+}
+
+/// The committed notebook (what a reader opens, and what GitHub renders) is as short as the
+/// lesson's Python, complete, and free of errors and repeats; no kernel needed.
+#[test]
+fn the_committed_notebook_is_short_and_shows_everything_once() {
+    let path = common::repo_root().join(NOTEBOOK);
+    let nb: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let code: Vec<String> = nb["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["cell_type"] == "code")
+        .map(|c| text(&c["source"]))
+        .collect();
+    let lines = code
+        .iter()
+        .flat_map(|c| c.lines())
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    assert!(lines <= 60, "{lines} non-blank code lines (at most 60)");
+    for source in &code {
+        for needless in ["..Default::default()", "true)", "false)", "true,", "false,"] {
+            assert!(
+                !source.contains(needless),
+                "ceremony in a cell ({needless:?}): {source}"
+            );
+        }
+    }
+    let pngs: usize = PICTURES
+        .iter()
+        .map(|t| output_data(tagged(&nb, t), "image/png").len())
+        .sum();
+    assert!(pngs >= 5, "{pngs} inline pictures");
+    for cell in nb["cells"].as_array().unwrap() {
+        for o in cell["outputs"].as_array().into_iter().flatten() {
+            assert_ne!(o["output_type"], "error", "a committed cell failed: {o}");
+        }
+    }
+    assert_no_repeated_tables(&nb);
 }
 
 fn jupyter(root: &Path) -> std::path::PathBuf {
@@ -167,6 +232,15 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
             "cell {tag:?}: picture only {}x{}",
             img.width(),
             img.height()
+        );
+    }
+
+    assert_no_repeated_tables(&nb);
+    for tag in ["verify", "databunch"] {
+        assert_eq!(
+            streams(tagged(&nb, tag)),
+            "",
+            "cell {tag:?} prints beside its table"
         );
     }
 

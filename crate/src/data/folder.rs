@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::data::files::{is_hidden, list_files};
 use crate::data::image::is_image_file;
 use crate::data::loader::{DataLoader, ImageDataset};
 use crate::data::transforms::{Stats, Transforms};
@@ -147,6 +148,8 @@ pub struct ImageDataBunch {
     pub valid_dl: DataLoader,
     /// Normalisation, once [`ImageDataBunch::normalize`] has been called.
     pub stats: Option<Stats>,
+    /// The memory budget the decoded images were held to ([`FromFolder::memory_budget`]).
+    pub memory_budget: u64,
 }
 
 /// An image file and its label.
@@ -163,31 +166,29 @@ const SPLIT_NAMES: [&str; 7] = [
 ];
 
 fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            images_under(&p, out)?;
-        } else if is_image_file(&p) {
-            out.push(p);
-        }
+    let listing = list_files(dir, true, &[])?;
+    for l in &listing.loops {
+        eprintln!("warning: {l}");
     }
+    // Hidden files are never data (macOS leaves `._apple.jpg` beside `apple.jpg`).
+    out.extend(
+        listing
+            .files
+            .into_iter()
+            .filter(|p| is_image_file(p) && !is_hidden(p)),
+    );
     Ok(())
 }
 
 fn subfolders(dir: &Path) -> Vec<String> {
+    let here = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    // A link back to this folder or above it (`self -> .`) is a loop, not a class.
+    let loops_back = |p: &Path| p.canonicalize().is_ok_and(|t| here.starts_with(t));
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
+        .filter(|e| e.path().is_dir() && !loops_back(&e.path()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !n.starts_with('.'))
         .collect();
@@ -453,6 +454,7 @@ impl ImageDataBunch {
             train_dl: loader(train_ds, true),
             valid_dl: loader(valid_ds, false),
             stats: None,
+            memory_budget: opts.memory_budget,
         })
     }
 
@@ -484,11 +486,17 @@ impl ImageDataBunch {
     fn summary_line(&self) -> String {
         let t = &self.train_dl.dataset;
         let v = &self.valid_dl.dataset;
+        let mb = |bytes: u64| bytes.div_ceil(1 << 20);
+        let decoded = ((t.len() + v.len()) * ImageDataset::bytes_per_image(t.size)) as u64;
         let memory = if t.in_memory() {
-            let mb = (t.len() + v.len()) * ImageDataset::bytes_per_image(t.size) / (1 << 20);
-            format!("decoded into memory ({mb} MB)")
+            format!("decoded into memory ({} MB)", mb(decoded))
         } else {
-            "decoded every epoch (over the memory budget)".into()
+            format!(
+                "decoded every epoch: the decoded images ({} MB) are over the memory budget \
+                 ({} MB); raise it with FromFolder::memory_budget to decode once",
+                mb(decoded),
+                mb(self.memory_budget)
+            )
         };
         format!(
             "ImageDataBunch {}: {} classes, {} train / {} valid images, {}px, bs {}, {}, on {}",

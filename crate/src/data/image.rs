@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use image::{DynamicImage, ImageReader, Limits, RgbImage, imageops::FilterType};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage, imageops::FilterType};
 
 use crate::{Error, Result};
 
@@ -51,32 +51,133 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
         .map_err(|e| image_error(path, e))
 }
 
-/// Decodes an image file, refusing empty files and images over [`MAX_PIXELS`] before any pixel
-/// memory is allocated (a small PNG can claim to be 100,000 pixels square).
+/// How strictly damaged data is treated. `Strict` (the default everywhere) refuses a truncated
+/// or corrupt JPEG, as PIL does; `Lenient` decodes what it can and fills the rest with grey,
+/// for a caller who asked to accept such files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Decode {
+    /// Damaged data is an error naming the file.
+    #[default]
+    Strict,
+    /// Damaged JPEG data is decoded as far as it goes.
+    Lenient,
+}
+
+/// A decoded image and what its file declared.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The pixels (the first frame of an animated GIF, as PIL reads it).
+    pub image: DynamicImage,
+    /// The file's format, from its content (not its extension).
+    pub format: ImageFormat,
+    /// Colour components as stored: 4 for a CMYK JPEG even though it decodes to RGB.
+    pub stored_channels: u8,
+}
+
+/// Decodes an image file (JPEG, PNG, GIF, BMP, WebP, TIFF), reading it once. Empty files,
+/// unknown formats, images over [`MAX_PIXELS`] (checked from the header, before any pixel
+/// memory is allocated: a small PNG can claim to be 100,000 pixels square) and, with
+/// [`Decode::Strict`], truncated or corrupt JPEG data are errors naming the file.
 ///
 /// ```no_run
-/// let img = fastvision::data::image::open_image("apple.jpg".as_ref()).unwrap();
-/// println!("{}x{}", img.width(), img.height());
+/// use fastvision::data::image::{Decode, decode_file};
+/// let d = decode_file("apple.jpg".as_ref(), Decode::Strict).unwrap();
+/// println!("{:?} {}x{}", d.format, d.image.width(), d.image.height());
 /// ```
-pub fn open_image(path: &Path) -> Result<DynamicImage> {
-    let (w, h) = image_dimensions(path)?;
+pub fn decode_file(path: &Path, mode: Decode) -> Result<Decoded> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_bytes(path, &bytes, mode)
+}
+
+/// [`decode_file`] on bytes already read; `path` names them in errors.
+pub fn decode_bytes(path: &Path, bytes: &[u8], mode: Decode) -> Result<Decoded> {
+    if bytes.is_empty() {
+        return Err(image_error(path, "empty file (0 bytes)"));
+    }
+    let reader = || {
+        ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .expect("reading from memory cannot fail")
+    };
+    let format = reader().format().ok_or_else(|| {
+        image_error(
+            path,
+            "not an image format fastvision reads (JPEG, PNG, GIF, BMP, WebP, TIFF)",
+        )
+    })?;
+    let (w, h) = reader()
+        .into_dimensions()
+        .map_err(|e| image_error(path, e))?;
     if u64::from(w) * u64::from(h) > MAX_PIXELS {
         return Err(image_error(
             path,
             format!("{w}x{h} pixels is over the {MAX_PIXELS}-pixel limit (a decompression bomb?)"),
         ));
     }
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
+    if format == ImageFormat::Jpeg {
+        return decode_jpeg(path, bytes, (w, h), mode);
+    }
+    let mut reader = reader();
     let mut limits = Limits::default();
     limits.max_image_width = Some(w);
     limits.max_image_height = Some(h);
     // Room for a 16-bit RGBA copy of the image and the decoder's working buffers.
     limits.max_alloc = Some(u64::from(w) * u64::from(h) * 8 + (64 << 20));
     reader.limits(limits);
-    reader.decode().map_err(|e| image_error(path, e))
+    let image = reader.decode().map_err(|e| image_error(path, e))?;
+    let stored_channels = image.color().channel_count();
+    Ok(Decoded {
+        image,
+        format,
+        stored_channels,
+    })
+}
+
+/// JPEGs go straight to zune-jpeg (the decoder the image crate wraps) so the strictness is
+/// ours to choose and the header's component count (CMYK) comes with the one decode.
+fn decode_jpeg(path: &Path, bytes: &[u8], (w, h): (u32, u32), mode: Decode) -> Result<Decoded> {
+    use zune_core::colorspace::ColorSpace;
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(mode == Decode::Strict)
+        .set_max_width(w as usize)
+        .set_max_height(h as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| {
+        image_error(path, format!("truncated or corrupt JPEG ({e})"))
+    };
+    decoder.decode_headers().map_err(corrupt)?;
+    let stored_channels = decoder.info().map_or(3, |i| i.components);
+    let gray = stored_channels == 1;
+    decoder.set_options(options.jpeg_set_out_colorspace(if gray {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    }));
+    let pixels = decoder.decode().map_err(corrupt)?;
+    let image = if gray {
+        image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
+    } else {
+        RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+    }
+    .ok_or_else(|| image_error(path, "JPEG decoded to an unexpected size"))?;
+    Ok(Decoded {
+        image,
+        format: ImageFormat::Jpeg,
+        stored_channels,
+    })
+}
+
+/// Decodes an image file strictly (see [`decode_file`]).
+///
+/// ```no_run
+/// let img = fastvision::data::image::open_image("apple.jpg".as_ref()).unwrap();
+/// println!("{}x{}", img.width(), img.height());
+/// ```
+pub fn open_image(path: &Path) -> Result<DynamicImage> {
+    decode_file(path, Decode::Strict).map(|d| d.image)
 }
 
 /// Decodes an image as 8-bit RGB, `size` x `size`: the shorter side resized to `size`, then the
@@ -87,8 +188,12 @@ pub fn open_image(path: &Path) -> Result<DynamicImage> {
 /// assert_eq!(rgb.dimensions(), (100, 100));
 /// ```
 pub fn load_rgb(path: &Path, size: u32) -> Result<RgbImage> {
-    let img = open_image(path)?;
-    Ok(square_rgb(img, size))
+    load_rgb_with(path, size, Decode::Strict)
+}
+
+/// [`load_rgb`] with a choice of strictness.
+pub fn load_rgb_with(path: &Path, size: u32, mode: Decode) -> Result<RgbImage> {
+    Ok(square_rgb(decode_file(path, mode)?.image, size))
 }
 
 /// Resizes and centre-crops a decoded image to `size` x `size` RGB.

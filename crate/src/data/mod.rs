@@ -3,6 +3,7 @@
 //! it ([`transforms`]).
 
 pub mod download;
+pub mod files;
 pub mod folder;
 pub mod image;
 pub mod loader;

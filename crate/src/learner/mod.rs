@@ -20,6 +20,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::data::folder::ImageDataBunch;
+use crate::data::image::Decode;
 use crate::data::loader::DataLoader;
 use crate::data::transforms::Stats;
 use crate::models::Arch;
@@ -564,7 +565,9 @@ impl Learner {
         self.opt.set_state(&opt_state);
         result?;
         self.recorder.is_lr_find = true;
-        println!("LR Finder is complete, type learn.recorder.plot() to see the graph.");
+        if crate::show::in_notebook() {
+            println!("LR Finder is complete, type learn.recorder.plot() to see the graph.");
+        }
         Ok(&self.recorder)
     }
 
@@ -679,7 +682,9 @@ impl Learner {
         )
     }
 
-    /// Classifies one image file with the validation transforms (resize, normalise).
+    /// Classifies one image file with the validation transforms (resize, normalise). A
+    /// truncated or corrupt file is an error naming it, not a confident guess from grey
+    /// filler; [`Learner::predict_with`] can accept such files.
     ///
     /// ```no_run
     /// # let learn: fastvision::Learner = unimplemented!();
@@ -687,7 +692,19 @@ impl Learner {
     /// println!("{} {}", p.class, p.probs[p.index]);
     /// ```
     pub fn predict(&self, path: &Path) -> Result<Prediction> {
-        let rgb = crate::data::image::load_rgb(path, self.size)?;
+        self.predict_with(path, Decode::Strict)
+    }
+
+    /// [`Learner::predict`], choosing how damaged image data is treated: `Decode::Lenient`
+    /// classifies what can be decoded of a truncated JPEG.
+    ///
+    /// ```no_run
+    /// use fastvision::data::image::Decode;
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let p = learn.predict_with("cut-short.jpg".as_ref(), Decode::Lenient).unwrap();
+    /// ```
+    pub fn predict_with(&self, path: &Path, mode: Decode) -> Result<Prediction> {
+        let rgb = crate::data::image::load_rgb_with(path, self.size, mode)?;
         let s = self.size as i64;
         let x = Tensor::from_slice(rgb.as_raw())
             .view([1, s, s, 3])

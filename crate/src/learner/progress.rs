@@ -1,16 +1,77 @@
 //! fastai's progress table: one line per epoch as it ends (so a notebook shows it live), with
-//! a progress bar and ETA over the batches when stderr is a terminal.
+//! a progress bar and ETA over the batches when stderr is a terminal, and a plain progress
+//! line about every 10 s when it is not (a log file, CI, nohup), as fastprogress prints in a
+//! plain console, so a long epoch never looks hung.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext, format_time};
 
+/// How often the plain progress line is printed without a terminal.
+pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// How progress within an epoch is shown.
+enum Live {
+    /// indicatif's bar on a terminal.
+    Bar(indicatif::ProgressBar),
+    /// A line on stderr every [`PLAIN_EVERY`], with no terminal.
+    Plain { last: Instant },
+    /// Nothing: a notebook, which shows the epoch lines as they come.
+    Quiet,
+}
+
 /// The progress table and bar, part of every fit.
-#[derive(Default)]
 pub struct ProgressTable {
-    bar: Option<indicatif::ProgressBar>,
+    live: Live,
+    every: Duration,
+}
+
+impl Default for ProgressTable {
+    /// Plain lines every [`crate::config::progress_every`] (10 s unless set).
+    fn default() -> Self {
+        ProgressTable {
+            live: Live::Quiet,
+            every: crate::config::progress_every(),
+        }
+    }
 }
 
 impl ProgressTable {
+    /// A table that prints plain progress lines every `every` when there is no terminal
+    /// (the default is [`PLAIN_EVERY`]).
+    pub fn with_interval(every: Duration) -> Self {
+        ProgressTable {
+            every,
+            ..Default::default()
+        }
+    }
+
+    /// The plain progress line: where the epoch is, the running loss and the time left.
+    ///
+    /// ```
+    /// use fastvision::learner::progress::ProgressTable;
+    /// let line = ProgressTable::plain_line(0, 4, 120, 300, 0.41234, 12.0);
+    /// assert_eq!(line, "epoch 1/4: batch 120/300, loss 0.412340, 00:12 elapsed, 00:18 left");
+    /// ```
+    pub fn plain_line(
+        epoch: usize,
+        n_epochs: usize,
+        done: usize,
+        total: usize,
+        loss: f64,
+        elapsed: f64,
+    ) -> String {
+        let left = elapsed / done.max(1) as f64 * total.saturating_sub(done) as f64;
+        format!(
+            "epoch {}/{n_epochs}: batch {done}/{total}, loss {loss:.6}, {} elapsed, {} left",
+            epoch + 1,
+            format_time(elapsed),
+            format_time(left)
+        )
+    }
+
     /// The header line for these metrics.
     ///
     /// ```
@@ -66,25 +127,50 @@ impl Callback for ProgressTable {
         Ok(())
     }
     fn on_epoch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        let bar = indicatif::ProgressBar::new(cx.n_batches as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "epoch {msg} {bar:30} {pos}/{len} [{elapsed}<{eta}]",
-            )
-            .expect("valid template"),
-        );
-        bar.set_message(format!("{}/{}", cx.epoch + 1, cx.n_epochs));
-        self.bar = Some(bar);
+        self.live = if crate::show::in_notebook() {
+            Live::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(cx.n_batches as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {msg} {bar:30} {pos}/{len} [{elapsed}<{eta}]",
+                )
+                .expect("valid template"),
+            );
+            bar.set_message(format!("{}/{}", cx.epoch + 1, cx.n_epochs));
+            Live::Bar(bar)
+        } else {
+            Live::Plain {
+                last: Instant::now(),
+            }
+        };
         Ok(())
     }
-    fn on_batch_end(&mut self, _cx: &mut FitContext) -> Result<()> {
-        if let Some(b) = &self.bar {
-            b.inc(1);
+    fn on_batch_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        match &mut self.live {
+            Live::Bar(b) => b.inc(1),
+            Live::Plain { last } if last.elapsed() >= self.every => {
+                *last = Instant::now();
+                // Reading the loss costs one transfer, every 10 s at most.
+                let done = cx.batch + 1;
+                eprintln!(
+                    "{}",
+                    Self::plain_line(
+                        cx.epoch,
+                        cx.n_epochs,
+                        done,
+                        cx.n_batches,
+                        cx.smooth_loss(),
+                        cx.epoch_start.elapsed().as_secs_f64(),
+                    )
+                );
+            }
+            _ => {}
         }
         Ok(())
     }
     fn on_epoch_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        if let Some(b) = self.bar.take() {
+        if let Live::Bar(b) = std::mem::replace(&mut self.live, Live::Quiet) {
             b.finish_and_clear();
         }
         if cx.validate {
@@ -93,7 +179,7 @@ impl Callback for ProgressTable {
         Ok(())
     }
     fn on_train_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        if let Some(b) = self.bar.take() {
+        if let Live::Bar(b) = std::mem::replace(&mut self.live, Live::Quiet) {
             b.finish_and_clear();
         }
         match &cx.stopped_because {

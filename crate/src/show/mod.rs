@@ -11,5 +11,5 @@ pub mod grid;
 pub mod plots;
 pub mod table;
 
-pub use display::{display_html, display_png, escape};
+pub use display::{display_html, display_png, escape, in_notebook};
 pub use figure::Figure;
