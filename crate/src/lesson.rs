@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::data::download::fruits360_layout;
+use crate::data::download::fruits360_variant;
 use crate::interpret::TopLosses;
 use crate::learner::lr_find::LrFind;
 use crate::models::Arch;
@@ -18,8 +18,9 @@ use crate::{
 
 /// Where the lesson's images come from.
 ///
-/// Parsed from `FASTVISION_DATA`: `kaggle` (or `kaggle:owner/slug`), `synthetic`, `auto`, or a
-/// path to a Fruits-360-layout folder.
+/// Parsed from `FASTVISION_DATA`: `kaggle` (or `kaggle:owner/slug`, and
+/// `kaggle:moltean/fruits#original-size` for another variant of the archive), `synthetic`,
+/// `auto`, or a path to a Fruits-360-layout folder.
 ///
 /// ```
 /// use fastvision::lesson::DataSource;
@@ -73,23 +74,38 @@ impl DataSource {
         let data_dir = crate::config::data_dir();
         match self {
             DataSource::Folder(p) => {
-                Ok((fruits360_layout(p)?, format!("data from {}", p.display())))
+                // `folder#variant` too, when the folder holds an unpacked Kaggle archive.
+                let spelled = p.to_string_lossy();
+                let (folder, variant) = match spelled.rsplit_once('#') {
+                    Some((f, v)) if !p.exists() => (PathBuf::from(f), Some(v.to_string())),
+                    _ => (p.clone(), None),
+                };
+                let layout = fruits360_variant(&folder, variant.as_deref())?;
+                let said = if layout.others.is_empty() && variant.is_none() {
+                    format!("data from {}", folder.display())
+                } else {
+                    layout.to_string()
+                };
+                Ok((layout.path, said))
             }
-            DataSource::Kaggle(slug) => {
+            DataSource::Kaggle(spec) => {
+                // `owner/slug#variant` picks one of the archive's variants by name.
+                let (slug, variant) = match spec.split_once('#') {
+                    Some((slug, v)) => (slug, Some(v.trim())),
+                    None => (spec.as_str(), None),
+                };
                 let dest = data_dir.join("fruits-360");
                 let path = crate::data::download::download_kaggle_dataset(slug, &dest)?;
-                Ok((
-                    fruits360_layout(&path)?,
-                    format!("Kaggle dataset {slug} in {}", dest.display()),
-                ))
+                let layout = fruits360_variant(&path, variant)?;
+                let said = format!("Kaggle dataset {slug}: {layout}");
+                Ok((layout.path, said))
             }
             DataSource::Auto => {
                 let real = data_dir.join("fruits-360");
                 if real.is_dir() {
-                    return Ok((
-                        fruits360_layout(&real)?,
-                        format!("Fruits 360 from {}", real.display()),
-                    ));
+                    let layout = fruits360_variant(&real, None)?;
+                    let said = layout.to_string();
+                    return Ok((layout.path, said));
                 }
                 let (path, said) = DataSource::Synthetic.get()?;
                 Ok((

@@ -194,8 +194,8 @@ fn run() -> anyhow::Result<()> {
         Command::Download { dataset, dest } => {
             let dest = dest.unwrap_or_else(|| fastvision::config::data_dir().join("fruits-360"));
             let path = fastvision::data::download::download_kaggle_dataset(&dataset, &dest)?;
-            let layout = fastvision::data::download::fruits360_layout(&path)?;
-            println!("{dataset} is in {}", layout.display());
+            let layout = fastvision::data::download::fruits360_variant(&path, None)?;
+            println!("{dataset}: {layout}");
         }
         Command::Sample {
             dest,

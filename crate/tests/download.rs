@@ -453,3 +453,89 @@ fn credentials_come_from_env_or_kaggle_json_and_never_show_the_key() {
         "{bad}"
     );
 }
+
+/// Every Fruits 360 layout, as small generated trees: today's archive with its variants side
+/// by side (picked by name, not by sort order), the 2019 release with and without its zip's
+/// wrapper, and a plain folder.
+#[test]
+fn fruits360_layouts_are_found_by_name() {
+    use fastvision::data::download::fruits360_variant;
+    use fastvision::lesson::DataSource;
+    let tree = |root: &Path, dirs: &[&str]| {
+        for d in dirs {
+            for split in ["Training/Apple", "Test/Apple"] {
+                std::fs::create_dir_all(root.join(d).join(split)).unwrap();
+            }
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let today = tmp.path().join("today");
+    tree(
+        &today,
+        &[
+            // Sorts before the lesson's variant: the old rule (first found) took it.
+            "fruits-360_0-preview/fruits-360-preview",
+            "fruits-360_100x100/fruits-360",
+            "fruits-360_original-size/fruits-360-original-size",
+            "fruits-360_3-body-problem/fruits-360-3-body-problem",
+        ],
+    );
+    std::fs::create_dir_all(today.join("fruits-360_dataset_meta/meta")).unwrap();
+    let l = fruits360_variant(&today, None).unwrap();
+    assert_eq!(l.variant, "100x100");
+    assert_eq!(l.path, today.join("fruits-360_100x100/fruits-360"));
+    assert_eq!(l.others, ["0-preview", "3-body-problem", "original-size"]);
+    let said = l.to_string();
+    assert!(
+        said.contains("100x100 variant") && said.contains("#0-preview"),
+        "{said}"
+    );
+    assert_eq!(
+        fruits360_variant(&today, Some("original-size"))
+            .unwrap()
+            .path,
+        today.join("fruits-360_original-size/fruits-360-original-size")
+    );
+    let err = fruits360_variant(&today, Some("250x250"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no \"250x250\" variant") && err.contains("original-size"),
+        "{err}"
+    );
+    assert_eq!(fruits360_layout(&today).unwrap(), l.path);
+
+    // The 2019 release: a top-level fruits-360/, or inside its zip's fruits-360_dataset/.
+    for (name, inner) in [
+        ("2019", "fruits-360"),
+        ("2019-zip", "fruits-360_dataset/fruits-360"),
+    ] {
+        let root = tmp.path().join(name);
+        tree(&root, &[inner]);
+        let l = fruits360_variant(&root, None).unwrap();
+        assert_eq!(
+            (l.path, l.variant.as_str()),
+            (root.join(inner), "fruits-360")
+        );
+        assert!(l.others.is_empty());
+    }
+    // A folder that is itself the layout.
+    let plain = tmp.path().join("plain");
+    tree(&plain, &["."]);
+    assert_eq!(fruits360_layout(&plain).unwrap(), plain.join("."));
+
+    // FASTVISION_DATA spellings.
+    assert_eq!(
+        "kaggle:moltean/fruits#original-size"
+            .parse::<DataSource>()
+            .unwrap(),
+        DataSource::Kaggle("moltean/fruits#original-size".into())
+    );
+    let spec = format!("{}#3-body-problem", today.display());
+    let (path, said) = spec.parse::<DataSource>().unwrap().get().unwrap();
+    assert_eq!(
+        path,
+        today.join("fruits-360_3-body-problem/fruits-360-3-body-problem")
+    );
+    assert!(said.contains("3-body-problem variant"), "{said}");
+}
