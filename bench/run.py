@@ -4,20 +4,93 @@ Each phase runs in a fresh process per tool, alternating tools, for several roun
 median of each figure is reported with the ratio fastvision/fastai. Results go to stdout and
 bench/RESULTS.md.
 """
-import argparse, datetime, json, os, platform, shutil, statistics, subprocess, sys, tempfile
+import argparse, datetime, json, os, platform, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def tree_rss_kb(root):
+    """Resident memory of a process and all its descendants (fastai's loader workers too)."""
+    parent, rss = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            parent[int(entry)] = int(fields[1])
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    return sum(rss.get(p, 0) for p in tree)
+
+
 def run(cmd, env=None):
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    """Runs one phase; its result gains `tree_peak_rss_mb`, the peak of the whole process tree
+    sampled every 0.1 s, measured the same way for both tools."""
+    with tempfile.TemporaryFile(mode="w+") as so, tempfile.TemporaryFile(mode="w+") as se:
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, text=True, env=env)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, tree_rss_kb(proc.pid))
+            time.sleep(0.1)
+        so.seek(0)
+        se.seek(0)
+        out = subprocess.CompletedProcess(cmd, proc.returncode, so.read(), se.read())
     if out.returncode != 0:
         sys.exit(f"benchmark command failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
     # Progress bars share stdout (fastprogress writes without newlines): take the marked line.
     marked = [l.split("BENCH_JSON ", 1)[1] for l in out.stdout.splitlines() if "BENCH_JSON " in l]
     if not marked:
         sys.exit(f"no result from: {' '.join(cmd)}\n{out.stdout[-2000:]}")
-    return json.loads(marked[-1])
+    res = json.loads(marked[-1])
+    res["tree_peak_rss_mb"] = peak / 1024
+    return res
+
+
+def scale_phase(args, fastai_env):
+    """Full Fruits 360 size: verify, data, a stretch of training and validation, once per tool."""
+    data = args.scale_data
+    if not os.path.isdir(os.path.join(data, "Training")):
+        print(f"generating the scale set ({args.scale_classes} classes x {args.scale_per_class}) in {data}",
+              flush=True)
+        subprocess.run([args.cli, "sample", data, "--classes", str(args.scale_classes),
+                        "--per-class", str(args.scale_per_class)], check=True)
+    res = {}
+    for ph in ("scale-verify", "scale-data", "scale-train"):
+        for tool, cmd, env in (("fastai", [args.python, os.path.join(HERE, "fastai_bench.py")], fastai_env),
+                               ("fastvision", [args.fastvision], None)):
+            extra = ["--batches", str(args.scale_batches)] if ph == "scale-train" else []
+            r = run(cmd + [ph, data, "--threads", str(args.threads)] + extra, env)
+            res[(tool, ph)] = r
+            print(f"scale {ph:12} {tool:10} {json.dumps(r)}", flush=True)
+    n = res[("fastvision", "scale-data")]["images"]
+    decoded = res[("fastvision", "scale-data")]["decoded_mb"]
+    rows = [
+        ("scale-verify", "verify_images, whole set, s", "verify_s"),
+        ("scale-verify", "verify_images: peak memory of the process tree, MB", "tree_peak_rss_mb"),
+        ("scale-data", "building the data, s", "data_s"),
+        ("scale-data", "building the data: peak memory of the process tree, MB", "tree_peak_rss_mb"),
+        ("scale-train", f"training: images/s over the first {args.scale_batches} batches of an epoch",
+         "train_images_per_s"),
+        ("scale-train", "validation: images/s over the whole Test split", "valid_images_per_s"),
+        ("scale-train", "training and validation: peak memory of the process tree, MB", "tree_peak_rss_mb"),
+    ]
+    lines = [f"| figure ({n:,} images, 100 px) | fastvision | fastai | fastvision/fastai |",
+             "|---|---:|---:|---:|"]
+    for ph, label, key in rows:
+        fv, fa = res[("fastvision", ph)][key], res[("fastai", ph)][key]
+        lines.append(f"| {label} | {fv:.4g} | {fa:.4g} | {fv / fa:.2f}x |")
+    peak = res[("fastvision", "scale-data")]["tree_peak_rss_mb"]
+    lines.append(f"| fastvision: decoded images in memory, MB (data peak / decoded) | {decoded:.0f} "
+                 f"| | {peak / decoded:.2f}x |")
+    return "\n".join(lines)
 
 
 def cpu_name():
@@ -38,10 +111,16 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
-    p.add_argument("--phases", default="data,fit,lr-find,interp,fit-resnet34")
+    p.add_argument("--phases", default="data,fit,lr-find,interp,fit-resnet34,scale")
     p.add_argument("--subset", type=int, default=20,
                    help="Training images per class for fit-resnet34 (Test: half as many)")
     p.add_argument("--weights", help="mobilenet_v2-b0353104.pth for fastai (torchvision's file)")
+    p.add_argument("--cli", help="the fastvision binary (generates the scale set)")
+    p.add_argument("--scale-data", default=os.path.expanduser("~/.cache/fastvision/bench-scale/fruits-131x700"),
+                   help="the scale phase's Fruits-360-layout folder (generated when missing)")
+    p.add_argument("--scale-classes", type=int, default=131)
+    p.add_argument("--scale-per-class", type=int, default=700)
+    p.add_argument("--scale-batches", type=int, default=150)
     args = p.parse_args()
 
     # fastai loads torchvision's MobileNetV2 weights from TORCH_HOME: give it the offline file.
@@ -69,8 +148,13 @@ def main():
                 os.makedirs(os.path.join(subset, split, cls))
                 for f in sorted(os.listdir(src))[:n]:
                     os.symlink(os.path.abspath(os.path.join(src, f)), os.path.join(subset, split, cls, f))
+    scale_table = None
+    if "scale" in phases:
+        phases.remove("scale")
+        scale_table = scale_phase(args, fastai_env)
+        print("\n" + scale_table, flush=True)
     results = {(tool, ph): [] for tool in ("fastvision", "fastai") for ph in phases}
-    for r in range(args.rounds):
+    for r in range(args.rounds if phases else 0):
         for ph in phases:
             common = [ph, subset if ph == "fit-resnet34" else args.data, "--threads", str(args.threads)]
             for tool, cmd, env in (("fastai", [args.python, os.path.join(HERE, "fastai_bench.py")], fastai_env),
@@ -78,6 +162,9 @@ def main():
                 res = run(cmd + common, env)
                 results[(tool, ph)].append(res)
                 print(f"round {r + 1} {ph:5} {tool:10} {json.dumps(res)}", flush=True)
+
+    if not phases:
+        table = ""
 
     def med(tool, ph, key):
         return statistics.median(x[key] for x in results[(tool, ph)])
@@ -134,14 +221,27 @@ def main():
         f"from random initialisation (the whole network) on the first {args.subset} Training and "
         f"{max(1, args.subset // 2)} Test images of every class.\n\n"
     )
-    # Hand-written notes below "## Notes" survive re-runs.
-    notes = ""
-    if os.path.exists(args.out):
-        old = open(args.out).read()
-        if "\n## Notes" in old:
-            notes = "\n## Notes" + old.split("\n## Notes", 1)[1]
+    # Three sections: the sample's table, the scale phase, hand-written notes. A run rewrites
+    # the sections it measured and keeps the others (and the notes) as they were.
+    old = open(args.out).read() if os.path.exists(args.out) else ""
+    old_main, _, old_notes = old.partition("\n## Notes")
+    old_main, _, old_scale = old_main.partition("\n## Scale phase")
+    main_part = (header + table + "\n") if phases else old_main
+    if scale_table:
+        scale_part = (
+            f"\n## Scale phase\n\nLatest run {datetime.date.today().isoformat()}, once per tool, "
+            f"each step a fresh process: `{args.scale_data}` ({args.scale_classes} classes x "
+            f"{args.scale_per_class} Training images, plus 30% as many Test images, generated by "
+            f"`fastvision sample`), 100 px, bs 64, {args.threads} threads. Memory is the peak of the whole "
+            f"process tree (fastai's loader workers included), sampled every 0.1 s. fastai's "
+            f"`verify_images` opens each image in draft mode; fastvision's decodes it fully.\n\n"
+            + scale_table + "\n"
+        )
+    else:
+        scale_part = ("\n## Scale phase" + old_scale) if old_scale else ""
+    notes = ("\n## Notes" + old_notes) if old_notes else ""
     with open(args.out + ".tmp", "w") as f:
-        f.write(header + table + "\n" + notes)
+        f.write(main_part + scale_part + notes)
     os.replace(args.out + ".tmp", args.out)
     print(f"\nwrote {args.out}")
 
