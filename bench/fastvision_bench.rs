@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use fastvision::learner::CnnOptions;
+use fastvision::models::Mode;
 use fastvision::{
     ClassificationInterpretation, FromFolder, ImageDataBunch, cnn_learner_with, error_rate,
     get_transforms, imagenet_stats, mobilenet_v2, resnet34,
@@ -130,7 +131,8 @@ fn main() -> anyhow::Result<()> {
         Phase::ScaleTrain => {
             let data = ImageDataBunch::from_folder(&args.path, folder_opts(&args))?
                 .normalize(imagenet_stats)?;
-            let mut learn = cnn_learner_with(&data, mobilenet_v2, &[error_rate], Default::default())?;
+            let mut learn =
+                cnn_learner_with(&data, mobilenet_v2, &[error_rate], Default::default())?;
             let batches = args.batches.min(data.train_dl.len());
             let t = Instant::now();
             learn.fit_one_cycle_with(1, None, &mut [&mut StopAfter(batches)])?;
@@ -222,7 +224,7 @@ fn main() -> anyhow::Result<()> {
                     let t = Instant::now();
                     for _ in 0..steps {
                         let loss = learn
-                            .forward(&batch.x, true)
+                            .forward(&batch.x, Mode::Train)
                             .cross_entropy_for_logits(&batch.y);
                         learn.opt.zero_grad();
                         loss.backward();

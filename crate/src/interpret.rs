@@ -11,6 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::loader::DataLoader;
 use crate::learner::Learner;
+use crate::models::Mode;
 use crate::show::Figure;
 use crate::show::colors::{blues, magma};
 use crate::show::grid::{batch_to_images, image_grid_titled};
@@ -161,7 +162,11 @@ impl ClassificationInterpretation {
             // The weights are copied in next: no need to draw (and move torch's generator).
             None,
         )?;
-        model.to_channels_last(learn.is_channels_last());
+        if learn.is_channels_last() {
+            model.to_channels_last();
+        } else {
+            model.to_nchw();
+        }
         model.restore(&learn.snapshot());
         Ok(ClassificationInterpretation {
             probs,
@@ -216,10 +221,10 @@ impl ClassificationInterpretation {
     /// for the whole batch in one backward pass.
     pub fn gradcam(&self, x: &Tensor, classes: &[i64]) -> Tensor {
         let model = &self.model;
-        let features = tch::no_grad(|| model.body_features(x, false))
+        let features = tch::no_grad(|| model.body_features(x, Mode::Eval))
             .detach()
             .set_requires_grad(true);
-        let logits = model.head_forward(&features, false);
+        let logits = model.head_forward(&features, Mode::Eval);
         let idx = Tensor::from_slice(classes)
             .to_device(logits.device())
             .unsqueeze(1);

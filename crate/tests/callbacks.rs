@@ -10,6 +10,7 @@ use fastvision::learner::callbacks::{
 use fastvision::learner::fit::{Callback, FitContext};
 use fastvision::learner::metrics::MetricFn;
 use fastvision::learner::one_cycle::OneCycle;
+use fastvision::models::Mode;
 use fastvision::{Learner, accuracy, cnn_learner, error_rate, mobilenet_v2, top_k_accuracy};
 use tch::{Kind, Tensor};
 
@@ -300,13 +301,13 @@ fn metrics_are_exact_over_a_partial_last_batch() {
 fn bf16_autocast_trains_on_the_cpu() {
     let (_tmp, mut learn) = learner(20, &[error_rate]);
     let x = learn.data().unwrap().valid_dl.epoch(0).next().unwrap().x;
-    let fp32 = tch::no_grad(|| learn.forward(&x, false));
+    let fp32 = tch::no_grad(|| learn.forward(&x, Mode::Eval));
     learn.to_bf16();
     assert_eq!(
         learn.precision(),
         Some(fastvision::learner::callbacks::Precision::BFloat16)
     );
-    let bf16 = tch::no_grad(|| learn.forward(&x, false));
+    let bf16 = tch::no_grad(|| learn.forward(&x, Mode::Eval));
     assert_eq!(bf16.kind(), Kind::Float, "logits come back in fp32");
     // bf16 keeps 8 bits of mantissa: the logits move, but only by rounding.
     let diff = (&fp32 - &bf16).abs().max().double_value(&[]);
@@ -323,7 +324,7 @@ fn bf16_autocast_trains_on_the_cpu() {
         rec.raw_losses
     );
     learn.to_fp32();
-    let back = tch::no_grad(|| learn.forward(&x, false));
-    let again = tch::no_grad(|| learn.forward(&x, false));
+    let back = tch::no_grad(|| learn.forward(&x, Mode::Eval));
+    let again = tch::no_grad(|| learn.forward(&x, Mode::Eval));
     assert!(back.equal(&again), "fp32 again after to_fp32");
 }

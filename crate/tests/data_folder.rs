@@ -279,6 +279,12 @@ fn an_unreadable_image_is_skipped_with_its_name() {
             // Decoded up front: the bad file is dropped, 80 good images remain.
             assert_eq!(data.train_dl.dataset.len(), 80);
             assert_eq!(n, 80);
+            // ... and every image's pixels still belong to its file after the gap is closed.
+            let ds = &data.train_dl.dataset;
+            for i in 0..ds.len() {
+                let want = fastvision::data::image::load_rgb(&ds.items[i], 100).unwrap();
+                assert_eq!(&*ds.pixels(i).unwrap(), want.as_raw().as_slice(), "item {i}");
+            }
         } else {
             // Decoded per batch: 81 files, 10 full batches; the bad one leaves its batch short.
             assert_eq!(data.train_dl.dataset.len(), 81);

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use fastvision::data::loader::{DataLoader, ImageDataset};
+use fastvision::data::loader::{DataLoader, ImageDataset, Storage};
 use fastvision::{
     ClassificationInterpretation, FromFolder, ImageDataBunch, cnn_learner, error_rate,
     imagenet_stats, mobilenet_v2,
@@ -60,7 +60,12 @@ fn interpreting_16000_images_keeps_memory_bounded() {
         .collect();
     let labels: Vec<i64> = (0..16_000).map(|i| src.labels[i % src.len()]).collect();
     let dl = DataLoader {
-        dataset: Arc::new(ImageDataset::new(items, labels, src.size, false)),
+        dataset: Arc::new(ImageDataset::new(
+            items,
+            labels,
+            src.size,
+            Storage::OnTheFly,
+        )),
         ..base
     };
     let before = peak_rss_mb();

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use fastvision::learner::one_cycle::{DEFAULT_LR, OneCycle, annealing_cos};
 use fastvision::learner::{CnnOptions, N_GROUPS};
+use fastvision::models::Mode;
 use fastvision::{
     Error, Learner, cnn_learner, cnn_learner_with, error_rate, load_learner, mobilenet_v2,
     resnet18, slice,
@@ -286,19 +287,19 @@ fn channels_last_changes_the_layout_not_the_numbers() {
     let w = learn.vs.variables()[conv].shallow_clone();
     assert!(nhwc(&w), "{conv} strides {:?}", w.stride());
     let x = data.valid_dl.epoch(0).next().unwrap().x;
-    let on = tch::no_grad(|| learn.forward(&x, false));
+    let on = tch::no_grad(|| learn.forward(&x, Mode::Eval));
     let (loss_on, _) = learn.validate().unwrap();
 
-    learn.to_channels_last(false);
+    learn.to_nchw();
     assert!(learn.vs.variables()[conv].is_contiguous());
-    let off = tch::no_grad(|| learn.forward(&x, false));
+    let off = tch::no_grad(|| learn.forward(&x, Mode::Eval));
     let (loss_off, _) = learn.validate().unwrap();
     let diff = (&on - &off).abs().max().double_value(&[]);
     assert!(diff < 1e-4, "logits differ by {diff} between layouts");
     assert!((loss_on - loss_off).abs() < 1e-5, "{loss_on} vs {loss_off}");
 
     // Training and exporting from the channels-last layout give ordinary NCHW files.
-    learn.to_channels_last(true);
+    learn.to_channels_last();
     learn.fit(1, 1e-3).unwrap();
     let file = tmp.path().join("cl.safetensors");
     learn.export(&file).unwrap();

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use fastvision::data::image::load_rgb;
 use fastvision::models::weights::{convert_pth, load_into, pretrained_weights, python};
-use fastvision::models::{Arch, archs::forward_stages, mobilenet_v2};
+use fastvision::models::{Arch, Mode, archs::forward_stages, mobilenet_v2};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -61,8 +61,9 @@ fn torchvision_checkpoints_load_and_match_outputs() {
 
         let io: HashMap<String, Tensor> =
             Tensor::read_safetensors(&io).unwrap().into_iter().collect();
-        let y =
-            tch::no_grad(|| classifier.forward_t(&forward_stages(&body, &io["x"], false), false));
+        let y = tch::no_grad(|| {
+            classifier.forward_t(&forward_stages(&body, &io["x"], Mode::Eval), false)
+        });
         let diff = (&y - &io["y"]).abs().max().double_value(&[]);
         assert!(
             diff < 1e-3,
@@ -112,7 +113,7 @@ fn real_mobilenet_weights_recognise_real_fruit() {
             .collect();
         let x = fastvision::imagenet_stats.norm(&Tensor::stack(&imgs, 0));
         let logits =
-            tch::no_grad(|| classifier.forward_t(&forward_stages(&body, &x, false), false));
+            tch::no_grad(|| classifier.forward_t(&forward_stages(&body, &x, Mode::Eval), false));
         let pred = Vec::<i64>::try_from(logits.argmax(-1, false)).unwrap();
         let hits = pred.iter().filter(|&&p| p == imagenet).count();
         assert!(

@@ -28,6 +28,15 @@ impl std::fmt::Display for LinkLoop {
     }
 }
 
+/// How deep [`list_files`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Only the folder's own files.
+    Top,
+    /// Its sub-folders too, all the way down (fastai's `recurse=True`).
+    All,
+}
+
 /// What [`list_files`] found.
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
@@ -37,7 +46,7 @@ pub struct Listing {
     pub loops: Vec<LinkLoop>,
 }
 
-/// Lists the files in `dir` (with `recurse`, in its sub-folders too), following links, each
+/// Lists the files in `dir` (with [`Depth::All`], in its sub-folders too), following links, each
 /// folder once. Hidden folders (`.quarantine`, `.git`) and the folders in `skip` are left out;
 /// hidden files are listed, for the caller to judge.
 ///
@@ -47,12 +56,14 @@ pub struct Listing {
 /// std::fs::write(dir.path().join("Apple/1.jpg"), b"x").unwrap();
 /// #[cfg(unix)]
 /// std::os::unix::fs::symlink("..", dir.path().join("Apple/loop")).unwrap();
-/// let listing = fastvision::data::files::list_files(dir.path(), true, &[]).unwrap();
+/// use fastvision::data::files::{Depth, list_files};
+/// let listing = list_files(dir.path(), Depth::All, &[]).unwrap();
 /// assert_eq!(listing.files, [dir.path().join("Apple/1.jpg")]);
 /// # #[cfg(unix)]
 /// assert_eq!(listing.loops[0].link, dir.path().join("Apple/loop"));
 /// ```
-pub fn list_files(dir: &Path, recurse: bool, skip: &[PathBuf]) -> Result<Listing> {
+pub fn list_files(dir: &Path, depth: Depth, skip: &[PathBuf]) -> Result<Listing> {
+    let recurse = depth == Depth::All;
     let mut listing = Listing::default();
     let mut seen = HashSet::new();
     let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;

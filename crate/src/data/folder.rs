@@ -13,9 +13,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::files::{is_hidden, list_files};
+use crate::data::files::{Depth, is_hidden, list_files};
 use crate::data::image::is_image_file;
-use crate::data::loader::{DataLoader, ImageDataset};
+use crate::data::loader::{DataLoader, ImageDataset, Storage};
 use crate::data::transforms::{Stats, Transforms};
 use crate::{Error, Result};
 
@@ -166,7 +166,7 @@ const SPLIT_NAMES: [&str; 7] = [
 ];
 
 fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let listing = list_files(dir, true, &[])?;
+    let listing = list_files(dir, Depth::All, &[])?;
     for l in &listing.loops {
         eprintln!("warning: {l}");
     }
@@ -428,7 +428,16 @@ impl ImageDataBunch {
         let make = |items: Vec<(PathBuf, String)>| {
             let labels = items.iter().map(|(_, l)| index[l.as_str()]).collect();
             let files = items.into_iter().map(|(f, _)| f).collect();
-            ImageDataset::new(files, labels, opts.size, in_memory)
+            ImageDataset::new(
+                files,
+                labels,
+                opts.size,
+                if in_memory {
+                    Storage::InMemory
+                } else {
+                    Storage::OnTheFly
+                },
+            )
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.num_workers)

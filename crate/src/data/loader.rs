@@ -44,10 +44,26 @@ impl std::fmt::Debug for ImageDataset {
     }
 }
 
+/// Where a dataset's decoded images live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Decoded once, up front, and kept (when they fit the memory budget).
+    InMemory,
+    /// Decoded again every time a batch needs them.
+    OnTheFly,
+}
+
 impl ImageDataset {
-    /// Builds a dataset; with `in_memory`, decodes every image now, in parallel, dropping (with a
-    /// warning naming it) any that cannot be read.
-    pub fn new(items: Vec<PathBuf>, labels: Vec<i64>, size: u32, in_memory: bool) -> Self {
+    /// Builds a dataset; `Storage::InMemory` decodes every image now, in parallel, dropping
+    /// (with a warning naming it) any that cannot be read.
+    ///
+    /// ```no_run
+    /// use fastvision::data::loader::{ImageDataset, Storage};
+    /// let ds = ImageDataset::new(vec!["a.jpg".into()], vec![0], 100, Storage::OnTheFly);
+    /// assert!(!ds.in_memory());
+    /// ```
+    pub fn new(items: Vec<PathBuf>, labels: Vec<i64>, size: u32, storage: Storage) -> Self {
+        let in_memory = storage == Storage::InMemory;
         let mut ds = ImageDataset {
             items,
             labels,
@@ -55,23 +71,36 @@ impl ImageDataset {
             pixels: None,
         };
         if in_memory {
+            // Each image is decoded straight into its place in the one buffer, so building the
+            // data peaks at the decoded size (plus one image per thread), not twice it.
             let per = Self::bytes_per_image(size);
-            let decoded: Vec<Option<Vec<u8>>> = ds
-                .items
-                .par_iter()
-                .map(|p| match load_rgb(p, size) {
-                    Ok(img) => Some(img.into_raw()),
+            let mut pixels = vec![0u8; per * ds.items.len()];
+            let keep: Vec<bool> = pixels
+                .par_chunks_mut(per)
+                .zip(ds.items.par_iter())
+                .map(|(slot, p)| match load_rgb(p, size) {
+                    Ok(img) => {
+                        slot.copy_from_slice(img.as_raw());
+                        true
+                    }
                     Err(e) => {
                         eprintln!("warning: skipping {e}");
-                        None
+                        false
                     }
                 })
                 .collect();
-            let keep: Vec<bool> = decoded.iter().map(Option::is_some).collect();
-            let mut pixels = Vec::with_capacity(per * keep.iter().filter(|k| **k).count());
-            for img in decoded.into_iter().flatten() {
-                pixels.extend_from_slice(&img);
+            // Close the gaps the unreadable images left, in place.
+            let mut kept = 0;
+            for (i, &ok) in keep.iter().enumerate() {
+                if ok {
+                    if kept != i {
+                        pixels.copy_within(i * per..(i + 1) * per, kept * per);
+                    }
+                    kept += 1;
+                }
             }
+            pixels.truncate(kept * per);
+            pixels.shrink_to_fit();
             let mut k = keep.iter();
             ds.items.retain(|_| *k.next().unwrap());
             let mut k = keep.iter();

@@ -14,7 +14,7 @@ use image::{ColorType, DynamicImage, ImageFormat};
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use crate::data::files::list_files;
+use crate::data::files::{Depth, list_files};
 use crate::data::image::{Decode, decode_file, is_image_file};
 use crate::{Error, Result};
 
@@ -396,7 +396,8 @@ pub fn verify_images(path: &Path, opts: impl Borrow<VerifyOptions>) -> Result<Ve
             .join(name.unwrap_or_else(|| "images".into()))
     });
     let skip: Vec<PathBuf> = dest.iter().cloned().collect();
-    let listing = list_files(path, opts.recurse, &skip)?;
+    let depth = if opts.recurse { Depth::All } else { Depth::Top };
+    let listing = list_files(path, depth, &skip)?;
     let (images, others): (Vec<_>, Vec<_>) =
         listing.files.into_iter().partition(|f| is_image_file(f));
 

@@ -20,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::Result;
 use crate::learner::Learner;
+use crate::models::Mode;
 
 /// The training loss of every batch, kept on the device until someone reads it, so the loop
 /// never waits for the GPU just to log a number. Reading (the recorder at the end of an
@@ -313,7 +314,7 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
                 hook!(cbs, cx, on_batch_begin);
                 cx.learn.opt.set_lrs(&cx.lrs);
                 cx.learn.opt.beta1 = cx.mom;
-                cx.logits = cx.learn.forward(&cx.x, true);
+                cx.logits = cx.learn.forward(&cx.x, Mode::Train);
                 hook!(cbs, cx, on_loss_begin);
                 cx.loss = cx.learn.loss_func(&cx.logits, &cx.y);
                 hook!(cbs, cx, on_loss);

@@ -23,10 +23,10 @@ use crate::data::folder::ImageDataBunch;
 use crate::data::image::Decode;
 use crate::data::loader::DataLoader;
 use crate::data::transforms::Stats;
-use crate::models::Arch;
 use crate::models::archs::{Stage, forward_stages};
 use crate::models::head::create_head;
 use crate::models::weights::{load_into, pretrained_weights};
+use crate::models::{Arch, Mode};
 use crate::{Error, Result};
 use callbacks::{MixedPrecision, NanGuard, Precision, autocast};
 use fit::{Callback, FitContext};
@@ -185,7 +185,11 @@ pub fn cnn_learner_with(
         device,
         Some(opts.seed),
     )?;
-    learn.to_channels_last(opts.channels_last);
+    if opts.channels_last {
+        learn.to_channels_last();
+    } else {
+        learn.to_nchw();
+    }
     learn.data = Some(data.clone());
     learn.metrics = metrics.to_vec();
     learn.model_dir = data.path.join("models");
@@ -289,14 +293,21 @@ impl Learner {
         }
     }
 
-    /// Runs the model: body, then head. `train` selects dropout and BatchNorm behaviour.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    /// Runs the model: body, then head. `mode` selects dropout and BatchNorm behaviour.
+    ///
+    /// ```no_run
+    /// use fastvision::models::Mode;
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let x = tch::Tensor::zeros([1, 3, 100, 100], (tch::Kind::Float, tch::Device::Cpu));
+    /// let logits = tch::no_grad(|| learn.forward(&x, Mode::Eval));
+    /// ```
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
         let x = if self.channels_last {
             channels_last(x)
         } else {
             x.shallow_clone()
         };
-        let run = || self.head.forward_t(&self.body_features(&x, train), train);
+        let run = || self.head_forward(&self.body_features(&x, mode), mode);
         match self.precision {
             Some(p) => autocast(self.vs.device(), p, run).to_kind(Kind::Float),
             None => run(),
@@ -304,13 +315,13 @@ impl Learner {
     }
 
     /// The body's feature map for `x` (what Grad-CAM looks at).
-    pub fn body_features(&self, x: &Tensor, train: bool) -> Tensor {
-        forward_stages(&self.body, x, train)
+    pub fn body_features(&self, x: &Tensor, mode: Mode) -> Tensor {
+        forward_stages(&self.body, x, mode)
     }
 
     /// The head applied to a feature map from [`Learner::body_features`].
-    pub fn head_forward(&self, features: &Tensor, train: bool) -> Tensor {
-        self.head.forward_t(features, train)
+    pub fn head_forward(&self, features: &Tensor, mode: Mode) -> Tensor {
+        self.head.forward_t(features, mode.is_train())
     }
 
     /// The data, or an error for a learner made by `load_learner`.
@@ -405,9 +416,19 @@ impl Learner {
     ///
     /// ```no_run
     /// # let mut learn: fastvision::Learner = unimplemented!();
-    /// learn.to_channels_last(false); // plain NCHW, e.g. to compare speeds
+    /// learn.to_nchw(); // plain NCHW, e.g. to compare speeds
+    /// learn.to_channels_last(); // and back
     /// ```
-    pub fn to_channels_last(&mut self, on: bool) -> &mut Self {
+    pub fn to_channels_last(&mut self) -> &mut Self {
+        self.set_layout(true)
+    }
+
+    /// Weights and batches in the plain NCHW layout (see [`Learner::to_channels_last`]).
+    pub fn to_nchw(&mut self) -> &mut Self {
+        self.set_layout(false)
+    }
+
+    fn set_layout(&mut self, on: bool) -> &mut Self {
         self.channels_last = on;
         tch::no_grad(|| {
             for (_, mut v) in self.vs.variables() {
@@ -649,7 +670,7 @@ impl Learner {
         tch::no_grad(|| {
             for batch in dl.epoch(0) {
                 let bs = batch.y.size()[0];
-                let logits = self.forward(&batch.x, false);
+                let logits = self.forward(&batch.x, Mode::Eval);
                 // The batch mean times its size, in f64 as the mean would be read back.
                 let batch_loss = self.loss_func(&logits, &batch.y).to_kind(Kind::Double);
                 loss.add_sum(batch_loss * bs as f64, bs);
@@ -667,7 +688,7 @@ impl Learner {
         let (mut probs, mut targets, mut losses) = (Vec::new(), Vec::new(), Vec::new());
         tch::no_grad(|| {
             for batch in dl.epoch(0) {
-                let logits = self.forward(&batch.x, false);
+                let logits = self.forward(&batch.x, Mode::Eval);
                 let loss =
                     logits.cross_entropy_loss::<Tensor>(&batch.y, None, Reduction::None, -100, 0.0);
                 probs.push(logits.softmax(-1, Kind::Float).to_device(Device::Cpu));
@@ -716,7 +737,7 @@ impl Learner {
             None => x,
         };
         let probs = tch::no_grad(|| {
-            self.forward(&x.to_device(self.vs.device()), false)
+            self.forward(&x.to_device(self.vs.device()), Mode::Eval)
                 .softmax(-1, Kind::Float)
         });
         let probs: Vec<f32> =

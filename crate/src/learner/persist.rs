@@ -230,7 +230,7 @@ pub fn load_learner_on(path: &Path, device: tch::Device) -> Result<Learner> {
     let arch: Arch = info.arch.parse()?;
     let stats = info.stats.map(|(mean, std)| Stats { mean, std });
     let mut learn = Learner::build(arch, info.classes.clone(), info.size, stats, device, None)?;
-    learn.to_channels_last(true);
+    learn.to_channels_last();
     learn.load_tensors(&tensors, path)?;
     Ok(learn)
 }

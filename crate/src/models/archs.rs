@@ -368,10 +368,10 @@ fn mobilenet_body(p: &nn::Path) -> Vec<Stage> {
 }
 
 /// Runs stages one after another.
-pub fn forward_stages(stages: &[Stage], xs: &Tensor, train: bool) -> Tensor {
+pub fn forward_stages(stages: &[Stage], xs: &Tensor, mode: crate::models::Mode) -> Tensor {
     let mut x = xs.shallow_clone();
     for s in stages {
-        x = s.module.forward_t(&x, train);
+        x = s.module.forward_t(&x, mode.is_train());
     }
     x
 }

@@ -7,3 +7,25 @@ pub mod head;
 pub mod weights;
 
 pub use archs::{Arch, mobilenet_v2, resnet18, resnet34, resnet50};
+
+/// Whether a forward pass trains (dropout on, BatchNorm on batch statistics, which it also
+/// updates) or evaluates, as PyTorch's `model.train()` / `model.eval()`.
+///
+/// ```
+/// use fastvision::models::Mode;
+/// assert!(Mode::Train.is_train() && !Mode::Eval.is_train());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Training behaviour.
+    Train,
+    /// Inference behaviour.
+    Eval,
+}
+
+impl Mode {
+    /// tch's `train` flag for `forward_t`.
+    pub fn is_train(self) -> bool {
+        self == Mode::Train
+    }
+}
