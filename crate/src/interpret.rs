@@ -71,6 +71,21 @@ impl Default for TopLosses {
     }
 }
 
+impl TopLosses {
+    /// The defaults with the Grad-CAM heatmap on (fastai's `heatmap=True`).
+    ///
+    /// ```
+    /// let opts = fastvision::interpret::TopLosses::heatmap();
+    /// assert!(opts.heatmap && opts.alpha == 0.6);
+    /// ```
+    pub fn heatmap() -> Self {
+        TopLosses {
+            heatmap: true,
+            ..Default::default()
+        }
+    }
+}
+
 /// Options of [`ClassificationInterpretation::plot_confusion_matrix_with`] and
 /// [`plot_confusion`]; the defaults draw plain counts for every class, as fastai does.
 ///
@@ -262,7 +277,7 @@ impl ClassificationInterpretation {
     /// ```no_run
     /// use fastvision::interpret::TopLosses;
     /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
-    /// let fig = interp.plot_top_losses_with(9, (15.0, 11.0), TopLosses { heatmap: true, ..Default::default() });
+    /// let fig = interp.plot_top_losses_with(9, (15.0, 11.0), TopLosses::heatmap());
     /// ```
     pub fn plot_top_losses_with(
         &self,

@@ -333,14 +333,7 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
     println!("== results");
     let interp = ClassificationInterpretation::from_learner(&learn)?;
     interp
-        .plot_top_losses_with(
-            9,
-            (15.0, 11.0),
-            TopLosses {
-                heatmap: true,
-                ..Default::default()
-            },
-        )?
+        .plot_top_losses_with(9, (15.0, 11.0), TopLosses::heatmap())?
         .save(&out.join("top_losses.png"))?;
     interp
         .plot_confusion_matrix()?

@@ -283,7 +283,11 @@ fn an_unreadable_image_is_skipped_with_its_name() {
             let ds = &data.train_dl.dataset;
             for i in 0..ds.len() {
                 let want = fastvision::data::image::load_rgb(&ds.items[i], 100).unwrap();
-                assert_eq!(&*ds.pixels(i).unwrap(), want.as_raw().as_slice(), "item {i}");
+                assert_eq!(
+                    &*ds.pixels(i).unwrap(),
+                    want.as_raw().as_slice(),
+                    "item {i}"
+                );
             }
         } else {
             // Decoded per batch: 81 files, 10 full batches; the bad one leaves its batch short.

@@ -74,6 +74,15 @@ fn mixed_dataset(root: &Path) -> PathBuf {
     root.to_path_buf()
 }
 
+/// A learner with random weights: these tests need its predictions to run, not to be right.
+fn untrained(data: &ImageDataBunch) -> fastvision::Learner {
+    let opts = CnnOptions {
+        pretrained: false,
+        ..Default::default()
+    };
+    cnn_learner_with(data, mobilenet_v2, &[error_rate], opts).unwrap()
+}
+
 fn opts() -> FromFolder {
     FromFolder::new("Training", "Test")
         .size(64)
@@ -113,16 +122,7 @@ fn gif_bmp_webp_and_tiff_load_like_jpeg_everywhere() {
         &px[centre..centre + 3]
     );
 
-    let learn = cnn_learner_with(
-        &data,
-        mobilenet_v2,
-        &[error_rate],
-        CnnOptions {
-            pretrained: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let learn = untrained(&data);
     for (ext, _) in FORMATS {
         let p = learn
             .predict(&path.join(format!("Test/Green/1.{ext}")))
@@ -135,16 +135,7 @@ fn gif_bmp_webp_and_tiff_load_like_jpeg_everywhere() {
 fn a_truncated_jpeg_is_named_by_predict_unless_accepted() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::small_data(tmp.path(), 3);
-    let learn = cnn_learner_with(
-        &data,
-        mobilenet_v2,
-        &[error_rate],
-        CnnOptions {
-            pretrained: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let learn = untrained(&data);
     let bytes = common::sample_jpeg(9);
     let cut = tmp.path().join("cut short.jpg");
     std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();

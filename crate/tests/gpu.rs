@@ -230,14 +230,7 @@ fn interpretation_on_cuda_with_gradcam_and_tta() {
     assert_eq!(idx.size(), [9]);
     assert!(losses.double_value(&[0]) >= losses.double_value(&[8]));
     let fig = interp
-        .plot_top_losses_with(
-            9,
-            (15.0, 11.0),
-            fastvision::interpret::TopLosses {
-                heatmap: true,
-                ..Default::default()
-            },
-        )
+        .plot_top_losses_with(9, (15.0, 11.0), fastvision::interpret::TopLosses::heatmap())
         .unwrap();
     let img = fig.to_rgb();
     assert!(img.width() > 500 && img.height() > 300);

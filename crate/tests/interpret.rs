@@ -118,14 +118,7 @@ fn interpretation_is_consistent_and_plots_read_well() {
 
     let out = common::repo_root().join("out/test-figures");
     let fig = interp
-        .plot_top_losses_with(
-            9,
-            (15.0, 11.0),
-            fastvision::interpret::TopLosses {
-                heatmap: true,
-                ..Default::default()
-            },
-        )
+        .plot_top_losses_with(9, (15.0, 11.0), fastvision::interpret::TopLosses::heatmap())
         .unwrap();
     let (w, h) = fig.size();
     assert!(
