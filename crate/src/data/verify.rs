@@ -319,10 +319,17 @@ fn fixed_image(img: DynamicImage, opts: &VerifyOptions) -> DynamicImage {
         // A camera photo shrunk 8x: box-average it to twice the target first (fast, no
         // aliasing), then Lanczos3 for the last step, instead of a 48-tap filter over every
         // source pixel.
+        // The target comes from the original size, so the detour cannot shift its rounding.
+        let (w, h) = (out.width() as f64, out.height() as f64);
+        let scale = max as f64 / w.max(h);
+        let target = (
+            ((w * scale).round() as u32).clamp(1, max),
+            ((h * scale).round() as u32).clamp(1, max),
+        );
         if out.width().max(out.height()) > 2 * max {
             out = out.thumbnail(2 * max, 2 * max);
         }
-        out = out.resize(max, max, image::imageops::FilterType::Lanczos3);
+        out = out.resize_exact(target.0, target.1, image::imageops::FilterType::Lanczos3);
     }
     out
 }
