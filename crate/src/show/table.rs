@@ -57,7 +57,7 @@ fn cells(df: &DataFrame) -> (Vec<String>, Vec<Vec<String>>, Vec<bool>) {
 /// use polars::prelude::*;
 /// let df = df!("class" => ["apple", "pear"], "n" => [3u64, 4]).unwrap();
 /// let html = fastvision::show::table::html(&df, Some("counts"));
-/// assert!(html.contains("<td>apple</td>") && html.contains("<th>n</th>"));
+/// assert!(html.contains("<td>apple</td>") && html.contains(">n</th>"));
 /// assert!(html.contains("<td style=\"text-align:right\">4</td>") && html.starts_with("<p>counts</p>"));
 /// ```
 pub fn html(df: &DataFrame, caption: Option<&str>) -> String {
