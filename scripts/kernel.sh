@@ -87,10 +87,11 @@ EOF
 run_kernel() {
     export PATH="$FASTVISION_VENV_BIN:$FASTVISION_CARGO_DIR:$PATH"
     # A kernel started from inside `cargo test` (the notebook test) inherits cargo's package
-    # variables; ring's build script fingerprints CARGO_PKG_NAME and the like, so they would
-    # make the next kernel rebuild ring, rustls, ureq and fastvision (45 s) for nothing.
+    # variables and OUT_DIR; ring's build script fingerprints OUT_DIR, CARGO_PKG_NAME and the
+    # like, so they would make the next kernel rebuild ring, rustls, ureq and fastvision (45 s)
+    # for nothing.
     local var
-    for var in $(compgen -e | grep -E '^CARGO_(PKG_|MANIFEST_|CRATE_|BIN_|TARGET_TMPDIR|PRIMARY_PACKAGE)'); do
+    for var in $(compgen -e | grep -E '^(OUT_DIR$|CARGO_(PKG_|MANIFEST_|CRATE_|BIN_|TARGET_TMPDIR|PRIMARY_PACKAGE))'); do
         unset "$var"
     done
     # Datasets and outputs in the project's folders, whatever the notebook's directory; these are
