@@ -33,24 +33,6 @@ fn image_error(path: &Path, reason: impl ToString) -> Error {
     }
 }
 
-/// Width and height from the file's header, without decoding the pixels.
-///
-/// ```no_run
-/// let (w, h) = fastvision::data::image::image_dimensions("apple.jpg".as_ref()).unwrap();
-/// ```
-pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() == 0 {
-        return Err(image_error(path, "empty file (0 bytes)"));
-    }
-    ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .into_dimensions()
-        .map_err(|e| image_error(path, e))
-}
-
 /// How strictly damaged data is treated. `Strict` (the default everywhere) refuses a truncated
 /// or corrupt JPEG, as PIL does; `Lenient` decodes what it can and fills the rest with grey,
 /// for a caller who asked to accept such files.

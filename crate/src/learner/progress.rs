@@ -39,15 +39,6 @@ impl Default for ProgressTable {
 }
 
 impl ProgressTable {
-    /// A table that prints plain progress lines every `every` when there is no terminal
-    /// (the default is [`PLAIN_EVERY`]).
-    pub fn with_interval(every: Duration) -> Self {
-        ProgressTable {
-            every,
-            ..Default::default()
-        }
-    }
-
     /// The plain progress line: where the epoch is, the running loss and the time left.
     ///
     /// ```
