@@ -59,12 +59,15 @@ fn main() {
 /// The few libtorch calls tch does not expose (crate/shim/*.cpp), compiled against the same
 /// torch headers and ABI as torch-sys compiles its own.
 fn compile_shim(torch_root: &Path) {
-    println!("cargo:rerun-if-changed=shim/autocast.cpp");
+    const FILES: [&str; 2] = ["shim/autocast.cpp", "shim/foreach.cpp"];
+    for file in FILES {
+        println!("cargo:rerun-if-changed={file}");
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     cc::Build::new()
         .cpp(true)
-        .file("shim/autocast.cpp")
+        .files(FILES)
         .include(torch_root.join("include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))

@@ -373,7 +373,7 @@ fn show_batch_draws_the_images_with_correct_colours() {
 
 #[test]
 fn the_loaders_fast_path_matches_fastais_order() {
-    use fastvision::data::loader::{DataLoader, ImageDataset, prepare_batch};
+    use fastvision::data::loader::{DataLoader, ImageDataset, Warp, prepare_batch};
     let Some(sample) = common::real_sample("the_loaders_fast_path_matches_fastais_order") else {
         return;
     };
@@ -388,7 +388,22 @@ fn the_loaders_fast_path_matches_fastais_order() {
         ..data.train_dl.clone()
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    let fast = dl.finish(prepare_batch(ds, &idx, Some(&tfms), &mut rng)).x;
+    let fast = dl
+        .finish(prepare_batch(ds, &idx, Some(&tfms), &mut rng, Device::Cpu))
+        .x;
+
+    // The form a GPU loader sends (homographies, grid built by the device), finished here on
+    // the CPU: the same batch.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let prepared = prepare_batch(ds, &idx, Some(&tfms), &mut rng, Device::Cuda(0));
+    assert!(matches!(prepared.warp, Some(Warp::Homographies(_))));
+    let from_homographies = dl.finish(prepared).x;
+    let diff = (&from_homographies - &fast).abs();
+    let worst = diff.max().double_value(&[]);
+    assert!(
+        worst < 1e-3,
+        "homography grid differs from the host grid by {worst}"
+    );
 
     // Reference, fastai's order: resample float pixels, lighting in logit space, normalise.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);

@@ -109,6 +109,22 @@ fn batches_are_on_the_gpu_and_augmented_there() {
     assert!(!a.x.equal(&c.x));
     let mean = a.x.mean(tch::Kind::Float).double_value(&[]);
     assert!(mean.abs() < 1.5, "normalised batch mean {mean}");
+    // The GPU builds the sampling grid from homographies; the CPU loader computes it on the
+    // host. Same draws, same batch.
+    let on_cpu = fastvision::data::loader::DataLoader {
+        device: Device::Cpu,
+        ..data.train_dl.clone()
+    };
+    let cpu = on_cpu.epoch(0).next().unwrap();
+    let diff = (a.x.to_device(Device::Cpu) - &cpu.x).abs();
+    let (max, mean) = (
+        diff.max().double_value(&[]),
+        diff.mean(tch::Kind::Float).double_value(&[]),
+    );
+    assert!(
+        mean < 1e-4 && max < 0.05,
+        "CUDA batch differs from the CPU one by {mean} (mean), {max} (max)"
+    );
     let v = data.valid_dl.epoch(0).next().unwrap();
     assert_eq!(v.x.device(), dev);
 }

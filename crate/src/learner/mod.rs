@@ -5,6 +5,7 @@
 
 pub mod callbacks;
 pub mod fit;
+pub mod foreach;
 pub mod lr_find;
 pub mod metrics;
 pub mod one_cycle;

@@ -1,9 +1,10 @@
 //! Gradient clipping by global norm (fastai's `GradientClipping`, torch's `clip_grad_norm_`).
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext};
+use crate::learner::foreach;
 
 /// Scales `grads` together so their global L2 norm is at most `max_norm`, on the device
 /// (no read-back); returns the norm they had.
@@ -16,20 +17,10 @@ use crate::learner::fit::{Callback, FitContext};
 /// assert!((g[0].double_value(&[0]) - 0.6).abs() < 1e-6);
 /// ```
 pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Tensor {
-    if grads.is_empty() {
-        return Tensor::from(0.0f32);
-    }
-    let norms: Vec<Tensor> = grads
-        .iter()
-        .map(|g| g.norm().to_kind(Kind::Float))
-        .collect();
-    let total = Tensor::stack(&norms, 0).norm();
+    let grads: Vec<&Tensor> = grads.iter().collect();
+    let total = foreach::total_norm(&grads);
     let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
-    tch::no_grad(|| {
-        for g in grads {
-            let _ = g.shallow_clone().g_mul_(&coef);
-        }
-    });
+    tch::no_grad(|| foreach::mul_(&grads, &coef));
     total
 }
 

@@ -51,6 +51,7 @@ pub fn autocast<T>(device: Device, precision: Precision, f: impl FnOnce() -> T) 
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext};
+use crate::learner::foreach;
 
 /// Multiplies the loss by a large factor before backward, so small fp16 gradients do not
 /// flush to zero, and divides the gradients by it before the step. When any gradient
@@ -98,21 +99,6 @@ impl MixedPrecision {
     }
 }
 
-/// Whether every gradient is finite: one reduction per gradient and one read-back in all.
-fn all_finite(grads: &[Tensor]) -> bool {
-    if grads.is_empty() {
-        return true;
-    }
-    // A sum is non-finite when any element is (an fp32 sum of finite values overflowing also
-    // counts as overflow, which is what it is).
-    let sums: Vec<Tensor> = grads.iter().map(|g| g.sum(Kind::Float)).collect();
-    Tensor::stack(&sums, 0)
-        .sum(Kind::Float)
-        .isfinite()
-        .int64_value(&[])
-        == 1
-}
-
 impl Callback for MixedPrecision {
     fn order(&self) -> i32 {
         -10
@@ -128,19 +114,20 @@ impl Callback for MixedPrecision {
             return Ok(());
         }
         let grads = cx.learn.opt.grads();
-        if !all_finite(&grads) {
-            cx.skip_step = true;
-            self.skipped_steps += 1;
-            self.loss_scale /= 2.0;
-            self.good_steps = 0;
-            return Ok(());
-        }
-        let inv = 1.0 / self.loss_scale;
-        tch::no_grad(|| {
-            for mut g in grads {
-                let _ = g.g_mul_scalar_(inv);
+        // GradScaler's unscale: one launch over every gradient, then one read-back.
+        if let Some(first) = grads.first() {
+            let dev = first.device();
+            let found_inf = Tensor::zeros([1], (Kind::Float, dev));
+            let inv_scale = Tensor::from_slice(&[(1.0 / self.loss_scale) as f32]).to_device(dev);
+            foreach::unscale_(&grads.iter().collect::<Vec<_>>(), &found_inf, &inv_scale);
+            if found_inf.double_value(&[0]) != 0.0 {
+                cx.skip_step = true;
+                self.skipped_steps += 1;
+                self.loss_scale /= 2.0;
+                self.good_steps = 0;
+                return Ok(());
             }
-        });
+        }
         self.good_steps += 1;
         if self.good_steps == self.growth_interval {
             self.loss_scale *= 2.0;
