@@ -75,6 +75,11 @@ step bench 150 "$py" "$root/bench/run.py" "$sample" --fastvision "$work/bin/benc
   --phases "$([[ "$quick" == 1 ]] && echo data,fit || echo data,fit,lr-find,interp,fit-resnet34)" \
   --out "$out/RESULTS-gpu.md"
 
+# The layout default per device (device::prefers_channels_last): both layouts, 2 epochs each.
+layout_epochs=2; [[ "$quick" == 1 ]] && layout_epochs=1
+step layout 70 bash -c "for cl in 0 1; do echo channels_last=\$cl; FASTVISION_CHANNELS_LAST=\$cl \
+  '$fv' train '$sample' --epochs $layout_epochs --export '$work/layout.safetensors'; done"
+
 epochs=(4 2); [[ "$quick" == 1 ]] && epochs=(1 0)
 step lesson 90 "$fv" lesson --data "$sample" --arch mobilenet_v2 --out "$work/lesson" \
   --epochs "${epochs[0]}" --unfrozen-epochs "${epochs[1]}"
@@ -88,7 +93,7 @@ step full-lesson 120 "$fv" lesson --data "$work/full" --arch resnet34 --no-pretr
   --out "$work/full-lesson" --epochs "${epochs[0]}" --unfrozen-epochs "${epochs[1]}"
 
 # The logs of the longer steps in one file, the summary last.
-for s in lesson bench full-bench full-lesson; do
+for s in layout lesson bench full-bench full-lesson; do
   echo "===== $s ====="; tail -n 60 "$work/logs/$s.log" 2>/dev/null
 done > "$out/steps.txt"
 echo "=== SUMMARY ==="

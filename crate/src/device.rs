@@ -194,6 +194,23 @@ pub fn parse_device(spec: &str, cuda_devices: i64) -> Result<Device> {
     Ok(Device::Cuda(index))
 }
 
+/// Whether models on `device` should keep weights and batches channels-last (NHWC) when
+/// nobody asked otherwise, as measured for mobilenet_v2 at 100 px, bs 64:
+/// - CPU: yes. oneDNN's NHWC kernels took an epoch from 20 s to 14 s on 2 cores
+///   (bench/RESULTS.md).
+/// - CUDA: no. On the H200 (issue 11) channels-last cost 7 s more on the first epoch (10.7 s
+///   against 3.5 s) and saved 0.1 s on each later one (1.5 s against 1.6 s), so it loses on
+///   any fit of fewer than seventy epochs.
+///
+/// ```
+/// use fastvision::device::prefers_channels_last;
+/// assert!(prefers_channels_last(tch::Device::Cpu));
+/// assert!(!prefers_channels_last(tch::Device::Cuda(0)));
+/// ```
+pub fn prefers_channels_last(device: Device) -> bool {
+    !device.is_cuda()
+}
+
 /// A short human name for a device: `cpu` or `cuda:0`.
 ///
 /// ```

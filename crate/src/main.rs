@@ -113,10 +113,12 @@ enum Command {
         /// Where to write the exported model.
         #[arg(long, default_value = "export.safetensors")]
         export: PathBuf,
-        /// Weights and batches in the channels-last layout (0 or false: plain NCHW).
-        #[arg(long, env = "FASTVISION_CHANNELS_LAST", default_value = "true",
+        /// Weights and batches in the channels-last layout (1 or true), or plain NCHW (0 or
+        /// false) [default: channels-last on the CPU, NCHW on a GPU, the faster of the two
+        /// as measured on each].
+        #[arg(long, env = "FASTVISION_CHANNELS_LAST",
               value_parser = clap::builder::BoolishValueParser::new())]
-        channels_last: bool,
+        channels_last: Option<bool>,
         /// Seed for the shuffle, the augmentation and the head's initialisation; change it to see
         /// the run-to-run spread.
         #[arg(long, default_value_t = 42)]

@@ -278,7 +278,7 @@ fn channels_last_changes_the_layout_not_the_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::small_data(tmp.path(), 6);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
-    assert!(learn.is_channels_last(), "on by default");
+    assert!(learn.is_channels_last(), "on by default on the CPU");
     let conv = "features.0.0.weight";
     let nhwc = |t: &tch::Tensor| {
         let [_, c, h, w] = t.size()[..] else { panic!() };

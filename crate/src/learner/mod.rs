@@ -50,8 +50,10 @@ pub struct CnnOptions {
     pub seed: u64,
     /// Decoupled weight decay.
     pub wd: f64,
-    /// Weights and batches in the channels-last layout (see [`Learner::to_channels_last`]).
-    pub channels_last: bool,
+    /// Weights and batches in the channels-last layout (see [`Learner::to_channels_last`]);
+    /// `None` takes the faster layout for the data's device
+    /// ([`crate::device::prefers_channels_last`]).
+    pub channels_last: Option<bool>,
 }
 
 impl Default for CnnOptions {
@@ -60,7 +62,7 @@ impl Default for CnnOptions {
             pretrained: true,
             seed: 42,
             wd: 1e-2,
-            channels_last: true,
+            channels_last: None,
         }
     }
 }
@@ -186,7 +188,10 @@ pub fn cnn_learner_with(
         device,
         Some(opts.seed),
     )?;
-    if opts.channels_last {
+    if opts
+        .channels_last
+        .unwrap_or_else(|| crate::device::prefers_channels_last(device))
+    {
         learn.to_channels_last();
     } else {
         learn.to_nchw();
@@ -685,6 +690,8 @@ impl Learner {
 
     /// Probabilities `[N, C]`, targets `[N]` and per-item losses `[N]` over a loader, in its
     /// order, computed batch by batch (only these three small tensors are kept), on the CPU.
+    /// They stay on the device until the end and come back in one transfer each, so a GPU is
+    /// never made to wait for the host between batches.
     pub fn get_preds(&self, dl: &DataLoader) -> (Tensor, Tensor, Tensor) {
         let (mut probs, mut targets, mut losses) = (Vec::new(), Vec::new(), Vec::new());
         tch::no_grad(|| {
@@ -692,16 +699,13 @@ impl Learner {
                 let logits = self.forward(&batch.x, Mode::Eval);
                 let loss =
                     logits.cross_entropy_loss::<Tensor>(&batch.y, None, Reduction::None, -100, 0.0);
-                probs.push(logits.softmax(-1, Kind::Float).to_device(Device::Cpu));
-                targets.push(batch.y.to_device(Device::Cpu));
-                losses.push(loss.to_device(Device::Cpu));
+                probs.push(logits.softmax(-1, Kind::Float));
+                targets.push(batch.y);
+                losses.push(loss);
             }
         });
-        (
-            Tensor::cat(&probs, 0),
-            Tensor::cat(&targets, 0),
-            Tensor::cat(&losses, 0),
-        )
+        let host = |parts: Vec<Tensor>| Tensor::cat(&parts, 0).to_device(Device::Cpu);
+        (host(probs), host(targets), host(losses))
     }
 
     /// Classifies one image file with the validation transforms (resize, normalise). A
