@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace {
@@ -35,19 +36,33 @@ void fv_free_error(char* message) { free(message); }
 
 // torch.optim.AdamW(fused=True)'s kernel: decoupled weight decay, then the Adam step, with
 // each parameter's step count read from `steps` (float scalars the caller has incremented).
+// With `found_inf` (a one-element float tensor, or null), the kernel leaves everything alone
+// where it is non-zero: GradScaler's skipped step, decided on the device.
 char* fv_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avgs,
                      at::Tensor** exp_avg_sqs, at::Tensor** steps, int n, double lr,
-                     double beta1, double beta2, double weight_decay, double eps) {
+                     double beta1, double beta2, double weight_decay, double eps,
+                     at::Tensor* found_inf) {
   FV_GUARD({
+    std::optional<at::Tensor> inf;
+    if (found_inf) inf = *found_inf;
     at::_fused_adamw_(list(params, n), list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n),
                       {}, list(steps, n), lr, beta1, beta2, weight_decay, eps,
-                      /*amsgrad=*/false, /*maximize=*/false);
+                      /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
   })
 }
 
 // ts[i] += value, for every tensor (the optimizer's step counts).
 char* fv_foreach_add_scalar(at::Tensor** ts, int n, double value) {
   FV_GUARD({ at::_foreach_add_(list(ts, n), value); })
+}
+
+// ts[i] -= other (a one-element tensor), for every tensor.
+char* fv_foreach_sub_tensor(at::Tensor** ts, int n, at::Tensor* other) {
+  FV_GUARD({
+    auto l = list(ts, n);
+    std::vector<at::Tensor> others(l.size(), *other);
+    at::_foreach_sub_(l, others);
+  })
 }
 
 // ts[i] = 0, for every tensor (zero_grad).

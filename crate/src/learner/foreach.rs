@@ -25,7 +25,9 @@ unsafe extern "C" {
         beta2: f64,
         weight_decay: f64,
         eps: f64,
+        found_inf: Handle,
     ) -> *mut c_char;
+    fn fv_foreach_sub_tensor(ts: *const Handle, n: c_int, other: Handle) -> *mut c_char;
     fn fv_foreach_add_scalar(ts: *const Handle, n: c_int, value: f64) -> *mut c_char;
     fn fv_foreach_zero(ts: *const Handle, n: c_int) -> *mut c_char;
     fn fv_foreach_mul_tensor(ts: *const Handle, n: c_int, factor: Handle) -> *mut c_char;
@@ -66,16 +68,26 @@ pub(crate) struct AdamWHyper {
     pub eps: f64,
 }
 
+/// The per-parameter lists of one fused AdamW call.
+pub(crate) struct AdamWLists<'a> {
+    pub params: &'a [&'a Tensor],
+    pub grads: &'a [&'a Tensor],
+    pub exp_avgs: &'a [&'a Tensor],
+    pub exp_avg_sqs: &'a [&'a Tensor],
+    pub steps: &'a [&'a Tensor],
+}
+
 /// One fused AdamW update (torch's `AdamW(fused=True)` kernel) of `params` in place, with
-/// step counts read from `steps`. All lists have one entry per parameter.
-pub(crate) fn fused_adamw(
-    params: &[&Tensor],
-    grads: &[&Tensor],
-    exp_avgs: &[&Tensor],
-    exp_avg_sqs: &[&Tensor],
-    steps: &[&Tensor],
-    h: AdamWHyper,
-) {
+/// step counts read from `steps`. All lists have one entry per parameter. Where `found_inf`
+/// (a one-element float tensor) is non-zero, nothing changes: the decision stays on the device.
+pub(crate) fn fused_adamw(l: AdamWLists, h: AdamWHyper, found_inf: Option<&Tensor>) {
+    let AdamWLists {
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        steps,
+    } = l;
     let n = params.len();
     assert!(
         [grads.len(), exp_avgs.len(), exp_avg_sqs.len(), steps.len()]
@@ -107,9 +119,28 @@ pub(crate) fn fused_adamw(
             h.beta2,
             h.weight_decay,
             h.eps,
+            found_inf.map_or(std::ptr::null(), Tensor::as_ptr),
         )
     };
     check("fused AdamW", r);
+}
+
+/// `t -= other` for every tensor, where `other` is a one-element tensor on their device.
+///
+/// ```
+/// let a = tch::Tensor::from_slice(&[1.0f32, 2.0]);
+/// fastvision::learner::foreach::sub_(&[&a], &tch::Tensor::from_slice(&[1.0f32]));
+/// assert_eq!(Vec::<f32>::try_from(&a).unwrap(), [0.0, 1.0]);
+/// ```
+pub fn sub_(ts: &[&Tensor], other: &Tensor) {
+    if ts.is_empty() {
+        return;
+    }
+    let h = handles(ts);
+    // SAFETY: live tensors, borrowed for the call.
+    check("foreach sub", unsafe {
+        fv_foreach_sub_tensor(h.as_ptr(), h.len() as c_int, other.as_ptr())
+    });
 }
 
 /// `t += value` for every tensor, in one launch.

@@ -9,7 +9,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::foreach::{self, AdamWHyper};
+use super::foreach::{self, AdamWHyper, AdamWLists};
 
 /// A deep copy of an optimizer's state, from [`AdamW::state`]: per parameter its name, step
 /// count and the two moment buffers.
@@ -73,6 +73,7 @@ pub struct AdamW {
     pub eps: f64,
     /// Decoupled weight decay.
     pub wd: f64,
+    found_inf: Option<Tensor>,
 }
 
 impl AdamW {
@@ -100,6 +101,7 @@ impl AdamW {
             beta2: 0.99,
             eps: 1e-8,
             wd: 1e-2,
+            found_inf: None,
         }
     }
 
@@ -110,8 +112,29 @@ impl AdamW {
         }
     }
 
+    /// Makes the next [`AdamW::step`] leave every parameter and its state alone if
+    /// `found_inf` (a one-element float tensor on the parameters' device) is non-zero when the
+    /// step runs. The flag is read by the kernel, on the device: GradScaler's skipped step
+    /// without the host waiting for the flag. [`AdamW::zero_grad`] forgets it.
+    ///
+    /// ```
+    /// use fastvision::learner::optim::AdamW;
+    /// let w = tch::Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+    /// let mut opt = AdamW::new(vec![vec![("w".to_string(), w.shallow_clone())]]);
+    /// opt.zero_grad();
+    /// (&w * &w).sum(tch::Kind::Float).backward();
+    /// opt.skip_step_if(&tch::Tensor::from_slice(&[1.0f32]));
+    /// opt.step();
+    /// assert_eq!(w.double_value(&[0]), 1.0);
+    /// assert_eq!(opt.state()[0].1, 0, "a skipped step does not count");
+    /// ```
+    pub fn skip_step_if(&mut self, found_inf: &Tensor) {
+        self.found_inf = Some(found_inf.shallow_clone());
+    }
+
     /// Zeroes the gradients of trainable parameters, in one launch.
     pub fn zero_grad(&mut self) {
+        self.found_inf = None;
         let grads = self.grads();
         foreach::zero_(&grads.iter().collect::<Vec<_>>());
     }
@@ -129,6 +152,7 @@ impl AdamW {
     /// launch to count the step and one fused update.
     pub fn step(&mut self) {
         let (beta1, beta2, eps, weight_decay) = (self.beta1, self.beta2, self.eps, self.wd);
+        let found_inf = self.found_inf.take();
         tch::no_grad(|| {
             for g in self.groups.iter_mut() {
                 let mut live: Vec<(&mut Param, Tensor)> = g
@@ -153,21 +177,25 @@ impl AdamW {
                     steps.push(p.step.as_ref().expect("initialised above"));
                 }
                 foreach::add_scalar_(&steps, 1.0);
-                let lr = g.lr;
-                foreach::fused_adamw(
-                    &params,
-                    &grads,
-                    &ms,
-                    &vs,
-                    &steps,
-                    AdamWHyper {
-                        lr,
-                        beta1,
-                        beta2,
-                        weight_decay,
-                        eps,
-                    },
-                );
+                let lists = AdamWLists {
+                    params: &params,
+                    grads: &grads,
+                    exp_avgs: &ms,
+                    exp_avg_sqs: &vs,
+                    steps: &steps,
+                };
+                let hyper = AdamWHyper {
+                    lr: g.lr,
+                    beta1,
+                    beta2,
+                    weight_decay,
+                    eps,
+                };
+                foreach::fused_adamw(lists, hyper, found_inf.as_ref());
+                if let Some(inf) = &found_inf {
+                    // A skipped step does not count (torch's fused AdamW does the same).
+                    foreach::sub_(&steps, &inf.reshape([0i64; 0]));
+                }
             }
         });
     }

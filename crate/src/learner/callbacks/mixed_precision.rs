@@ -59,20 +59,36 @@ use crate::learner::foreach;
 /// the schedule all move on) and the scale is halved; after `growth_interval` good steps in a
 /// row it doubles.
 ///
+/// All of it happens on the device, as torch's `GradScaler` with a fused optimizer does: the
+/// scale, the overflow flag and the count of skipped steps are tensors there, the optimizer's
+/// kernel reads the flag itself ([`crate::learner::optim::AdamW::skip_step_if`]), and the host
+/// never waits for a batch. [`MixedPrecision::loss_scale`] and
+/// [`MixedPrecision::skipped_steps`] read the values back when asked.
+///
 /// ```
 /// let mp = fastvision::learner::callbacks::MixedPrecision::new();
-/// assert_eq!(mp.loss_scale, 65536.0);
-/// assert_eq!(mp.skipped_steps, 0);
+/// assert_eq!(mp.loss_scale(), 65536.0);
+/// assert_eq!(mp.skipped_steps(), 0);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MixedPrecision {
-    /// The current loss scale.
-    pub loss_scale: f64,
     /// Good steps in a row before the scale doubles.
     pub growth_interval: u32,
-    /// Steps skipped because a gradient overflowed.
-    pub skipped_steps: usize,
-    good_steps: u32,
+    init_scale: f64,
+    state: Option<Scaler>,
+}
+
+/// The scaler's state on the training device, made with the first batch.
+#[derive(Debug)]
+struct Scaler {
+    /// The loss scale, a float scalar.
+    scale: Tensor,
+    /// Good steps in a row (int32), as `_amp_update_scale_` keeps it.
+    growth_tracker: Tensor,
+    /// 1 when the last backward pass overflowed.
+    found_inf: Tensor,
+    /// Steps skipped so far.
+    skipped: Tensor,
 }
 
 impl Default for MixedPrecision {
@@ -85,17 +101,51 @@ impl MixedPrecision {
     /// torch's defaults: scale 2^16, doubled after 1000 good steps.
     pub fn new() -> Self {
         MixedPrecision {
-            loss_scale: 65536.0,
             growth_interval: 1000,
-            skipped_steps: 0,
-            good_steps: 0,
+            init_scale: 65536.0,
+            state: None,
         }
     }
 
-    /// Starts from another scale.
+    /// Starts from another scale. The scale lives on the device as an f32, as torch's
+    /// GradScaler keeps it, so it is capped at 2^127, the largest power of two an f32 holds.
+    ///
+    /// ```
+    /// use fastvision::learner::callbacks::MixedPrecision;
+    /// assert_eq!(MixedPrecision::new().with_scale(1024.0).loss_scale(), 1024.0);
+    /// assert_eq!(MixedPrecision::new().with_scale(1e40).loss_scale(), 2f64.powi(127));
+    /// ```
     pub fn with_scale(mut self, loss_scale: f64) -> Self {
-        self.loss_scale = loss_scale;
+        self.init_scale = loss_scale.min(2f64.powi(127));
+        self.state = None;
         self
+    }
+
+    /// The current loss scale (read back from the device).
+    pub fn loss_scale(&self) -> f64 {
+        self.state
+            .as_ref()
+            .map_or(self.init_scale, |s| s.scale.double_value(&[]))
+    }
+
+    /// Steps skipped so far because a gradient overflowed (read back from the device).
+    pub fn skipped_steps(&self) -> usize {
+        self.state
+            .as_ref()
+            .map_or(0, |s| s.skipped.double_value(&[]) as usize)
+    }
+
+    fn scaler(&mut self, device: Device) -> &mut Scaler {
+        let init = self.init_scale;
+        self.state.get_or_insert_with(|| {
+            let scalar = |v: f64, kind| Tensor::full([0i64; 0], v, (kind, device));
+            Scaler {
+                scale: scalar(init, Kind::Float),
+                growth_tracker: scalar(0.0, Kind::Int),
+                found_inf: scalar(0.0, Kind::Float),
+                skipped: scalar(0.0, Kind::Float),
+            }
+        })
     }
 }
 
@@ -105,7 +155,8 @@ impl Callback for MixedPrecision {
     }
     fn on_backward_begin(&mut self, cx: &mut FitContext) -> Result<()> {
         if !cx.skip_backward {
-            cx.loss = &cx.loss * self.loss_scale;
+            let scale = &self.scaler(cx.loss.device()).scale;
+            cx.loss = &cx.loss * scale;
         }
         Ok(())
     }
@@ -114,25 +165,27 @@ impl Callback for MixedPrecision {
             return Ok(());
         }
         let grads = cx.learn.opt.grads();
-        // GradScaler's unscale: one launch over every gradient, then one read-back.
-        if let Some(first) = grads.first() {
-            let dev = first.device();
-            let found_inf = Tensor::zeros([1], (Kind::Float, dev));
-            let inv_scale = Tensor::from_slice(&[(1.0 / self.loss_scale) as f32]).to_device(dev);
-            foreach::unscale_(&grads.iter().collect::<Vec<_>>(), &found_inf, &inv_scale);
-            if found_inf.double_value(&[0]) != 0.0 {
-                cx.skip_step = true;
-                self.skipped_steps += 1;
-                self.loss_scale /= 2.0;
-                self.good_steps = 0;
-                return Ok(());
-            }
-        }
-        self.good_steps += 1;
-        if self.good_steps == self.growth_interval {
-            self.loss_scale *= 2.0;
-            self.good_steps = 0;
-        }
+        let Some(first) = grads.first() else {
+            return Ok(());
+        };
+        let growth_interval = i64::from(self.growth_interval);
+        let s = self.scaler(first.device());
+        tch::no_grad(|| {
+            // GradScaler's unscale: one launch over every gradient, setting the flag.
+            let _ = s.found_inf.zero_();
+            let inv_scale = s.scale.reciprocal();
+            foreach::unscale_(&grads.iter().collect::<Vec<_>>(), &s.found_inf, &inv_scale);
+            cx.learn.opt.skip_step_if(&s.found_inf);
+            let _ = s.skipped.g_add_(&s.found_inf);
+            // Halve on overflow, double after growth_interval good steps: also on the device.
+            let _ = s.scale.internal_amp_update_scale_(
+                &s.growth_tracker,
+                &s.found_inf,
+                2.0,
+                0.5,
+                growth_interval,
+            );
+        });
         Ok(())
     }
 }
