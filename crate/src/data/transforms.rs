@@ -58,6 +58,16 @@ impl Stats {
     }
 
     /// `(scale, shift)` with `u8 * scale + shift == norm(u8 / 255)`, shaped `[1, 3, 1, 1]`.
+    /// The loader asks for them every batch, so they are copied without blocking: a blocking
+    /// copy to a GPU waits for all the work queued there, which would make the host wait for
+    /// the previous step before it can queue the next.
+    ///
+    /// ```
+    /// let (scale, shift) = fastvision::imagenet_stats.u8_affine(tch::Device::Cpu);
+    /// let x = tch::Tensor::full([1, 3, 1, 1], 255.0, (tch::Kind::Float, tch::Device::Cpu));
+    /// let expected = fastvision::imagenet_stats.norm(&(&x / 255.0));
+    /// assert!((x * scale + shift - expected).abs().max().double_value(&[]) < 1e-5);
+    /// ```
     pub fn u8_affine(&self, device: Device) -> (Tensor, Tensor) {
         let scale: Vec<f32> = self.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
         let shift: Vec<f32> = self
@@ -66,14 +76,12 @@ impl Stats {
             .zip(&self.std)
             .map(|(m, s)| -m / s)
             .collect();
-        (
-            Tensor::from_slice(&scale)
+        let on_device = |v: &[f32]| {
+            Tensor::from_slice(v)
                 .view([1, 3, 1, 1])
-                .to_device(device),
-            Tensor::from_slice(&shift)
-                .view([1, 3, 1, 1])
-                .to_device(device),
-        )
+                .to_device_(device, Kind::Float, true, false)
+        };
+        (on_device(&scale), on_device(&shift))
     }
 
     /// The inverse of [`Stats::norm`]: back to pixels in [0, 1] for display.
