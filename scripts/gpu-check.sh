@@ -80,6 +80,11 @@ layout_epochs=2; [[ "$quick" == 1 ]] && layout_epochs=1
 step layout 70 bash -c "for cl in 0 1; do echo channels_last=\$cl; FASTVISION_CHANNELS_LAST=\$cl \
   '$fv' train '$sample' --epochs $layout_epochs --export '$work/layout.safetensors'; done"
 
+# Whether bf16 (or fp16) should be the CUDA default: the same 2 epochs in each (fp32 is the
+# layout step's channels_last=0 run).
+step precision 60 bash -c "for p in bf16 fp16; do echo precision=\$p; FASTVISION_PRECISION=\$p \
+  '$fv' train '$sample' --epochs $layout_epochs --export '$work/precision.safetensors'; done"
+
 epochs=(4 2); [[ "$quick" == 1 ]] && epochs=(1 0)
 step lesson 90 "$fv" lesson --data "$sample" --arch mobilenet_v2 --out "$work/lesson" \
   --epochs "${epochs[0]}" --unfrozen-epochs "${epochs[1]}"
@@ -93,7 +98,7 @@ step full-lesson 120 "$fv" lesson --data "$work/full" --arch resnet34 --no-pretr
   --out "$work/full-lesson" --epochs "${epochs[0]}" --unfrozen-epochs "${epochs[1]}"
 
 # The logs of the longer steps in one file, the summary last.
-for s in layout lesson bench full-bench full-lesson; do
+for s in layout precision lesson bench full-bench full-lesson; do
   echo "===== $s ====="; tail -n 60 "$work/logs/$s.log" 2>/dev/null
 done > "$out/steps.txt"
 echo "=== SUMMARY ==="

@@ -16,6 +16,14 @@ struct Cli {
     command: Command,
 }
 
+/// The `--precision` of `train`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Precision {
+    Fp32,
+    Fp16,
+    Bf16,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print versions, the device chosen, CUDA/cuDNN, threads and the weights and data folders.
@@ -126,6 +134,10 @@ enum Command {
         /// cpu, cuda or cuda:N [default: the first GPU if there is one, else the CPU].
         #[arg(long, env = "FASTVISION_DEVICE")]
         device: Option<String>,
+        /// Arithmetic of the forward pass: fp32, fp16 (CUDA, with loss scaling; Learner::to_fp16)
+        /// or bf16 (CUDA or CPU; Learner::to_bf16).
+        #[arg(long, env = "FASTVISION_PRECISION", default_value = "fp32")]
+        precision: Precision,
     },
     /// Classify images with a model from `fastvision train` (or Learner::export).
     Predict {
@@ -249,6 +261,7 @@ fn run() -> anyhow::Result<()> {
             channels_last,
             seed,
             device,
+            precision,
         } => {
             let stop = ctrl_c()?;
             fastvision::device::load_cuda_backend();
@@ -280,6 +293,11 @@ fn run() -> anyhow::Result<()> {
                 learn_opts,
             )?;
             learn.add_cb(stop);
+            match precision {
+                Precision::Fp32 => learn.to_fp32(),
+                Precision::Fp16 => learn.to_fp16(),
+                Precision::Bf16 => learn.to_bf16(),
+            };
             learn.fit_one_cycle(epochs as usize, None)?;
             if unfrozen_epochs > 0 {
                 learn.unfreeze();
