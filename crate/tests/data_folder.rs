@@ -296,6 +296,15 @@ fn an_unreadable_image_is_skipped_with_its_name() {
                 .iter()
                 .any(|&i| data.train_dl.dataset.items[i].ends_with("r_999_100.jpg"));
             assert_eq!(n, if bad_in_epoch { 79 } else { 80 });
+            // Met again, it is skipped again, and reported once, not every epoch.
+            let ds = &data.train_dl.dataset;
+            let bad = ds
+                .items
+                .iter()
+                .position(|p| p.ends_with("r_999_100.jpg"))
+                .unwrap();
+            assert!(ds.pixels(bad).is_none() && ds.pixels(bad).is_none());
+            assert_eq!(ds.unreadable(), [ds.items[bad].clone()]);
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct ImageDataset {
     pub size: u32,
     /// All images as `[N, size, size, 3]` u8, when kept in memory.
     pixels: Option<Vec<u8>>,
+    /// Items found unreadable while decoding on the fly, each reported once: a damaged file
+    /// would otherwise repeat its warning every epoch.
+    reported: std::sync::Mutex<std::collections::HashSet<usize>>,
 }
 
 // By hand: the derived Debug would print every decoded pixel (hundreds of MB), and a notebook
@@ -71,6 +74,7 @@ impl ImageDataset {
             labels,
             size,
             pixels: None,
+            reported: Default::default(),
         };
         if in_memory {
             // Each image is decoded straight into its place in the one buffer, so building the
@@ -132,7 +136,8 @@ impl ImageDataset {
         self.pixels.is_some()
     }
 
-    /// The RGB pixels (HWC) of item `i`: from memory, or decoded now. None if unreadable.
+    /// The RGB pixels (HWC) of item `i`: from memory, or decoded now. None if unreadable, with
+    /// a warning naming the file the first time.
     pub fn pixels(&self, i: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
         let per = Self::bytes_per_image(self.size);
         match &self.pixels {
@@ -140,11 +145,34 @@ impl ImageDataset {
             None => match load_rgb(&self.items[i], self.size) {
                 Ok(img) => Some(std::borrow::Cow::Owned(img.into_raw())),
                 Err(e) => {
-                    eprintln!("warning: skipping {e}");
+                    let first = self
+                        .reported
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(i);
+                    if first {
+                        eprintln!("warning: skipping {e} (in every epoch; said once)");
+                    }
                     None
                 }
             },
         }
+    }
+
+    /// The files found unreadable so far while decoding on the fly (each was skipped, and
+    /// reported once). A dataset decoded into memory drops such files up front instead.
+    ///
+    /// ```no_run
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// for file in data.train_dl.dataset.unreadable() {
+    ///     println!("skipped {}", file.display());
+    /// }
+    /// ```
+    pub fn unreadable(&self) -> Vec<PathBuf> {
+        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idx: Vec<usize> = reported.iter().copied().collect();
+        idx.sort_unstable();
+        idx.into_iter().map(|i| self.items[i].clone()).collect()
     }
 
     /// The pixels (`[B, H, W, 3]` u8, items one after another) and labels of the given items,
