@@ -182,7 +182,8 @@ impl ClassificationInterpretation {
         } else {
             model.to_nchw();
         }
-        model.restore(&learn.snapshot());
+        // Straight from the learner's variables: a snapshot would copy every weight twice.
+        model.vs.copy(&learn.vs).map_err(Error::Torch)?;
         Ok(ClassificationInterpretation {
             probs,
             y_true,
@@ -193,6 +194,17 @@ impl ClassificationInterpretation {
             model,
             dl: dl.clone(),
         })
+    }
+
+    /// The interpretation's own copy of the model, the one its heatmaps use (fastai's
+    /// `interp.learn`): the learner may train on while the interpretation stays as it was.
+    ///
+    /// ```no_run
+    /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
+    /// println!("{:?}", interp.learn());
+    /// ```
+    pub fn learn(&self) -> &Learner {
+        &self.model
     }
 
     /// Number of wrong predictions.

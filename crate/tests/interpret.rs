@@ -4,6 +4,7 @@
 mod common;
 
 use fastvision::interpret::plot_confusion;
+use fastvision::models::Mode;
 use fastvision::{
     ClassificationInterpretation, FromFolder, ImageDataBunch, Learner, cnn_learner, error_rate,
     get_transforms, imagenet_stats, mobilenet_v2,
@@ -46,6 +47,15 @@ fn interpretation_is_consistent_and_plots_read_well() {
     let n = interp.items.len() as i64;
     let c = interp.classes.len() as i64;
     assert_eq!(interp.probs.size(), vec![n, c]);
+    // Its own copy of the model predicts exactly as the learner does.
+    let x = learn.data().unwrap().valid_dl.one_batch(false).x;
+    let (mine, theirs) = tch::no_grad(|| {
+        (
+            interp.learn().forward(&x, Mode::Eval),
+            learn.forward(&x, Mode::Eval),
+        )
+    });
+    assert!(mine.equal(&theirs), "the interpretation's model differs");
 
     // top_losses: sorted, and each loss is the cross-entropy recomputed from the probabilities.
     let (losses, idx) = interp.top_losses(None);

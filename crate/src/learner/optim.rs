@@ -114,8 +114,9 @@ impl AdamW {
 
     /// Makes the next [`AdamW::step`] leave every parameter and its state alone if
     /// `found_inf` (a one-element float tensor on the parameters' device) is non-zero when the
-    /// step runs. The flag is read by the kernel, on the device: GradScaler's skipped step
-    /// without the host waiting for the flag. [`AdamW::zero_grad`] forgets it.
+    /// step runs (or any earlier flag given since the last [`AdamW::zero_grad`], which forgets
+    /// them). The flag is read by the kernel, on the device: GradScaler's skipped step without
+    /// the host waiting for the flag.
     ///
     /// ```
     /// use fastvision::learner::optim::AdamW;
@@ -129,7 +130,11 @@ impl AdamW {
     /// assert_eq!(opt.state()[0].1, 0, "a skipped step does not count");
     /// ```
     pub fn skip_step_if(&mut self, found_inf: &Tensor) {
-        self.found_inf = Some(found_inf.shallow_clone());
+        // Two scalers (the learner's own and one passed to a fit) each add their flag.
+        self.found_inf = Some(match self.found_inf.take() {
+            Some(earlier) => earlier.maximum(found_inf),
+            None => found_inf.shallow_clone(),
+        });
     }
 
     /// Zeroes the gradients of trainable parameters, in one launch.
