@@ -58,6 +58,17 @@ fn check(op: &str, message: *mut c_char) {
     panic!("{op}: {text}");
 }
 
+/// Runs one shim call over the tensor list `ts` (nothing for an empty list) and panics with
+/// ATen's message if it failed.
+fn over(op: &str, ts: &[&Tensor], call: impl FnOnce(*const Handle, c_int) -> *mut c_char) -> bool {
+    if ts.is_empty() {
+        return false;
+    }
+    let h = handles(ts);
+    check(op, call(h.as_ptr(), h.len() as c_int));
+    true
+}
+
 /// AdamW's hyper-parameters for one layer group.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AdamWHyper {
@@ -133,13 +144,9 @@ pub(crate) fn fused_adamw(l: AdamWLists, h: AdamWHyper, found_inf: Option<&Tenso
 /// assert_eq!(Vec::<f32>::try_from(&a).unwrap(), [0.0, 1.0]);
 /// ```
 pub fn sub_(ts: &[&Tensor], other: &Tensor) {
-    if ts.is_empty() {
-        return;
-    }
-    let h = handles(ts);
     // SAFETY: live tensors, borrowed for the call.
-    check("foreach sub", unsafe {
-        fv_foreach_sub_tensor(h.as_ptr(), h.len() as c_int, other.as_ptr())
+    over("foreach sub", ts, |h, n| unsafe {
+        fv_foreach_sub_tensor(h, n, other.as_ptr())
     });
 }
 
@@ -153,13 +160,9 @@ pub fn sub_(ts: &[&Tensor], other: &Tensor) {
 /// assert_eq!(b.double_value(&[0]), 1.5);
 /// ```
 pub fn add_scalar_(ts: &[&Tensor], value: f64) {
-    if ts.is_empty() {
-        return;
-    }
-    let h = handles(ts);
     // SAFETY: live tensors, borrowed for the call.
-    check("foreach add", unsafe {
-        fv_foreach_add_scalar(h.as_ptr(), h.len() as c_int, value)
+    over("foreach add", ts, |h, n| unsafe {
+        fv_foreach_add_scalar(h, n, value)
     });
 }
 
@@ -171,14 +174,8 @@ pub fn add_scalar_(ts: &[&Tensor], value: f64) {
 /// assert_eq!(a.abs().sum(tch::Kind::Float).double_value(&[]), 0.0);
 /// ```
 pub fn zero_(ts: &[&Tensor]) {
-    if ts.is_empty() {
-        return;
-    }
-    let h = handles(ts);
     // SAFETY: live tensors, borrowed for the call.
-    check("foreach zero", unsafe {
-        fv_foreach_zero(h.as_ptr(), h.len() as c_int)
-    });
+    over("foreach zero", ts, |h, n| unsafe { fv_foreach_zero(h, n) });
 }
 
 /// `t *= factor` for every tensor, where `factor` is a one-element tensor on their device
@@ -190,13 +187,9 @@ pub fn zero_(ts: &[&Tensor]) {
 /// assert_eq!(Vec::<f32>::try_from(&a).unwrap(), [0.5, 1.0]);
 /// ```
 pub fn mul_(ts: &[&Tensor], factor: &Tensor) {
-    if ts.is_empty() {
-        return;
-    }
-    let h = handles(ts);
     // SAFETY: live tensors, borrowed for the call.
-    check("foreach mul", unsafe {
-        fv_foreach_mul_tensor(h.as_ptr(), h.len() as c_int, factor.as_ptr())
+    over("foreach mul", ts, |h, n| unsafe {
+        fv_foreach_mul_tensor(h, n, factor.as_ptr())
     });
 }
 
@@ -208,17 +201,16 @@ pub fn mul_(ts: &[&Tensor], factor: &Tensor) {
 /// assert_eq!(fastvision::learner::foreach::total_norm(&[&a, &b]).double_value(&[]), 5.0);
 /// ```
 pub fn total_norm(ts: &[&Tensor]) -> Tensor {
-    if ts.is_empty() {
-        return Tensor::from(0.0f32);
-    }
-    let h = handles(ts);
     let mut out: *mut C_tensor = std::ptr::null_mut();
     // SAFETY: live tensors; on success the shim stores a new at::Tensor* in `out`, which
     // Tensor::from_ptr takes over (and frees on drop).
-    check("foreach norm", unsafe {
-        fv_foreach_total_norm(h.as_ptr(), h.len() as c_int, &mut out)
-    });
-    unsafe { Tensor::from_ptr(out) }
+    if over("foreach norm", ts, |h, n| unsafe {
+        fv_foreach_total_norm(h, n, &mut out)
+    }) {
+        unsafe { Tensor::from_ptr(out) }
+    } else {
+        Tensor::from(0.0f32)
+    }
 }
 
 /// GradScaler's unscale: multiplies every tensor by `inv_scale` and sets `found_inf` (a
@@ -233,18 +225,9 @@ pub fn total_norm(ts: &[&Tensor]) -> Tensor {
 /// assert_eq!(found_inf.double_value(&[0]), 0.0);
 /// ```
 pub fn unscale_(ts: &[&Tensor], found_inf: &Tensor, inv_scale: &Tensor) {
-    if ts.is_empty() {
-        return;
-    }
-    let h = handles(ts);
     // SAFETY: live tensors, borrowed for the call.
-    check("AMP unscale", unsafe {
-        fv_amp_unscale(
-            h.as_ptr(),
-            h.len() as c_int,
-            found_inf.as_ptr(),
-            inv_scale.as_ptr(),
-        )
+    over("AMP unscale", ts, |h, n| unsafe {
+        fv_amp_unscale(h, n, found_inf.as_ptr(), inv_scale.as_ptr())
     });
 }
 
