@@ -1,6 +1,7 @@
-//! The learner and the interpretation on CUDA: pinned batches augmented on the device,
-//! training to the sample's error in fp32 and fp16, save/load/export between CUDA and the CPU,
-//! `lr_find`'s exact restore, Grad-CAM and TTA. Skipped with a message where there is no GPU;
+//! The learner and the interpretation on CUDA: pinned batches augmented on the device (and
+//! equal to the CPU loader's), training to the sample's error in fp32, fp16 and bf16, training
+//! batches that never make the host wait for the GPU (c10's sync debug mode), save/load/export
+//! between CUDA and the CPU, `lr_find`'s exact restore, Grad-CAM and TTA. Skipped with a message where there is no GPU;
 //! `FASTVISION_REQUIRE_CUDA=1` (scripts/gpu-check.sh sets it) turns a missing GPU into a failure,
 //! so a silent fall back to the CPU cannot pass for a GPU run.
 
@@ -276,4 +277,86 @@ fn bf16_on_cuda_reaches_the_error() {
         || a.matmul(&a).kind(),
     );
     assert_eq!(kind, tch::Kind::BFloat16);
+}
+
+/// c10's `torch.cuda.set_sync_debug_mode`: 2 makes every operation that would make the host
+/// wait for the GPU (a blocking copy, `.item()`, a stream synchronisation) an error, 0 turns it
+/// off. The flag is a GNU-unique symbol of libc10_cuda, found once the CUDA backend is loaded.
+fn set_sync_debug_mode(level: i32) {
+    let name = c"_ZZN3c104cuda13warning_stateEvE14warning_state_";
+    // SAFETY: dlsym on a NUL-terminated name; the symbol is c10's `WarningState`, whose only
+    // field is the `SyncDebugMode` enum (an int) at offset 0.
+    let flag = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as *mut i32;
+    assert!(!flag.is_null(), "c10's sync debug flag not found");
+    unsafe { flag.write(level) };
+}
+
+/// Turns the sync check on for batches `from..=to` of the first epoch.
+struct NoSyncWindow {
+    from: usize,
+    to: usize,
+}
+
+impl fastvision::learner::fit::Callback for NoSyncWindow {
+    fn on_batch_begin(
+        &mut self,
+        cx: &mut fastvision::learner::fit::FitContext,
+    ) -> fastvision::Result<()> {
+        if cx.epoch == 0 && cx.batch == self.from {
+            set_sync_debug_mode(2);
+        }
+        Ok(())
+    }
+    fn on_batch_end(
+        &mut self,
+        cx: &mut fastvision::learner::fit::FitContext,
+    ) -> fastvision::Result<()> {
+        if cx.epoch == 0 && cx.batch == self.to {
+            set_sync_debug_mode(0);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_training_batch_never_makes_the_host_wait_for_the_gpu() {
+    let test = "a_training_batch_never_makes_the_host_wait_for_the_gpu";
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = data(tmp.path(), dev, test);
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    // Whatever happens, later tests run without the check.
+    struct Off;
+    impl Drop for Off {
+        fn drop(&mut self) {
+            set_sync_debug_mode(0);
+        }
+    }
+    let _off = Off;
+    let n = data.train_dl.len();
+    // From the second batch (the first allocates and loads kernels) to well before the NaN
+    // guard's look at batch 32 and the epoch's end, which read values back on purpose. The
+    // window spans the loader's copies, augmentation, forward, loss, backward, the optimizer
+    // and every callback of fit_one_cycle.
+    let mut window = NoSyncWindow {
+        from: 1,
+        to: 20.min(n - 2),
+    };
+    for precision in ["fp32", "fp16", "bf16"] {
+        match precision {
+            "fp16" => learn.to_fp16(),
+            "bf16" => learn.to_bf16(),
+            _ => learn.to_fp32(),
+        };
+        // A synchronising call inside the window is a libtorch error, and so a panic here.
+        learn
+            .fit_one_cycle_with(1, None, &mut [&mut window])
+            .unwrap();
+        assert!(
+            learn.recorder.raw_losses.iter().all(|l| l.is_finite()),
+            "{precision}"
+        );
+    }
 }
