@@ -8,6 +8,7 @@
 mod common;
 
 use fastvision::learner::callbacks::MixedPrecision;
+use fastvision::learner::fit::{Callback, FitContext};
 use fastvision::learner::persist::load_learner_on;
 use fastvision::{
     ClassificationInterpretation, FromFolder, ImageDataBunch, Learner, cnn_learner, error_rate,
@@ -297,24 +298,21 @@ struct NoSyncWindow {
     to: usize,
 }
 
-impl fastvision::learner::fit::Callback for NoSyncWindow {
-    fn on_batch_begin(
-        &mut self,
-        cx: &mut fastvision::learner::fit::FitContext,
-    ) -> fastvision::Result<()> {
-        if cx.epoch == 0 && cx.batch == self.from {
-            set_sync_debug_mode(2);
+impl NoSyncWindow {
+    fn set_at(&self, cx: &FitContext, batch: usize, level: i32) -> fastvision::Result<()> {
+        if cx.epoch == 0 && cx.batch == batch {
+            set_sync_debug_mode(level);
         }
         Ok(())
     }
-    fn on_batch_end(
-        &mut self,
-        cx: &mut fastvision::learner::fit::FitContext,
-    ) -> fastvision::Result<()> {
-        if cx.epoch == 0 && cx.batch == self.to {
-            set_sync_debug_mode(0);
-        }
-        Ok(())
+}
+
+impl Callback for NoSyncWindow {
+    fn on_batch_begin(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+        self.set_at(cx, self.from, 2)
+    }
+    fn on_batch_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+        self.set_at(cx, self.to, 0)
     }
 }
 
