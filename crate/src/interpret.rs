@@ -177,11 +177,7 @@ impl ClassificationInterpretation {
             // The weights are copied in next: no need to draw (and move torch's generator).
             None,
         )?;
-        if learn.is_channels_last() {
-            model.to_channels_last();
-        } else {
-            model.to_nchw();
-        }
+        model.set_layout(learn.is_channels_last());
         // Straight from the learner's variables: a snapshot would copy every weight twice.
         model.vs.copy(&learn.vs).map_err(Error::Torch)?;
         Ok(ClassificationInterpretation {

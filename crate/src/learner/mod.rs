@@ -188,13 +188,8 @@ pub fn cnn_learner_with(
         device,
         Some(opts.seed),
     )?;
-    if opts
-        .channels_last
-        .unwrap_or_else(|| crate::device::prefers_channels_last(device))
-    {
-        learn.to_channels_last();
-    } else {
-        learn.to_nchw();
+    if let Some(on) = opts.channels_last {
+        learn.set_layout(on);
     }
     learn.data = Some(data.clone());
     learn.metrics = metrics.to_vec();
@@ -249,7 +244,7 @@ impl Learner {
             classes.len() as i64,
         );
         let opt = AdamW::new(Self::param_groups(&vs, arch));
-        let learn = Learner {
+        let mut learn = Learner {
             data: None,
             arch,
             classes,
@@ -270,6 +265,8 @@ impl Learner {
             precision: None,
             channels_last: false,
         };
+        // Every learner starts in the faster layout for its device; options can change it.
+        learn.set_layout(crate::device::prefers_channels_last(device));
         Ok(learn)
     }
 
@@ -434,7 +431,8 @@ impl Learner {
         self.set_layout(false)
     }
 
-    fn set_layout(&mut self, on: bool) -> &mut Self {
+    /// Channels-last (`true`) or NCHW, for callers that copy another learner's layout.
+    pub(crate) fn set_layout(&mut self, on: bool) -> &mut Self {
         self.channels_last = on;
         tch::no_grad(|| {
             for (_, mut v) in self.vs.variables() {

@@ -22,11 +22,18 @@ pub struct Param {
     pub name: String,
     /// The variable (shares storage with the model).
     pub tensor: Tensor,
-    exp_avg: Option<Tensor>,
-    exp_avg_sq: Option<Tensor>,
-    /// Steps taken, as a float scalar on the parameter's device, where the fused kernel reads
-    /// it (as torch keeps it for `fused=True`).
-    step: Option<Tensor>,
+    /// Adam's state, from the parameter's first step on.
+    state: Option<AdamState>,
+}
+
+/// The moment buffers and step count of one parameter, all on its device.
+#[derive(Debug)]
+struct AdamState {
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    /// Steps taken, as a float scalar, where the fused kernel reads it (as torch keeps it for
+    /// `fused=True`).
+    step: Tensor,
 }
 
 impl Param {
@@ -87,9 +94,7 @@ impl AdamW {
                     .map(|(name, tensor)| Param {
                         name,
                         tensor,
-                        exp_avg: None,
-                        exp_avg_sq: None,
-                        step: None,
+                        state: None,
                     })
                     .collect(),
                 lr: 1e-3,
@@ -160,27 +165,26 @@ impl AdamW {
         let found_inf = self.found_inf.take();
         tch::no_grad(|| {
             for g in self.groups.iter_mut() {
-                let mut live: Vec<(&mut Param, Tensor)> = g
+                // Each parameter with a gradient, its state (made at its first step) and the
+                // gradient.
+                let live: Vec<(&Tensor, &AdamState, Tensor)> = g
                     .params
                     .iter_mut()
-                    .filter_map(|p| p.grad().map(|grad| (p, grad)))
+                    .filter_map(|p| {
+                        let grad = p.grad()?;
+                        let state = p.state.get_or_insert_with(|| AdamState {
+                            exp_avg: grad.zeros_like(),
+                            exp_avg_sq: grad.zeros_like(),
+                            step: Tensor::zeros([], (Kind::Float, grad.device())),
+                        });
+                        Some((&p.tensor, &*state, grad))
+                    })
                     .collect();
-                for (p, grad) in live.iter_mut() {
-                    if p.step.is_none() {
-                        p.exp_avg = Some(grad.zeros_like());
-                        p.exp_avg_sq = Some(grad.zeros_like());
-                        p.step = Some(Tensor::zeros([], (Kind::Float, grad.device())));
-                    }
-                }
-                let (mut params, mut grads, mut ms, mut vs, mut steps) =
-                    (vec![], vec![], vec![], vec![], vec![]);
-                for (p, grad) in &live {
-                    params.push(&p.tensor);
-                    grads.push(grad);
-                    ms.push(p.exp_avg.as_ref().expect("initialised above"));
-                    vs.push(p.exp_avg_sq.as_ref().expect("initialised above"));
-                    steps.push(p.step.as_ref().expect("initialised above"));
-                }
+                let params: Vec<&Tensor> = live.iter().map(|l| l.0).collect();
+                let ms: Vec<&Tensor> = live.iter().map(|l| &l.1.exp_avg).collect();
+                let vs: Vec<&Tensor> = live.iter().map(|l| &l.1.exp_avg_sq).collect();
+                let steps: Vec<&Tensor> = live.iter().map(|l| &l.1.step).collect();
+                let grads: Vec<&Tensor> = live.iter().map(|l| &l.2).collect();
                 foreach::add_scalar_(&steps, 1.0);
                 let lists = AdamWLists {
                     params: &params,
@@ -209,7 +213,10 @@ impl AdamW {
     /// come back from the device in one transfer.
     pub fn state(&self) -> OptimizerState {
         let params: Vec<&Param> = self.groups.iter().flat_map(|g| g.params.iter()).collect();
-        let counted: Vec<&Tensor> = params.iter().filter_map(|p| p.step.as_ref()).collect();
+        let counted: Vec<&Tensor> = params
+            .iter()
+            .filter_map(|p| Some(&p.state.as_ref()?.step))
+            .collect();
         let mut counts = if counted.is_empty() {
             Vec::new()
         } else {
@@ -219,17 +226,14 @@ impl AdamW {
         .into_iter();
         params
             .into_iter()
-            .map(|p| {
-                let step = match p.step {
-                    Some(_) => counts.next().expect("one count per step tensor") as i64,
-                    None => 0,
-                };
-                (
+            .map(|p| match &p.state {
+                Some(s) => (
                     p.name.clone(),
-                    step,
-                    p.exp_avg.as_ref().map(Tensor::copy),
-                    p.exp_avg_sq.as_ref().map(Tensor::copy),
-                )
+                    counts.next().expect("one count per state") as i64,
+                    Some(s.exp_avg.copy()),
+                    Some(s.exp_avg_sq.copy()),
+                ),
+                None => (p.name.clone(), 0, None, None),
             })
             .collect()
     }
@@ -239,18 +243,14 @@ impl AdamW {
         let by_name: std::collections::HashMap<&str, _> =
             state.iter().map(|s| (s.0.as_str(), s)).collect();
         for p in self.groups.iter_mut().flat_map(|g| g.params.iter_mut()) {
-            match by_name.get(p.name.as_str()) {
-                Some((_, step, Some(m), Some(v))) => {
-                    p.step = Some(Tensor::from(*step as f32).to_device(m.device()));
-                    p.exp_avg = Some(m.copy());
-                    p.exp_avg_sq = Some(v.copy());
-                }
-                _ => {
-                    p.step = None;
-                    p.exp_avg = None;
-                    p.exp_avg_sq = None;
-                }
-            }
+            p.state = match by_name.get(p.name.as_str()) {
+                Some((_, step, Some(m), Some(v))) => Some(AdamState {
+                    exp_avg: m.copy(),
+                    exp_avg_sq: v.copy(),
+                    step: Tensor::full([0i64; 0], *step as f64, (Kind::Float, m.device())),
+                }),
+                _ => None,
+            };
         }
     }
 

@@ -229,8 +229,8 @@ pub fn load_learner_on(path: &Path, device: tch::Device) -> Result<Learner> {
     let (tensors, info) = read_file(path)?;
     let arch: Arch = info.arch.parse()?;
     let stats = info.stats.map(|(mean, std)| Stats { mean, std });
+    // In the device's faster layout (Learner::build); the file itself is always NCHW.
     let mut learn = Learner::build(arch, info.classes.clone(), info.size, stats, device, None)?;
-    learn.to_channels_last();
     learn.load_tensors(&tensors, path)?;
     Ok(learn)
 }
