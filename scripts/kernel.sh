@@ -24,17 +24,47 @@ KERNEL_DIR=$VENV/share/jupyter/kernels/$KERNEL_NAME
 
 die() { echo "kernel.sh: $*" >&2; exit 1; }
 
+# The one change fastvision makes to evcxr_jupyter: a line of output that starts with a carriage
+# return is passed to Jupyter as it is, without the newline evcxr adds to every line. Jupyter then
+# redraws that line in place, as it does for tqdm in Python, so a progress bar updates within a
+# cell instead of adding a line per update (evcxr otherwise cannot update an output in place:
+# evcxr issue #146). Bump EVCXR_PATCH when the patch changes.
+EVCXR_PATCH=cr-in-place-1
+
 install_evcxr() {
-    if [[ -x $EVCXR ]] && grep -q "evcxr_jupyter $EVCXR_VERSION " "$EVCXR_ROOT/.crates.toml" 2>/dev/null; then
+    local stamp=$EVCXR_ROOT/.fastvision-build
+    if [[ -x $EVCXR ]] && [[ $(cat "$stamp" 2>/dev/null) == "$EVCXR_VERSION+$EVCXR_PATCH" ]]; then
         return
     fi
     command -v cargo >/dev/null || die "cargo is not on PATH: install Rust with rustup (https://rustup.rs)"
-    echo "Building evcxr_jupyter $EVCXR_VERSION once into $EVCXR_ROOT (about 10 minutes on 2 cores; every clone reuses it)"
+    echo "Building evcxr_jupyter $EVCXR_VERSION ($EVCXR_PATCH) once into $EVCXR_ROOT (about 10 minutes on 2 cores; every clone reuses it)"
+    # cargo itself fetches the published source; it is patched in a copy.
+    local probe src
+    probe=$(mktemp -d)
+    mkdir -p "$probe/src" && : > "$probe/src/lib.rs"
+    printf '[package]\nname = "evcxr-source"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nevcxr_jupyter = "=%s"\n' \
+        "$EVCXR_VERSION" > "$probe/Cargo.toml"
+    src=$(cd "$probe" && cargo metadata --format-version 1 2>/dev/null |
+        python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "evcxr_jupyter"))') ||
+        die "could not fetch evcxr_jupyter $EVCXR_VERSION from crates.io"
+    rm -rf "$probe"
+    local work=$CACHE/evcxr-src
+    rm -rf "$work" && mkdir -p "$work" && cp -r "$(dirname "$src")" "$work/evcxr_jupyter"
+    python3 - "$work/evcxr_jupyter/src/core.rs" <<'PATCH' || die "the evcxr_jupyter patch no longer applies to $EVCXR_VERSION"
+import sys
+path = sys.argv[1]
+text = open(path).read()
+old = '"text" => format!("{}\\n", line),'
+new = '"text" => if line.starts_with(\'\\r\') { line } else { format!("{}\\n", line) },'
+assert text.count(old) == 1, "pass_output_line changed upstream"
+open(path, "w").write(text.replace(old, new))
+PATCH
     # Its own target folder: the project's CARGO_TARGET_DIR must not fill with evcxr's 270 crates.
-    CARGO_TARGET_DIR=$CACHE/evcxr-build cargo install --locked --root "$EVCXR_ROOT" \
-        evcxr_jupyter --version "$EVCXR_VERSION" ||
+    CARGO_TARGET_DIR=$CACHE/evcxr-build cargo install --locked --force --root "$EVCXR_ROOT" \
+        --path "$work/evcxr_jupyter" ||
         die "building evcxr_jupyter failed (see above); it needs crates.io and about 2 GB of disk in $CACHE"
-    rm -rf "$CACHE/evcxr-build"
+    echo "$EVCXR_VERSION+$EVCXR_PATCH" > "$stamp"
+    rm -rf "$CACHE/evcxr-build" "$work"
 }
 
 install_spec() {
@@ -65,6 +95,8 @@ spec = {
         "FASTVISION_VENV": "$VENV",
         "FASTVISION_CARGO_DIR": "$cargo_dir",
         "FASTVISION_VENV_BIN": "$VENV/bin",
+        # This kernel is the patched evcxr_jupyter above: fastvision may redraw progress in place.
+        "FASTVISION_STREAM_CR": "$EVCXR_PATCH",
         # fastvision::device::tune_allocator's settings, applied by glibc as the kernel starts,
         # since a library must not retune its host process's allocator from a cell.
         "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=67108864:glibc.malloc.arena_max=2",

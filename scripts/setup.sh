@@ -59,9 +59,9 @@ if [[ -n "${FASTVISION_TORCH_PYTHON:-}" ]]; then
   py="$tp"
   say "using torch $tv from $tp (FASTVISION_TORCH_PYTHON); nothing of torch is downloaded"
 fi
-command -v "$py" >/dev/null 2>&1 || die "no '$py' on PATH. Install Python 3.9+ (Debian/Ubuntu: 'sudo apt-get install python3 python3-venv'), or point PYTHON=/path/to/python3 at one, then run 'make setup' again."
-"$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' \
-  || die "$("$py" --version 2>&1) is too old: torch $want_torch needs Python 3.9 or newer. Set PYTHON=/path/to/python3.x and run 'make setup' again."
+command -v "$py" >/dev/null 2>&1 || die "no '$py' on PATH. Install Python 3.10+ (Debian/Ubuntu: 'sudo apt-get install python3 python3-venv'), or point PYTHON=/path/to/python3 at one, then run 'make setup' again."
+"$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
+  || die "$("$py" --version 2>&1) is too old: torch $want_torch needs Python 3.10 or newer. Set PYTHON=/path/to/python3.x and run 'make setup' again."
 
 # A torch wheel plus its CUDA libraries unpack to about 5 GB; check before pip fills the disk halfway.
 mkdir -p "$cache"

@@ -117,7 +117,29 @@ pub fn progress_every() -> std::time::Duration {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map_or(
-            crate::learner::progress::PLAIN_EVERY,
+            crate::show::progress::PLAIN_EVERY,
             std::time::Duration::from_secs_f64,
         )
+}
+
+/// Whether this code runs inside an evcxr notebook kernel (evcxr marks the process that runs
+/// the cells): hints such as "type learn.recorder.plot()" are for notebooks only.
+///
+/// ```
+/// assert!(!fastvision::config::in_notebook());
+/// ```
+pub fn in_notebook() -> bool {
+    std::env::var_os("EVCXR_IS_RUNTIME").is_some()
+}
+
+/// Whether the notebook kernel passes a line that starts with a carriage return on to Jupyter
+/// unchanged, so progress can be redrawn in place: the project's kernel (scripts/kernel.sh,
+/// a patched evcxr_jupyter) says so with `FASTVISION_STREAM_CR`. A plain evcxr kernel adds a
+/// newline to every line, so there progress falls back to a line every few seconds.
+///
+/// ```
+/// assert!(!fastvision::config::notebook_redraws_in_place());
+/// ```
+pub fn notebook_redraws_in_place() -> bool {
+    in_notebook() && var("FASTVISION_STREAM_CR").is_some()
 }

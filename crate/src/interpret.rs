@@ -12,9 +12,9 @@ use tch::{Device, Kind, Tensor};
 use crate::data::loader::DataLoader;
 use crate::learner::Learner;
 use crate::models::Mode;
-use crate::show::Figure;
 use crate::show::colors::{blues, magma};
 use crate::show::grid::{batch_to_images, image_grid_titled};
+use crate::show::{Figure, Progress};
 use crate::{Error, Result};
 
 /// Predictions on a split, with an inference copy of the model for heatmaps.
@@ -135,22 +135,25 @@ impl ClassificationInterpretation {
     /// ```
     pub fn from_learner_tta(learn: &Learner, n_aug: usize, beta: f64) -> Result<Self> {
         let dl = learn.data()?.valid_dl.clone();
-        let (plain, y_true, _) = learn.get_preds(&dl);
+        let n_aug = n_aug.max(1);
+        let progress = Progress::new("TTA", ((n_aug + 1) * dl.len()) as u64);
+        let (plain, y_true, _) = learn.get_preds_with(&dl, &progress);
         let tfms = learn
             .data()?
             .train_dl
             .tfms
             .unwrap_or_else(crate::get_transforms);
         let mut sum = plain.zeros_like();
-        for i in 0..n_aug.max(1) {
+        for i in 0..n_aug {
             let aug = DataLoader {
                 tfms: Some(tfms),
                 seed: dl.seed.wrapping_add(1 + i as u64),
                 ..dl.clone()
             };
-            sum += learn.get_preds(&aug).0;
+            sum += learn.get_preds_with(&aug, &progress).0;
         }
-        let probs = &plain * beta + (sum / n_aug.max(1) as f64) * (1.0 - beta);
+        progress.finish();
+        let probs = &plain * beta + (sum / n_aug as f64) * (1.0 - beta);
         let losses = -probs
             .gather(1, &y_true.unsqueeze(1), false)
             .squeeze_dim(1)

@@ -150,6 +150,30 @@ fn the_committed_notebook_is_short_and_shows_everything_once() {
     assert_no_repeated_tables(&nb);
 }
 
+/// The notebook as saved after nbconvert's stream coalescing (what `make notebook-run` commits).
+fn coalesce(jupyter: &Path, executed: &Path, dir: &Path) -> Value {
+    let run = Command::new(jupyter)
+        .args([
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--CoalesceStreamsPreprocessor.enabled=True",
+            "--output",
+            "coalesced",
+            "--output-dir",
+        ])
+        .arg(dir)
+        .arg(executed)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(dir.join("coalesced.ipynb")).unwrap()).unwrap()
+}
+
 fn jupyter(root: &Path) -> std::path::PathBuf {
     let jupyter = root.join(".venv/bin/jupyter");
     let spec = root.join(".venv/share/jupyter/kernels/fastvision/kernel.json");
@@ -235,14 +259,76 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
         );
     }
 
-    assert_no_repeated_tables(&nb);
-    for tag in ["verify", "databunch"] {
-        assert_eq!(
-            streams(tagged(&nb, tag)),
-            "",
-            "cell {tag:?} prints beside its table"
+    // Live progress: while the fit runs, the kernel streams its progress line redrawn in place
+    // (a carriage return and no newline, which Jupyter draws over the previous one), many
+    // times an epoch, and each epoch's row replaces its line.
+    let fit_outputs: Vec<String> = tagged(&nb, "fit")["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["output_type"] == "stream")
+        .map(|o| text(&o["text"]))
+        .collect();
+    let in_place = |label: &str| {
+        fit_outputs
+            .iter()
+            .position(|t| t.starts_with(&format!("\r{label} ")) && !t.contains('\n'))
+    };
+    let updates = fit_outputs
+        .iter()
+        .filter(|t| t.starts_with("\repoch ") && !t.contains('\n'))
+        .count();
+    assert!(updates >= 8, "{updates} in-place updates: {fit_outputs:?}");
+    let row = |epoch: usize| {
+        fit_outputs
+            .iter()
+            .position(|t| t.starts_with(&format!("\r{epoch} ")))
+            .unwrap_or_else(|| panic!("no row for epoch {epoch} in place: {fit_outputs:?}"))
+    };
+    for epoch in 1..=4 {
+        let update = in_place(&format!("epoch {epoch}/4"))
+            .unwrap_or_else(|| panic!("no live line for epoch {epoch}: {fit_outputs:?}"));
+        assert!(
+            update < row(epoch - 1),
+            "epoch {epoch}'s line after its row"
         );
     }
+    assert!(
+        fit_outputs.iter().any(|t| t.contains(", loss ")),
+        "the live line shows the running loss: {fit_outputs:?}"
+    );
+    assert!(
+        in_place("epoch 4/4 validation").is_some(),
+        "validation shows its progress: {fit_outputs:?}"
+    );
+
+    // What is saved (nbconvert's coalescing, as `make notebook-run` and GitHub see it): one
+    // line per step. The fit cell keeps only the table; quick steps (the sample's verify and
+    // decode) print at most their one progress line beside their table.
+    let coalesced = coalesce(&jupyter, &executed, tmp.path());
+    let fit_saved = streams(tagged(&coalesced, "fit"));
+    assert_eq!(
+        fit_saved.lines().count(),
+        5,
+        "the saved fit output is the header and four rows: {fit_saved:?}"
+    );
+    assert!(!fit_saved.contains('█'), "{fit_saved:?}");
+    for tag in ["verify", "databunch", "top_losses", "lr_find", "fine_tune"] {
+        let saved = streams(tagged(&coalesced, tag));
+        let bars = saved.lines().filter(|l| l.contains('█')).count();
+        assert!(
+            bars <= 2,
+            "cell {tag:?} saves {bars} progress lines: {saved:?}"
+        );
+    }
+    for tag in ["verify", "databunch"] {
+        let saved = streams(tagged(&coalesced, tag));
+        assert!(
+            saved.lines().all(|l| l.contains('█')),
+            "cell {tag:?} prints beside its table: {saved:?}"
+        );
+    }
+    assert_no_repeated_tables(&coalesced);
 
     let settings = output_data(tagged(&nb, "settings"), "text/html").concat();
     assert!(settings.contains("mobilenet_v2"), "{settings}");
@@ -268,7 +354,7 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
     );
 
     // The live table streams as the epochs end, then the whole table shows as HTML.
-    let fit = tagged(&nb, "fit");
+    let fit = tagged(&coalesced, "fit");
     let live = streams(fit);
     assert!(
         live.contains("train_loss") && live.lines().filter(|l| l.starts_with('3')).count() == 1,

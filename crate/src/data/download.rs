@@ -13,8 +13,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::show::Progress;
 use crate::{Error, Result};
 
 /// The Kaggle API's address.
@@ -437,18 +437,8 @@ fn fetch(url: &str, creds: Option<&KaggleCredentials>, what: &str, part: &Path) 
             .open(part)
             .map_err(|e| Error::io(part, e))?;
         let start = if append { have } else { 0 };
-        let bar = match total {
-            Some(t) => ProgressBar::new(t),
-            None => ProgressBar::new_spinner(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .expect("valid template"),
-        );
-        bar.set_message(what.to_string());
-        bar.set_position(start);
+        let bar = Progress::bytes(what, total.unwrap_or(0));
+        bar.set(start);
         let mut reader = resp.body_mut().as_reader();
         let mut buf = vec![0u8; 1 << 16];
         let mut done = start;
@@ -458,13 +448,13 @@ fn fetch(url: &str, creds: Option<&KaggleCredentials>, what: &str, part: &Path) 
                 Ok(n) => {
                     file.write_all(&buf[..n]).map_err(|e| Error::io(part, e))?;
                     done += n as u64;
-                    bar.set_position(done);
+                    bar.inc(n as u64);
                 }
                 Err(e) => break Err(e),
             }
         };
         file.sync_all().map_err(|e| Error::io(part, e))?;
-        bar.finish_and_clear();
+        bar.finish();
         let complete = total.is_none_or(|t| done == t);
         match outcome {
             Ok(()) if complete => return Ok(()),

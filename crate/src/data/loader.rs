@@ -18,6 +18,7 @@ use crate::data::image::load_rgb;
 use crate::data::transforms::{
     Stats, Transforms, apply_lighting_u8, homographies, homography_grid, sampling_grid,
 };
+use crate::show::Progress;
 
 /// Labelled image files of one split, with their pixels when they were decoded up front.
 pub struct ImageDataset {
@@ -81,20 +82,29 @@ impl ImageDataset {
             // data peaks at the decoded size (plus one image per thread), not twice it.
             let per = Self::bytes_per_image(size);
             let mut pixels = vec![0u8; per * ds.items.len()];
+            let progress = Progress::new(
+                format!("decoding {} images", ds.items.len()),
+                ds.items.len() as u64,
+            );
             let keep: Vec<bool> = pixels
                 .par_chunks_mut(per)
                 .zip(ds.items.par_iter())
-                .map(|(slot, p)| match load_rgb(p, size) {
-                    Ok(img) => {
-                        slot.copy_from_slice(img.as_raw());
-                        true
-                    }
-                    Err(e) => {
-                        eprintln!("warning: skipping {e}");
-                        false
-                    }
+                .map(|(slot, p)| {
+                    let ok = match load_rgb(p, size) {
+                        Ok(img) => {
+                            slot.copy_from_slice(img.as_raw());
+                            true
+                        }
+                        Err(e) => {
+                            eprintln!("warning: skipping {e}");
+                            false
+                        }
+                    };
+                    progress.inc(1);
+                    ok
                 })
                 .collect();
+            progress.finish();
             // Close the gaps the unreadable images left, in place.
             let mut kept = 0;
             for (i, &ok) in keep.iter().enumerate() {

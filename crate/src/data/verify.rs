@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::data::files::{Depth, list_files};
 use crate::data::image::{Decode, decode_file, is_image_file};
+use crate::show::Progress;
 use crate::{Error, Result};
 
 /// How [`verify_images`] checks and fixes a folder, set by name as fastai's keywords are.
@@ -422,15 +423,21 @@ pub fn verify_images(path: &Path, opts: impl Borrow<VerifyOptions>) -> Result<Ve
         dest.as_ref()
             .map_or_else(|| f.to_path_buf(), |d| d.join(rel(f)))
     };
+    let progress = Progress::new("verify_images", images.len() as u64);
     let findings: Vec<(PathBuf, Finding)> = pool.install(|| {
         images
             .par_iter()
-            .filter_map(|f| match examine(f, &target_of(f), opts) {
-                Finding::Fine => None,
-                other => Some((f.clone(), other)),
+            .filter_map(|f| {
+                let finding = examine(f, &target_of(f), opts);
+                progress.inc(1);
+                match finding {
+                    Finding::Fine => None,
+                    other => Some((f.clone(), other)),
+                }
             })
             .collect()
     });
+    progress.finish();
 
     let n_broken = findings
         .iter()

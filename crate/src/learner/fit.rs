@@ -12,6 +12,9 @@
 //! (gradients: clip, unscale, or set `skip_step`) → optimizer step → `on_step_end` →
 //! `on_batch_end`. A skipped step is still a batch: every hook runs and the iteration advances.
 //!
+//! After the training batches, validation: `on_validate_begin` → one `on_validate_batch_end`
+//! per batch → `on_validate_end` (`valid` is set) → `on_epoch_end`.
+//!
 //! [`Learner::fit_with`]: crate::Learner::fit_with
 
 use std::time::Instant;
@@ -106,6 +109,10 @@ pub struct FitContext<'a> {
     pub stopped_because: Option<String>,
     /// Whether each epoch ends with validation (`lr_find` turns it off).
     pub validate: bool,
+    /// Batches in the validation pass.
+    pub n_valid_batches: usize,
+    /// Validation batch just done (in `on_validate_batch_end`).
+    pub valid_batch: usize,
     /// Validation loss and metrics of the epoch just ended (in `on_epoch_end`).
     pub valid: Option<(f64, Vec<f64>)>,
     /// Metric names, in table order.
@@ -145,6 +152,8 @@ impl<'a> FitContext<'a> {
             stop_training: false,
             stopped_because: None,
             validate: true,
+            n_valid_batches: 0,
+            valid_batch: 0,
             valid: None,
             metric_names,
             epoch_start: Instant::now(),
@@ -254,6 +263,19 @@ pub trait Callback {
     fn on_batch_end(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
     }
+    /// Before the epoch's validation pass, after its training batches (not called when
+    /// validation is off).
+    fn on_validate_begin(&mut self, _cx: &mut FitContext) -> Result<()> {
+        Ok(())
+    }
+    /// After each validation batch: `valid_batch` of `n_valid_batches` is done.
+    fn on_validate_batch_end(&mut self, _cx: &mut FitContext) -> Result<()> {
+        Ok(())
+    }
+    /// After the validation pass: `valid` holds the loss and metrics.
+    fn on_validate_end(&mut self, _cx: &mut FitContext) -> Result<()> {
+        Ok(())
+    }
     /// After the epoch's validation (`valid` is set unless validation is off).
     fn on_epoch_end(&mut self, _cx: &mut FitContext) -> Result<()> {
         Ok(())
@@ -273,21 +295,7 @@ macro_rules! hook {
     };
 }
 
-/// `m:ss` (or `h:mm:ss`), as fastprogress formats times.
-///
-/// ```
-/// assert_eq!(fastvision::learner::fit::format_time(75.4), "01:15");
-/// assert_eq!(fastvision::learner::fit::format_time(3725.0), "1:02:05");
-/// ```
-pub fn format_time(secs: f64) -> String {
-    let s = secs.round() as u64;
-    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m:02}:{s:02}")
-    }
-}
+pub use crate::show::progress::format_time;
 
 /// Runs `n_epochs` epochs over the learner's data with `cbs` (already in order). Every
 /// special case lives in a callback; this is only the loop.
@@ -336,7 +344,16 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
                 }
             }
             if cx.validate {
-                cx.valid = Some(cx.learn.validate_on(&valid_dl));
+                cx.n_valid_batches = valid_dl.len();
+                hook!(cbs, cx, on_validate_begin);
+                let mut totals = cx.learn.eval_totals();
+                for (b, batch) in valid_dl.epoch(0).enumerate() {
+                    cx.learn.eval_batch(&mut totals, &batch);
+                    cx.valid_batch = b;
+                    hook!(cbs, cx, on_validate_batch_end);
+                }
+                cx.valid = Some(totals.value());
+                hook!(cbs, cx, on_validate_end);
             }
             hook!(cbs, cx, on_epoch_end);
             if cx.stop_training {

@@ -76,6 +76,8 @@ impl LrFinder {
 impl Callback for LrFinder {
     fn on_train_begin(&mut self, cx: &mut FitContext) -> Result<()> {
         cx.validate = false;
+        // The sweep is num_it batches long, whatever the epochs it spans.
+        cx.total_iterations = cx.total_iterations.min(self.opts.num_it);
         self.best = f64::INFINITY;
         Ok(())
     }

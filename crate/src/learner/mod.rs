@@ -22,12 +22,13 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::data::folder::ImageDataBunch;
 use crate::data::image::Decode;
-use crate::data::loader::DataLoader;
+use crate::data::loader::{Batch, DataLoader};
 use crate::data::transforms::Stats;
 use crate::models::archs::{Stage, forward_stages};
 use crate::models::head::create_head;
 use crate::models::weights::{load_into, pretrained_weights};
 use crate::models::{Arch, Mode};
+use crate::show::Progress;
 use crate::{Error, Result};
 use callbacks::{MixedPrecision, NanGuard, Precision, autocast};
 use fit::{Callback, FitContext};
@@ -590,6 +591,7 @@ impl Learner {
         self.opt.set_state(&opt_state);
         result?;
         self.recorder.is_lr_find = true;
+        self.recorder.num_it = num_it;
         if crate::show::in_notebook() {
             println!("LR Finder is complete, type learn.recorder.plot() to see the graph.");
         }
@@ -668,22 +670,33 @@ impl Learner {
 
     /// Loss and metrics over `dl`, accumulated on the device and read back once at the end.
     pub(crate) fn validate_on(&self, dl: &DataLoader) -> (f64, Vec<f64>) {
-        let mut loss = metrics::Mean::new();
-        let mut metrics: Vec<Box<dyn metrics::Metric>> =
-            self.metrics.iter().map(MetricFn::fresh).collect();
+        let mut totals = self.eval_totals();
+        for batch in dl.epoch(0) {
+            self.eval_batch(&mut totals, &batch);
+        }
+        totals.value()
+    }
+
+    /// Empty validation totals for this learner's metrics.
+    pub(crate) fn eval_totals(&self) -> EvalTotals {
+        EvalTotals {
+            loss: metrics::Mean::new(),
+            metrics: self.metrics.iter().map(MetricFn::fresh).collect(),
+        }
+    }
+
+    /// Adds one validation batch to `totals`, without gradients.
+    pub(crate) fn eval_batch(&self, totals: &mut EvalTotals, batch: &Batch) {
         tch::no_grad(|| {
-            for batch in dl.epoch(0) {
-                let bs = batch.y.size()[0];
-                let logits = self.forward(&batch.x, Mode::Eval);
-                // The batch mean times its size, in f64 as the mean would be read back.
-                let batch_loss = self.loss_func(&logits, &batch.y).to_kind(Kind::Double);
-                loss.add_sum(batch_loss * bs as f64, bs);
-                for m in metrics.iter_mut() {
-                    m.accumulate(&logits, &batch.y);
-                }
+            let bs = batch.y.size()[0];
+            let logits = self.forward(&batch.x, Mode::Eval);
+            // The batch mean times its size, in f64 as the mean would be read back.
+            let batch_loss = self.loss_func(&logits, &batch.y).to_kind(Kind::Double);
+            totals.loss.add_sum(batch_loss * bs as f64, bs);
+            for m in totals.metrics.iter_mut() {
+                m.accumulate(&logits, &batch.y);
             }
         });
-        (loss.value(), metrics.iter().map(|m| m.value()).collect())
     }
 
     /// Probabilities `[N, C]`, targets `[N]` and per-item losses `[N]` over a loader, in its
@@ -691,6 +704,16 @@ impl Learner {
     /// They stay on the device until the end and come back in one transfer each, so a GPU is
     /// never made to wait for the host between batches.
     pub fn get_preds(&self, dl: &DataLoader) -> (Tensor, Tensor, Tensor) {
+        let progress = Progress::new("predicting", dl.len() as u64);
+        self.get_preds_with(dl, &progress)
+    }
+
+    /// [`Learner::get_preds`], counting its batches on `progress` (TTA's passes share one).
+    pub(crate) fn get_preds_with(
+        &self,
+        dl: &DataLoader,
+        progress: &Progress,
+    ) -> (Tensor, Tensor, Tensor) {
         let (mut probs, mut targets, mut losses) = (Vec::new(), Vec::new(), Vec::new());
         tch::no_grad(|| {
             for batch in dl.epoch(0) {
@@ -700,6 +723,7 @@ impl Learner {
                 probs.push(logits.softmax(-1, Kind::Float));
                 targets.push(batch.y);
                 losses.push(loss);
+                progress.inc(1);
             }
         });
         let host = |parts: Vec<Tensor>| Tensor::cat(&parts, 0).to_device(Device::Cpu);
@@ -756,5 +780,21 @@ impl Learner {
             index,
             probs,
         })
+    }
+}
+
+/// Validation loss and metrics summed over batches on the device (one read-back at the end).
+pub(crate) struct EvalTotals {
+    loss: metrics::Mean,
+    metrics: Vec<Box<dyn metrics::Metric>>,
+}
+
+impl EvalTotals {
+    /// The mean loss and each metric's value.
+    pub(crate) fn value(&self) -> (f64, Vec<f64>) {
+        (
+            self.loss.value(),
+            self.metrics.iter().map(|m| m.value()).collect(),
+        )
     }
 }

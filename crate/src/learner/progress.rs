@@ -1,66 +1,29 @@
-//! fastai's progress table: one line per epoch as it ends (so a notebook shows it live), with
-//! a progress bar and ETA over the batches when stderr is a terminal, and a plain progress
-//! line about every 10 s when it is not (a log file, CI, nohup), as fastprogress prints in a
-//! plain console, so a long epoch never looks hung.
-
-use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+//! fastai's progress table: one line per epoch as it ends, with the epoch's progress shown
+//! live while it runs (training batches, then validation) through [`crate::show::Progress`]:
+//! a bar on a terminal, a line redrawn in place in the notebook, a plain line every 10 s
+//! otherwise. In a notebook the epoch's row replaces its progress line, so the saved output is
+//! the table fastai prints. `lr_find` gets one progress line for its sweep and no table.
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext, format_time};
+use crate::show::Progress;
 
-/// How often the plain progress line is printed without a terminal.
-pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
+pub use crate::show::progress::PLAIN_EVERY;
 
-/// How progress within an epoch is shown.
-enum Live {
-    /// indicatif's bar on a terminal.
-    Bar(indicatif::ProgressBar),
-    /// A line on stderr every [`PLAIN_EVERY`], with no terminal.
-    Plain { last: Instant },
-    /// Nothing: a notebook, which shows the epoch lines as they come.
-    Quiet,
-}
-
-/// The progress table and bar, part of every fit.
+/// The progress table and the live progress, part of every fit.
+#[derive(Default)]
 pub struct ProgressTable {
-    live: Live,
-    every: Duration,
-}
-
-impl Default for ProgressTable {
-    /// Plain lines every [`crate::config::progress_every`] (10 s unless set).
-    fn default() -> Self {
-        ProgressTable {
-            live: Live::Quiet,
-            every: crate::config::progress_every(),
-        }
-    }
+    live: Option<Progress>,
 }
 
 impl ProgressTable {
-    /// The plain progress line: where the epoch is, the running loss and the time left.
+    /// The running part of an epoch's progress line: the smoothed training loss.
     ///
     /// ```
-    /// use fastvision::learner::progress::ProgressTable;
-    /// let line = ProgressTable::plain_line(0, 4, 120, 300, 0.41234, 12.0);
-    /// assert_eq!(line, "epoch 1/4: batch 120/300, loss 0.412340, 00:12 elapsed, 00:18 left");
+    /// assert_eq!(fastvision::learner::progress::ProgressTable::loss_suffix(0.41234), "loss 0.4123");
     /// ```
-    pub fn plain_line(
-        epoch: usize,
-        n_epochs: usize,
-        done: usize,
-        total: usize,
-        loss: f64,
-        elapsed: f64,
-    ) -> String {
-        let left = elapsed / done.max(1) as f64 * total.saturating_sub(done) as f64;
-        format!(
-            "epoch {}/{n_epochs}: batch {done}/{total}, loss {loss:.6}, {} elapsed, {} left",
-            epoch + 1,
-            format_time(elapsed),
-            format_time(left)
-        )
+    pub fn loss_suffix(loss: f64) -> String {
+        format!("loss {loss:.4}")
     }
 
     /// The header line for these metrics.
@@ -111,67 +74,60 @@ impl Callback for ProgressTable {
         100
     }
     fn on_train_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        // lr_find (which skips validation) has no table to show.
         if cx.validate {
             println!("{}", Self::header(&cx.metric_names));
+        } else {
+            // lr_find: one line for the whole sweep (its finder has set the length by now).
+            self.live = Some(Progress::new("lr_find", cx.total_iterations as u64));
         }
         Ok(())
     }
     fn on_epoch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        self.live = if crate::show::in_notebook() {
-            Live::Quiet
-        } else if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(cx.n_batches as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "epoch {msg} {bar:30} {pos}/{len} [{elapsed}<{eta}]",
-                )
-                .expect("valid template"),
-            );
-            bar.set_message(format!("{}/{}", cx.epoch + 1, cx.n_epochs));
-            Live::Bar(bar)
-        } else {
-            Live::Plain {
-                last: Instant::now(),
-            }
-        };
+        if cx.validate {
+            let what = format!("epoch {}/{}", cx.epoch + 1, cx.n_epochs);
+            self.live = Some(Progress::new(what, cx.n_batches as u64));
+        }
         Ok(())
     }
     fn on_batch_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        match &mut self.live {
-            Live::Bar(b) => b.inc(1),
-            Live::Plain { last } if last.elapsed() >= self.every => {
-                *last = Instant::now();
-                // Reading the loss costs one transfer, every 10 s at most.
-                let done = cx.batch + 1;
-                eprintln!(
-                    "{}",
-                    Self::plain_line(
-                        cx.epoch,
-                        cx.n_epochs,
-                        done,
-                        cx.n_batches,
-                        cx.smooth_loss(),
-                        cx.epoch_start.elapsed().as_secs_f64(),
-                    )
-                );
-            }
-            _ => {}
+        let done = if cx.validate {
+            cx.batch + 1
+        } else {
+            cx.iteration + 1
+        };
+        if let Some(p) = self.live.take() {
+            // Reading the loss waits for the device, so only when the line is redrawn.
+            p.set_with(done as u64, || Self::loss_suffix(cx.smooth_loss()));
+            self.live = Some(p);
+        }
+        Ok(())
+    }
+    fn on_validate_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        if let Some(p) = &self.live {
+            let what = format!("epoch {}/{} validation", cx.epoch + 1, cx.n_epochs);
+            p.restart(what, cx.n_valid_batches as u64);
+        }
+        Ok(())
+    }
+    fn on_validate_batch_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        if let Some(p) = &self.live {
+            p.set(cx.valid_batch as u64 + 1);
         }
         Ok(())
     }
     fn on_epoch_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        if let Live::Bar(b) = std::mem::replace(&mut self.live, Live::Quiet) {
-            b.finish_and_clear();
-        }
         if cx.validate {
-            println!("{}", Self::row(cx));
+            let row = Self::row(cx);
+            match self.live.take() {
+                Some(p) => p.finish_with(&row),
+                None => println!("{row}"),
+            }
         }
         Ok(())
     }
     fn on_train_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        if let Live::Bar(b) = std::mem::replace(&mut self.live, Live::Quiet) {
-            b.finish_and_clear();
+        if let Some(p) = self.live.take() {
+            p.finish();
         }
         match &cx.stopped_because {
             Some(why) if cx.validate => println!("stopped early: {why}"),

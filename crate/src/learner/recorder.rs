@@ -25,7 +25,8 @@ pub struct EpochRecord {
     pub time: f64,
 }
 
-/// Learning-rate suggestions from an `lr_find` run (fastai v2's three methods).
+/// Learning-rate suggestions from an `lr_find` run (fastai v2's three methods), with the
+/// point on the curve each one marks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Suggestions {
     /// The rate at the minimum loss, divided by 10.
@@ -34,6 +35,12 @@ pub struct Suggestions {
     pub steep: f64,
     /// fastai's default: two thirds of the way down the longest falling stretch.
     pub valley: f64,
+    /// (lr, loss) of the minimum itself (its rate is ten times `minimum`).
+    pub minimum_at: (f64, f64),
+    /// (lr, loss) where the curve is steepest.
+    pub steep_at: (f64, f64),
+    /// (lr, loss) of the valley suggestion.
+    pub valley_at: (f64, f64),
 }
 
 /// Records the last fit.
@@ -55,6 +62,8 @@ pub struct Recorder {
     pub metric_names: Vec<String>,
     /// Whether the last fit was an `lr_find` sweep.
     pub is_lr_find: bool,
+    /// The sweep's `num_it` (its first tenth is skipped when suggesting, as fastai does).
+    pub num_it: usize,
 }
 
 impl Callback for Recorder {
@@ -151,33 +160,57 @@ impl Recorder {
         DataFrame::new(self.epochs.len(), cols).expect("columns of equal length")
     }
 
-    /// The lr_find curve fastai plots and suggests from: skips the first tenth and the last
-    /// five points, and stops at the first NaN.
+    /// The recorded sweep up to its first NaN or infinite loss: what the lr_find plot draws.
+    pub fn lr_find_sweep(&self) -> (Vec<f64>, Vec<f64>) {
+        let n = self.lrs.len().min(self.losses.len());
+        let end = self.losses[..n]
+            .iter()
+            .position(|l| !l.is_finite())
+            .unwrap_or(n);
+        (self.lrs[..end].to_vec(), self.losses[..end].to_vec())
+    }
+
+    /// The curve fastai's suggestions read (`lr_find` in fastai 2.8's callback/schedule.py):
+    /// the sweep without its first `num_it / 10` points and its last 5, cut at the first NaN.
+    ///
+    /// ```
+    /// use fastvision::learner::recorder::Recorder;
+    /// let lrs: Vec<f64> = (0..30).map(|i| 1e-7 * 1.5f64.powi(i)).collect();
+    /// let mut losses = vec![1.0; 30];
+    /// losses[20] = f64::NAN;
+    /// let rec = Recorder { lrs: lrs.clone(), losses, num_it: 100, is_lr_find: true, ..Default::default() };
+    /// let (l, _) = rec.lr_find_curve();
+    /// assert_eq!(l, lrs[10..20]); // 100 / 10 skipped at the start, then up to the NaN
+    /// ```
     pub fn lr_find_curve(&self) -> (Vec<f64>, Vec<f64>) {
-        let n = self.losses.len();
-        let (start, end) = (n / 10, n.saturating_sub(5));
+        let n = self.lrs.len().min(self.losses.len());
+        let (start, end) = (self.num_it / 10, n.saturating_sub(5));
         if start >= end {
             return (vec![], vec![]);
         }
         let mut lrs = self.lrs[start..end].to_vec();
         let mut losses = self.losses[start..end].to_vec();
-        if let Some(nan) = losses.iter().position(|l| !l.is_finite()) {
+        if let Some(nan) = losses.iter().position(|l| l.is_nan()) {
             lrs.truncate(nan);
             losses.truncate(nan);
         }
         (lrs, losses)
     }
 
-    /// fastai's learning-rate suggestions for the last `lr_find`.
+    /// fastai's learning-rate suggestions for the last `lr_find`: `valley`, `steep` and
+    /// `minimum` exactly as fastai 2.8 computes them (in single precision, as its tensors are),
+    /// on [`Recorder::lr_find_curve`]. Tested against fastai's own functions on recorded curves
+    /// (crate/tests/fixtures/lr_find).
     ///
     /// ```
     /// use fastvision::learner::recorder::Recorder;
     /// let lrs: Vec<f64> = (0..100).map(|i| 1e-7 * 10f64.powf(i as f64 * 8.0 / 100.0)).collect();
     /// // A loss that falls fastest around lr = 1e-3 and blows up after 1e-1.
     /// let losses = lrs.iter().map(|lr: &f64| 2.0 - (lr.log10() + 3.0).tanh() + if *lr > 0.1 { 50.0 * lr } else { 0.0 }).collect();
-    /// let rec = Recorder { lrs, losses, is_lr_find: true, ..Default::default() };
+    /// let rec = Recorder { lrs, losses, is_lr_find: true, num_it: 100, ..Default::default() };
     /// let s = rec.suggestions().unwrap();
     /// assert!(s.steep > 3e-4 && s.steep < 3e-3, "{s:?}");
+    /// assert_eq!(s.minimum_at.0, s.minimum * 10.0);
     /// ```
     pub fn suggestions(&self) -> Result<Suggestions> {
         let (lrs, losses) = self.lr_find_curve();
@@ -188,45 +221,59 @@ impl Recorder {
                 losses.len()
             )));
         }
-        let argmin = |v: &[f64]| {
-            v.iter()
-                .enumerate()
-                .min_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, _)| i)
-                .unwrap_or(0)
-        };
-        let minimum = lrs[argmin(&losses)] / 10.0;
-        let grads: Vec<f64> = (1..losses.len())
-            .map(|i| (losses[i] - losses[i - 1]) / (lrs[i].ln() - lrs[i - 1].ln()))
-            .collect();
-        let steep = lrs[argmin(&grads)];
-        // Longest decreasing subsequence, fastai's `valley`.
-        let n = losses.len();
-        let mut lds = vec![1usize; n];
-        let (mut max_start, mut max_end) = (0usize, 0usize);
-        for i in 1..n {
-            for j in 0..i {
-                if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
-                    lds[i] = lds[j] + 1;
-                }
-                if lds[max_end] < lds[i] {
-                    max_end = i;
-                    max_start = max_end.saturating_sub(lds[max_end]);
-                }
-            }
-        }
-        let sections = (max_end - max_start) as f64 / 3.0;
-        let idx = (max_start + sections as usize + (sections / 2.0) as usize).min(n - 1);
-        Ok(Suggestions {
-            minimum,
-            steep,
-            valley: lrs[idx],
-        })
+        Ok(suggest(&lrs, &losses))
     }
 
     /// Shows the per-epoch table in a notebook, as fastai's progress table.
     pub fn evcxr_display(&self) {
         crate::show::table::display(&self.history(), None);
+    }
+}
+
+/// fastai 2.8's `valley`, `steep` and `minimum` on one curve, in f32 as fastai's tensors are.
+fn suggest(lrs: &[f64], losses: &[f64]) -> Suggestions {
+    let lrs: Vec<f32> = lrs.iter().map(|&v| v as f32).collect();
+    let losses: Vec<f32> = losses.iter().map(|&v| v as f32).collect();
+    let point = |i: usize| (lrs[i] as f64, losses[i] as f64);
+    // torch's argmin: the first of equal minima.
+    let argmin = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0)
+    };
+    let i_min = argmin(&losses);
+    let grads: Vec<f32> = (1..losses.len())
+        .map(|i| (losses[i] - losses[i - 1]) / (lrs[i].ln() - lrs[i - 1].ln()))
+        .collect();
+    let i_steep = argmin(&grads);
+    // `valley`: the longest decreasing subsequence, then two thirds of the way down it.
+    let n = losses.len();
+    let mut lds = vec![1usize; n];
+    let (mut max_start, mut max_end) = (0isize, 0usize);
+    for i in 1..n {
+        for j in 0..i {
+            if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
+                lds[i] = lds[j] + 1;
+            }
+            if lds[max_end] < lds[i] {
+                max_end = i;
+                max_start = max_end as isize - lds[max_end] as isize;
+            }
+        }
+    }
+    let sections = (max_end as isize - max_start) as f64 / 3.0;
+    let idx = max_start + sections as isize + (sections / 2.0) as isize;
+    // Python indexing: fastai's start can be -1, and a negative index counts from the end.
+    let i_valley = if idx < 0 { n as isize + idx } else { idx } as usize;
+    Suggestions {
+        minimum: lrs[i_min] as f64 / 10.0,
+        steep: lrs[i_steep] as f64,
+        valley: lrs[i_valley] as f64,
+        minimum_at: point(i_min),
+        steep_at: point(i_steep),
+        valley_at: point(i_valley),
     }
 }
 
@@ -255,9 +302,10 @@ impl Default for LrPlot {
 }
 
 impl Recorder {
-    /// The lr_find plot: smoothed loss against learning rate on a log axis, with fastai's
-    /// suggestions (valley, steep, minimum/10) marked and printed; [`Recorder::suggestions`]
-    /// returns them as values.
+    /// The lr_find plot, as fastai v2 draws it: the smoothed loss of the whole sweep against
+    /// the learning rate on a log axis, up to where the loss diverged, with fastai's
+    /// suggestions marked where they sit on the curve (the minimum at its own rate, labelled
+    /// with a tenth of it) and printed; [`Recorder::suggestions`] returns them as values.
     ///
     /// ```no_run
     /// # let learn: fastvision::Learner = unimplemented!();
@@ -281,7 +329,7 @@ impl Recorder {
                 "recorder.plot shows an lr_find run; call learn.lr_find first (plot_losses shows training)",
             ));
         }
-        let (lrs, losses) = self.lr_find_curve();
+        let (lrs, losses) = self.lr_find_sweep();
         if lrs.len() < 2 {
             return Err(empty(
                 "the lr_find run has too few points; run it with more iterations",
@@ -294,18 +342,24 @@ impl Recorder {
                 s.valley, s.steep, s.minimum
             );
             vec![
-                ("valley", s.valley, tab(3)),
-                ("steep", s.steep, tab(2)),
-                ("minimum/10", s.minimum, tab(4)),
+                (format!("valley: {:.2e}", s.valley), s.valley_at, tab(1)),
+                (format!("steep: {:.2e}", s.steep), s.steep_at, tab(2)),
+                (
+                    format!("minimum/10: {:.2e}", s.minimum),
+                    s.minimum_at,
+                    tab(3),
+                ),
             ]
         } else {
             vec![]
         };
-        let (y0, y1) = range(losses.iter().copied());
-        let loss_at = |lr: f64| {
-            let i = lrs.iter().position(|&l| l >= lr).unwrap_or(lrs.len() - 1);
-            losses[i]
-        };
+        // The whole sweep up to the divergence, so the rise shows; the y axis stops a little
+        // above where the run stopped (4x its best) or where it started, whichever is higher,
+        // so one wild batch cannot flatten the rest of the curve.
+        let lowest = losses.iter().copied().fold(f64::INFINITY, f64::min);
+        let top = losses[0].max(4.0 * lowest);
+        let shown: Vec<f64> = losses.iter().map(|&l| l.min(top)).collect();
+        let (y0, y1) = range(shown.iter().copied());
         Figure::draw(W, H, |root| {
             let mut chart = ChartBuilder::on(root)
                 .caption("lr_find", ("sans-serif", 22))
@@ -323,19 +377,22 @@ impl Recorder {
                 .label_style(("sans-serif", 15))
                 .draw()?;
             chart.draw_series(LineSeries::new(
-                lrs.iter().copied().zip(losses.iter().copied()),
+                lrs.iter().copied().zip(shown.iter().copied()),
                 tab(0).stroke_width(2),
             ))?;
-            for (name, lr, colour) in marks {
-                let y = loss_at(lr);
+            for (label, (lr, loss), colour) in marks {
                 chart
-                    .draw_series(std::iter::once(Circle::new((lr, y), 7, colour.filled())))?
-                    .label(format!("{name}: {lr:.2e}"))
+                    .draw_series(std::iter::once(Circle::new(
+                        (lr, loss.min(top)),
+                        7,
+                        colour.filled(),
+                    )))?
+                    .label(label)
                     .legend(move |(x, y)| Circle::new((x + 8, y), 6, colour.filled()));
             }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
+                .position(SeriesLabelPosition::UpperLeft)
                 .label_font(("sans-serif", 16))
                 .background_style(WHITE.mix(0.9))
                 .border_style(BLACK)

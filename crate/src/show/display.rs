@@ -46,12 +46,11 @@ pub fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Whether this code runs inside an evcxr notebook kernel (evcxr marks the process that runs
-/// the cells): hints such as "type learn.recorder.plot()" are for notebooks only.
+/// Whether this code runs inside an evcxr notebook kernel (see [`crate::config::in_notebook`]).
 ///
 /// ```
 /// assert!(!fastvision::show::in_notebook());
 /// ```
 pub fn in_notebook() -> bool {
-    std::env::var_os("EVCXR_IS_RUNTIME").is_some()
+    crate::config::in_notebook()
 }

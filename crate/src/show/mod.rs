@@ -1,5 +1,6 @@
 //! The toolkit for pictures and tables: [`Figure`] (a PNG that shows inline in a notebook),
-//! image grids, line-chart helpers, colours, DataFrame tables and the evcxr display protocol.
+//! image grids, line-chart helpers, colours, DataFrame tables, progress bars and the evcxr display
+//! protocol.
 //! It knows nothing of data, learners or interpretation: each of those draws its own plots
 //! with these tools (`show_batch` in `data/`, the recorder's plots in `learner/recorder`, the
 //! confusion matrix and top losses in `interpret`).
@@ -9,7 +10,9 @@ pub mod display;
 pub mod figure;
 pub mod grid;
 pub mod plots;
+pub mod progress;
 pub mod table;
 
 pub use display::{display_html, display_png, escape, in_notebook};
 pub use figure::Figure;
+pub use progress::Progress;
