@@ -150,27 +150,34 @@ fn the_committed_notebook_is_short_and_shows_everything_once() {
     assert_no_repeated_tables(&nb);
 }
 
-/// The notebook as saved after nbconvert's stream coalescing (what `make notebook-run` commits).
-fn coalesce(jupyter: &Path, executed: &Path, dir: &Path) -> Value {
+/// Runs `jupyter nbconvert ARGS... --output-dir DIR EXECUTED` and fails the test with its
+/// error output if it fails.
+fn nbconvert(jupyter: &Path, args: &[&str], dir: &Path, executed: &Path) {
     let run = Command::new(jupyter)
-        .args([
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--CoalesceStreamsPreprocessor.enabled=True",
-            "--output",
-            "coalesced",
-            "--output-dir",
-        ])
+        .arg("nbconvert")
+        .args(args)
+        .arg("--output-dir")
         .arg(dir)
         .arg(executed)
         .output()
         .unwrap();
     assert!(
         run.status.success(),
-        "{}",
+        "nbconvert {args:?}: {}",
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+/// The notebook as saved after nbconvert's stream coalescing (what `make notebook-run` commits).
+fn coalesce(jupyter: &Path, executed: &Path, dir: &Path) -> Value {
+    let args = [
+        "--to",
+        "notebook",
+        "--CoalesceStreamsPreprocessor.enabled=True",
+        "--output",
+        "coalesced",
+    ];
+    nbconvert(jupyter, &args, dir, executed);
     serde_json::from_str(&std::fs::read_to_string(dir.join("coalesced.ipynb")).unwrap()).unwrap()
 }
 
@@ -382,17 +389,7 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
     assert!(tmp.path().join("out/models/stage-1.safetensors").is_file());
 
     // What a reader opens in a browser: the HTML rendering embeds every picture.
-    let html_run = Command::new(&jupyter)
-        .args(["nbconvert", "--to", "html", "--output-dir"])
-        .arg(tmp.path())
-        .arg(&executed)
-        .output()
-        .unwrap();
-    assert!(
-        html_run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&html_run.stderr)
-    );
+    nbconvert(&jupyter, &["--to", "html"], tmp.path(), &executed);
     let html = std::fs::read_to_string(tmp.path().join("lesson1-fruits.html")).unwrap();
     let embedded = html.matches("src=\"data:image/png;base64,").count();
     assert!(

@@ -21,7 +21,7 @@ pub struct LrFind {
     pub end_lr: f64,
     /// Iterations of the sweep.
     pub num_it: usize,
-    /// Stop once the smoothed loss passes four times its best.
+    /// Stop once the smoothed loss runs away: past four times its best (see [`Divergence`]).
     pub stop_div: bool,
 }
 
@@ -36,13 +36,75 @@ impl Default for LrFind {
     }
 }
 
-/// The `lr_find` sweep: an exponentially growing learning rate, stopped when the smoothed
-/// loss passes four times its best or turns NaN.
+/// When a sweep's smoothed loss has run away: fastai's "past four times its best", made
+/// robust for a model that is already trained, where fastai's rule stops a sweep on noise.
+///
+/// A nearly perfect model's batch losses are mostly tiny, with a spike whenever a batch holds
+/// one of its few mistakes. The smoothed loss of the first few batches is a mean over almost
+/// nothing, so fastai's rule sees "four times the best" within a handful of batches and ends
+/// the sweep at its first learning rates (fastai issue 3658). Two changes, neither of which
+/// moves a fresh model's stop:
+/// - the first `num_it / 10` batches neither set the best nor stop the sweep: the
+///   suggestions skip exactly those points, and the smoothing has not settled there yet;
+/// - the best counts as no lower than [`Divergence::FLOOR`], so a classifier whose smoothed
+///   loss is still that small on every batch is not called diverged. A real run-away leaves
+///   it behind within a few batches, since the learning rate grows exponentially.
+///
+/// ```
+/// use fastvision::learner::lr_find::Divergence;
+/// let mut d = Divergence::new(100);
+/// // Noise among the first batches is ignored ...
+/// assert!(!d.diverged(3, 0.05));
+/// // ... and so is a spike of a nearly perfect model's loss.
+/// assert!(!d.diverged(20, 0.002));
+/// assert!(!d.diverged(21, 0.02));
+/// // A fresh model's rise past four times its best stops the sweep, as in fastai.
+/// let mut d = Divergence::new(100);
+/// assert!(!d.diverged(10, 0.9));
+/// assert!(d.diverged(60, 3.7));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Divergence {
+    skip: usize,
+    best: f64,
+}
+
+impl Divergence {
+    /// The lowest best loss the divergence test compares against (a smoothed cross-entropy).
+    pub const FLOOR: f64 = 0.025;
+
+    /// A fresh test for a sweep of `num_it` batches.
+    pub fn new(num_it: usize) -> Self {
+        Divergence {
+            skip: num_it / 10,
+            best: f64::INFINITY,
+        }
+    }
+
+    /// Takes the smoothed loss after batch `iteration` (from 0) and says whether the sweep
+    /// has diverged: a NaN, or more than four times the best so far.
+    pub fn diverged(&mut self, iteration: usize, smooth: f64) -> bool {
+        if smooth.is_nan() {
+            return true;
+        }
+        if iteration < self.skip {
+            return false;
+        }
+        if smooth > 4.0 * self.best.max(Self::FLOOR) {
+            return true;
+        }
+        self.best = self.best.min(smooth);
+        false
+    }
+}
+
+/// The `lr_find` sweep: an exponentially growing learning rate, stopped when the loss turns
+/// NaN or the smoothed loss runs away ([`Divergence`]).
 #[derive(Debug, Clone)]
 pub struct LrFinder {
     /// The sweep's range and length.
     pub opts: LrFind,
-    best: f64,
+    divergence: Divergence,
 }
 
 impl LrFinder {
@@ -50,7 +112,7 @@ impl LrFinder {
     pub fn new(opts: LrFind) -> Self {
         LrFinder {
             opts,
-            best: f64::INFINITY,
+            divergence: Divergence::new(opts.num_it),
         }
     }
 
@@ -78,7 +140,7 @@ impl Callback for LrFinder {
         cx.validate = false;
         // The sweep is num_it batches long, whatever the epochs it spans.
         cx.total_iterations = cx.total_iterations.min(self.opts.num_it);
-        self.best = f64::INFINITY;
+        self.divergence = Divergence::new(self.opts.num_it);
         Ok(())
     }
     fn on_batch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
@@ -94,17 +156,88 @@ impl Callback for LrFinder {
             cx.stop(format!(
                 "lr_find ended at lr {lr:.2e}: the loss became {raw}"
             ));
-        } else if self.opts.stop_div && (smooth > 4.0 * self.best || smooth.is_nan()) {
+        } else if self.divergence.diverged(cx.iteration, smooth) && self.opts.stop_div {
             cx.stop(format!(
                 "lr_find ended at lr {lr:.2e}, where the loss passed 4x its lowest value"
             ));
-        }
-        if smooth < self.best {
-            self.best = smooth;
         }
         if cx.iteration + 1 >= self.opts.num_it {
             cx.stop_training = true;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fastai's debiased exponential smoothing (β = 0.98) of a batch-loss trace.
+    fn smoothed(raw: &[f64]) -> Vec<f64> {
+        let mut avg = 0.0;
+        (1..=raw.len())
+            .map(|n| {
+                avg = 0.98 * avg + 0.02 * raw[n - 1];
+                avg / (1.0 - 0.98f64.powi(n as i32))
+            })
+            .collect()
+    }
+
+    /// A trained 95-class model's sweep: batches of 64 at about 0.002 loss, one mistake
+    /// (loss 4) in some batches, until the learning rate gets too high from batch 70 on.
+    fn trained_model_trace() -> Vec<f64> {
+        (0..100)
+            .map(|i| {
+                let mistakes = if i < 70 {
+                    // 0, 0, 1, 0, 0, 1, 1, 0, ... : a quarter of the batches or so.
+                    usize::from(i % 4 == 2 || i % 7 == 5)
+                } else {
+                    (1usize << (i - 70).min(5)).min(48)
+                };
+                0.002 + mistakes as f64 * 4.0 / 64.0
+            })
+            .collect()
+    }
+
+    fn first_stop(trace: &[f64], mut diverged: impl FnMut(usize, f64) -> bool) -> Option<usize> {
+        smoothed(trace).into_iter().enumerate().position(|(i, s)| diverged(i, s))
+    }
+
+    #[test]
+    fn a_trained_models_noise_does_not_end_the_sweep_but_its_run_away_does() {
+        let trace = trained_model_trace();
+        // fastai's own rule ends this sweep among its first batches.
+        let mut best = f64::INFINITY;
+        let fastai = first_stop(&trace, |_, s| {
+            let stop = s > 4.0 * best;
+            best = best.min(s);
+            stop
+        });
+        assert!(fastai.is_some_and(|i| i < 10), "fastai's rule stopped at {fastai:?}");
+        // Ours runs until the loss really runs away, a few batches after it starts to.
+        let mut d = Divergence::new(100);
+        let ours = first_stop(&trace, |i, s| d.diverged(i, s));
+        assert!(ours.is_some_and(|i| (71..=80).contains(&i)), "stopped at {ours:?}");
+    }
+
+    #[test]
+    fn a_fresh_models_sweep_stops_where_fastais_does() {
+        // Loss falling from ln(95) to 0.5, then climbing steeply from batch 60.
+        let trace: Vec<f64> = (0..100)
+            .map(|i| {
+                let i = i as f64;
+                if i < 60.0 { 4.55 - 4.05 * i / 60.0 } else { 0.5 * 1.3f64.powf(i - 60.0) }
+            })
+            .collect();
+        let mut best = f64::INFINITY;
+        let fastai = first_stop(&trace, |_, s| {
+            let stop = s > 4.0 * best;
+            best = best.min(s);
+            stop
+        });
+        let mut d = Divergence::new(100);
+        let ours = first_stop(&trace, |i, s| d.diverged(i, s));
+        assert!(fastai.is_some());
+        assert_eq!(ours, fastai);
     }
 }
