@@ -13,15 +13,15 @@ pub(crate) fn var(name: &str) -> Option<String> {
 }
 
 /// The Python interpreter with torch installed, used once per checkpoint to convert `.pth`
-/// files: `$FASTVISION_PYTHON`, else the `.venv` whose torch fastvision was built against
-/// when it still exists, else `python3` from `PATH` (a moved binary on a machine with torch).
+/// files: `$FASTVISION_PYTHON`, else the environment of the torch this process loaded, else
+/// `python3` from `PATH`.
 pub fn torch_python() -> Option<PathBuf> {
     if let Some(p) = var("FASTVISION_PYTHON") {
         return Some(PathBuf::from(p));
     }
     // <venv>/lib/python3.X/site-packages/torch/lib -> <venv>/bin/python
-    let lib = Path::new(env!("FASTVISION_LIBTORCH_LIB"));
-    if let Some(py) = lib.ancestors().nth(5).map(|venv| venv.join("bin/python"))
+    if let Some(lib) = crate::device::loaded_libtorch_dir()
+        && let Some(py) = lib.ancestors().nth(5).map(|venv| venv.join("bin/python"))
         && py.is_file()
     {
         return Some(py);

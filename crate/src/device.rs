@@ -83,8 +83,6 @@ pub fn cuda_backend() -> &'static CudaBackend {
         if let Some(dir) = loaded_libtorch_dir() {
             tries.push(dir.join("libtorch_cuda.so").to_string_lossy().into_owned());
         }
-        let built = std::path::Path::new(env!("FASTVISION_LIBTORCH_LIB")).join("libtorch_cuda.so");
-        tries.push(built.to_string_lossy().into_owned());
         tries.push("libtorch_cuda.so".into());
         tries.dedup();
         let mut reasons = Vec::new();
@@ -94,8 +92,8 @@ pub fn cuda_backend() -> &'static CudaBackend {
                 Err(why) => reasons.push(format!("{name}: {why}")),
             }
         }
-        eprintln!(
-            "warning: this machine has an NVIDIA driver, but libtorch's CUDA half did not load, so \
+        log::warn!(
+            "this machine has an NVIDIA driver, but libtorch's CUDA half did not load, so \
              fastvision runs on the CPU:\n  {}\nPut the torch {} libraries on LD_LIBRARY_PATH \
              (python3 -c 'import torch, os; print(os.path.dirname(torch.__file__) + \"/lib\")').",
             reasons.join("\n  "),
@@ -148,9 +146,9 @@ fn dlopen(name: &str, flags: libc::c_int) -> std::result::Result<(), String> {
 /// ```
 pub fn default_device() -> Result<Device> {
     load_cuda_backend();
-    match std::env::var(DEVICE_ENV) {
-        Ok(spec) if !spec.trim().is_empty() => parse_device(&spec, Cuda::device_count()),
-        _ => Ok(Device::cuda_if_available()),
+    match crate::config::var(DEVICE_ENV) {
+        Some(spec) => parse_device(&spec, Cuda::device_count()),
+        None => Ok(Device::cuda_if_available()),
     }
 }
 

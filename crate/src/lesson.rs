@@ -164,9 +164,11 @@ pub struct Settings {
 
 impl Settings {
     /// Reads the settings from the environment; a value that makes no sense is an error naming
-    /// the variable.
+    /// the variable. As the notebook's first call, it also installs the logger that shows the
+    /// library's warnings under the cells ([`crate::show::logging::init`]).
     pub fn from_env() -> Result<Settings> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        crate::show::logging::init();
+        let var = crate::config::var;
         let data = match var("FASTVISION_DATA") {
             Some(v) => v.parse()?,
             None => DataSource::Kaggle(FRUITS_KAGGLE.into()),
@@ -256,6 +258,18 @@ impl Default for LessonOptions {
             pretrained: true,
         }
     }
+}
+
+/// The lesson's learning rates for the unfrozen network, `slice(1e-6, 10^-5.5)`: from 1e-6
+/// for the first layer group to 10^-5.5 for the head (the CLI's `train` uses them too).
+///
+/// ```
+/// let lrs = fastvision::lesson::unfrozen_lrs().expand(3);
+/// assert_eq!(lrs[0], 1e-6);
+/// assert!((lrs[2] / 10f64.powf(-5.5) - 1.0).abs() < 1e-12);
+/// ```
+pub fn unfrozen_lrs() -> crate::Lr {
+    slice(1e-6, 10f64.powf(-5.5))
 }
 
 /// Runs the lesson and returns the report's path.
@@ -354,7 +368,7 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
     learn.recorder.plot()?.save(&out.join("lr_find.png"))?;
     let s = learn.recorder.suggestions()?;
     learn.unfreeze();
-    learn.fit_one_cycle(opts.epochs.1, slice(1e-6, 10f64.powf(-5.5)))?;
+    learn.fit_one_cycle(opts.epochs.1, unfrozen_lrs())?;
     let _ = write!(
         html,
         "<h2>Fine-tuning</h2><img src=lr_find.png><p>lr_find suggestions: valley {:.2e}, steep {:.2e}, minimum/10 {:.2e}</p>\

@@ -39,7 +39,7 @@ enum Command {
         /// The architecture (mobilenet_v2's weights work offline; the lesson's resnet34 needs its
         /// ImageNet weights in torch's cache).
         #[arg(long, env = "FASTVISION_ARCH", default_value = "mobilenet_v2",
-              value_parser = ARCHS)]
+              value_parser = arch_names())]
         arch: String,
         /// Folder for the figures, report.html, saved models and the export.
         #[arg(long, default_value = "out")]
@@ -101,7 +101,7 @@ enum Command {
         /// A folder with Training/ and Test/, one sub-folder per class.
         path: PathBuf,
         /// The architecture.
-        #[arg(long, default_value = "mobilenet_v2", value_parser = ARCHS)]
+        #[arg(long, default_value = "mobilenet_v2", value_parser = arch_names())]
         arch: String,
         /// Epochs of fit_one_cycle with the pretrained body frozen (the lesson: 4).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -167,9 +167,13 @@ enum Command {
 }
 
 /// The architectures the command line offers.
-const ARCHS: [&str; 4] = ["resnet18", "resnet34", "resnet50", "mobilenet_v2"];
+/// The architectures `--arch` accepts: every one the library ships.
+fn arch_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(fastvision::models::Arch::ALL.map(|a| a.name()))
+}
 
 fn main() -> std::process::ExitCode {
+    fastvision::show::logging::init();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -301,7 +305,7 @@ fn run() -> anyhow::Result<()> {
             learn.fit_one_cycle(epochs as usize, None)?;
             if unfrozen_epochs > 0 {
                 learn.unfreeze();
-                learn.fit_one_cycle(unfrozen_epochs, fastvision::slice(1e-6, 10f64.powf(-5.5)))?;
+                learn.fit_one_cycle(unfrozen_epochs, fastvision::lesson::unfrozen_lrs())?;
             }
             learn.export(&export)?;
             println!("exported to {}", export.display());

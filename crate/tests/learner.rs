@@ -13,10 +13,6 @@ use fastvision::{
     resnet18, slice,
 };
 
-fn weights_equal(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.equal(&y.1))
-}
-
 #[test]
 fn one_cycle_schedule_follows_the_formulas() {
     let oc = OneCycle::new(vec![1e-4, 1e-3, 1e-2]);
@@ -131,7 +127,7 @@ fn lr_find_restores_weights_and_optimizer_bit_for_bit() {
         })
         .unwrap();
     assert!(
-        weights_equal(&before, &learn.snapshot()),
+        common::weights_equal(&before, &learn.snapshot()),
         "lr_find changed the weights"
     );
     let opt_after = learn.opt.state();
@@ -177,7 +173,7 @@ fn a_diverging_loss_stops_with_the_last_good_weights() {
     assert!(matches!(err, Error::Diverged(_)), "{err}");
     assert!(err.to_string().contains("lower learning rate"), "{err}");
     assert!(
-        weights_equal(&before, &learn.snapshot()),
+        common::weights_equal(&before, &learn.snapshot()),
         "weights must be those from before the bad steps"
     );
     // The model still works.
@@ -218,7 +214,7 @@ fn export_load_learner_predict_round_trip() {
     let weights = learn.snapshot();
     learn.fit(1, 1e-3).unwrap();
     learn.load("stage-1").unwrap();
-    assert!(weights_equal(&weights, &learn.snapshot()));
+    assert!(common::weights_equal(&weights, &learn.snapshot()));
     assert_eq!(
         state.iter().map(|s| s.1).collect::<Vec<_>>(),
         learn.opt.state().iter().map(|s| s.1).collect::<Vec<_>>()

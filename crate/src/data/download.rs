@@ -388,7 +388,7 @@ fn fetch(url: &str, creds: Option<&KaggleCredentials>, what: &str, part: &Path) 
         let mut resp = match req.call() {
             Ok(r) => r,
             Err(e) if attempts < 4 => {
-                eprintln!("{what}: {e}; retrying");
+                log::warn!("{what}: {e}; retrying");
                 std::thread::sleep(Duration::from_millis(500 * attempts));
                 continue;
             }
@@ -459,7 +459,7 @@ fn fetch(url: &str, creds: Option<&KaggleCredentials>, what: &str, part: &Path) 
         match outcome {
             Ok(()) if complete => return Ok(()),
             Ok(()) | Err(_) if attempts < 4 => {
-                eprintln!("{what}: connection dropped at {done} bytes; resuming");
+                log::warn!("{what}: connection dropped at {done} bytes; resuming");
                 continue;
             }
             Ok(()) => {

@@ -196,7 +196,7 @@ const SPLIT_NAMES: [&str; 7] = [
 fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let listing = list_files(dir, Depth::All, &[])?;
     for l in &listing.loops {
-        eprintln!("warning: {l}");
+        log::warn!("{l}");
     }
     // Hidden files are never data (macOS leaves `._apple.jpg` beside `apple.jpg`).
     out.extend(

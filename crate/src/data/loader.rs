@@ -96,7 +96,7 @@ impl ImageDataset {
                             true
                         }
                         Err(e) => {
-                            eprintln!("warning: skipping {e}");
+                            log::warn!("skipping {e}");
                             false
                         }
                     };
@@ -161,7 +161,7 @@ impl ImageDataset {
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(i);
                     if first {
-                        eprintln!("warning: skipping {e} (in every epoch; said once)");
+                        log::warn!("skipping {e} (in every epoch; said once)");
                     }
                     None
                 }

@@ -384,7 +384,7 @@ impl Learner {
         if self.vs.device().is_cuda() {
             self.precision = Some(Precision::Half);
         } else {
-            eprintln!("warning: to_fp16 needs a CUDA device; training stays in fp32 on the CPU");
+            log::warn!("to_fp16 needs a CUDA device; training stays in fp32 on the CPU");
         }
         self
     }

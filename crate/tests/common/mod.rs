@@ -9,7 +9,9 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// `../shared/data/fruits-360-sample` beside the clone (or `FASTVISION_REAL_SAMPLE`), if present.
-/// Tests that need real images call this and skip, saying so, when it returns None.
+/// Tests that need real images call this and skip, saying so, when it returns None; under
+/// `FASTVISION_REQUIRE_SAMPLE=1` (CI sets it when `../shared` is there) a missing sample fails
+/// the test instead, so a moved folder cannot turn the real-image tests into silent skips.
 pub fn real_sample(test: &str) -> Option<PathBuf> {
     // What the fastvision binary does first thing: the library itself leaves the allocator alone.
     fastvision::device::tune_allocator();
@@ -18,6 +20,12 @@ pub fn real_sample(test: &str) -> Option<PathBuf> {
         .unwrap_or_else(|| repo_root().join("../shared/data/fruits-360-sample"));
     if dir.join("Training").is_dir() {
         Some(dir)
+    } else if std::env::var("FASTVISION_REQUIRE_SAMPLE").is_ok_and(|v| v == "1") {
+        panic!(
+            "{test}: FASTVISION_REQUIRE_SAMPLE=1 but the real Fruits 360 sample is not at {} \
+             (set FASTVISION_REAL_SAMPLE to one)",
+            dir.display()
+        );
     } else {
         eprintln!(
             "SKIPPED {test}: the real Fruits 360 sample is not at {} (set FASTVISION_REAL_SAMPLE to one)",
@@ -67,4 +75,9 @@ pub fn sample_jpeg(seed: u64) -> Vec<u8> {
             .path(),
     )
     .unwrap()
+}
+
+/// Whether two snapshots (`Learner::snapshot`) hold the same names and bit-equal tensors.
+pub fn weights_equal(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.equal(&y.1))
 }

@@ -1,0 +1,115 @@
+//! The golden run: the lesson's first steps on the real sample with a fixed seed, held to the
+//! numbers recorded before the learner was split into a model and a trainer (issue 20), so a
+//! refactor that changes what training computes fails here.
+//!
+//! Recorded with `FASTVISION_GOLDEN_RECORD=1 cargo test --release --test golden`, which
+//! rewrites `fixtures/golden.json`; only do that for a change meant to alter the numbers, and
+//! say why in its commit. In a test binary of its own, because libtorch's random generator
+//! (dropout, augmentation draws) is process-wide.
+
+mod common;
+
+use fastvision::learner::lr_find::LrFind;
+use fastvision::{
+    ClassificationInterpretation, FromFolder, ImageDataBunch, cnn_learner, error_rate,
+    get_transforms, imagenet_stats, mobilenet_v2,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Golden {
+    /// Every batch loss of fit_one_cycle(1, None), in order.
+    raw_losses: Vec<f64>,
+    valid_loss: f64,
+    error_rate: f64,
+    /// lr_find(num_it 40) after the fit: minimum/10, steep, valley.
+    suggestions: [f64; 3],
+    /// Indices (into the Test items) of the 9 top losses, highest first.
+    top_losses: Vec<i64>,
+}
+
+fn fixture() -> std::path::PathBuf {
+    common::repo_root().join("crate/tests/fixtures/golden.json")
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-12)
+}
+
+#[test]
+fn the_lessons_first_steps_compute_what_they_computed_before_the_split() {
+    let Some(sample) = common::real_sample("golden run") else {
+        return;
+    };
+    // Reductions split over threads round differently with another count.
+    tch::set_num_threads(2);
+    let data = ImageDataBunch::from_folder(
+        &sample,
+        FromFolder::new("Training", "Test")
+            .size(100)
+            .seed(42)
+            .device(tch::Device::Cpu)
+            .tfms(get_transforms()),
+    )
+    .unwrap()
+    .normalize(imagenet_stats)
+    .unwrap();
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    learn.fit_one_cycle(1, None).unwrap();
+    let epoch = &learn.recorder.epochs[0];
+    let (raw_losses, valid_loss, err) = (
+        learn.recorder.raw_losses.clone(),
+        epoch.valid_loss.unwrap(),
+        epoch.metrics[0],
+    );
+    let interp = ClassificationInterpretation::from_learner(&learn).unwrap();
+    let (_, idx) = interp.top_losses(Some(9));
+    let top_losses = Vec::<i64>::try_from(&idx).unwrap();
+    learn
+        .lr_find_with(LrFind {
+            num_it: 40,
+            ..Default::default()
+        })
+        .unwrap();
+    let s = learn.recorder.suggestions().unwrap();
+    let now = Golden {
+        raw_losses,
+        valid_loss,
+        error_rate: err,
+        suggestions: [s.minimum, s.steep, s.valley],
+        top_losses,
+    };
+    if std::env::var("FASTVISION_GOLDEN_RECORD").is_ok_and(|v| v == "1") {
+        let tmp = fixture().with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&now).unwrap()).unwrap();
+        std::fs::rename(&tmp, fixture()).unwrap();
+        eprintln!("recorded {}", fixture().display());
+        return;
+    }
+    let before: Golden =
+        serde_json::from_str(&std::fs::read_to_string(fixture()).unwrap()).unwrap();
+    // The same computation gives the same numbers up to rounding, over a whole epoch.
+    assert_eq!(now.raw_losses.len(), before.raw_losses.len());
+    for (i, (a, b)) in now.raw_losses.iter().zip(&before.raw_losses).enumerate() {
+        assert!(close(*a, *b, 1e-3), "batch {i}: loss {a} where it was {b}");
+    }
+    assert!(
+        close(now.valid_loss, before.valid_loss, 1e-3),
+        "valid_loss {} where it was {}",
+        now.valid_loss,
+        before.valid_loss
+    );
+    assert_eq!(now.error_rate, before.error_rate, "error_rate");
+    for (name, a, b) in [
+        ("minimum", now.suggestions[0], before.suggestions[0]),
+        ("steep", now.suggestions[1], before.suggestions[1]),
+        ("valley", now.suggestions[2], before.suggestions[2]),
+    ] {
+        assert!(close(a, b, 1e-3), "lr_find {name}: {a:e} where it was {b:e}");
+    }
+    assert_eq!(now.top_losses[0], before.top_losses[0], "the top loss");
+    let (mut a, mut b) = (now.top_losses.clone(), before.top_losses.clone());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the 9 top losses");
+}
