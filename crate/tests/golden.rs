@@ -65,6 +65,9 @@ fn the_lessons_first_steps_compute_what_they_computed_before_the_split() {
     let interp = ClassificationInterpretation::from_learner(&learn).unwrap();
     let (_, idx) = interp.top_losses(Some(9));
     let top_losses = Vec::<i64>::try_from(&idx).unwrap();
+    // Where the seed is set for this step: fits used to reseed libtorch's generator with
+    // seed + (fits so far), 43 here; they no longer do, so the test says it.
+    tch::manual_seed(43);
     learn
         .lr_find_with(LrFind {
             num_it: 40,
@@ -105,7 +108,10 @@ fn the_lessons_first_steps_compute_what_they_computed_before_the_split() {
         ("steep", now.suggestions[1], before.suggestions[1]),
         ("valley", now.suggestions[2], before.suggestions[2]),
     ] {
-        assert!(close(a, b, 1e-3), "lr_find {name}: {a:e} where it was {b:e}");
+        assert!(
+            close(a, b, 1e-3),
+            "lr_find {name}: {a:e} where it was {b:e}"
+        );
     }
     assert_eq!(now.top_losses[0], before.top_losses[0], "the top loss");
     let (mut a, mut b) = (now.top_losses.clone(), before.top_losses.clone());
