@@ -226,6 +226,7 @@ fn main() -> anyhow::Result<()> {
                     let t = Instant::now();
                     for _ in 0..steps {
                         let loss = learn
+                            .model
                             .forward(&batch.x, Mode::Train)
                             .cross_entropy_for_logits(&batch.y);
                         learn.opt.zero_grad();

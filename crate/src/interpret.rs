@@ -11,13 +11,13 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::loader::DataLoader;
 use crate::learner::Learner;
-use crate::models::Mode;
+use crate::models::{Mode, Model};
 use crate::show::colors::{blues, magma};
 use crate::show::grid::{batch_to_images, image_grid_titled};
 use crate::show::{Figure, Progress};
 use crate::{Error, Result};
 
-/// Predictions on a split, with an inference copy of the model for heatmaps.
+/// Predictions on a split, with its own copy of the model for heatmaps.
 pub struct ClassificationInterpretation {
     /// Softmax probabilities `[N, C]` (CPU).
     pub probs: Tensor,
@@ -31,7 +31,7 @@ pub struct ClassificationInterpretation {
     pub items: Vec<PathBuf>,
     /// Class names.
     pub classes: Vec<String>,
-    model: Learner,
+    model: Model,
     dl: DataLoader,
 }
 
@@ -115,14 +115,13 @@ impl ClassificationInterpretation {
     /// interp.plot_top_losses(9, (15.0, 11.0)).unwrap();
     /// ```
     pub fn from_learner(learn: &Learner) -> Result<Self> {
-        let dl = learn.data()?.valid_dl.clone();
-        Self::from_learner_on(learn, &dl)
+        Self::from_learner_on(learn, &learn.data.valid_dl)
     }
 
     /// Interprets the learner on any loader of its data (for example the training set).
     pub fn from_learner_on(learn: &Learner, dl: &DataLoader) -> Result<Self> {
-        let (probs, y_true, losses) = learn.get_preds(dl);
-        Self::from_preds(learn, dl, probs, y_true, losses)
+        let (probs, y_true, losses) = learn.model.get_preds(dl);
+        Self::from_preds(&learn.model, dl, probs, y_true, losses)
     }
 
     /// Like [`ClassificationInterpretation::from_learner`], with test-time augmentation as
@@ -134,12 +133,12 @@ impl ClassificationInterpretation {
     /// let interp = fastvision::ClassificationInterpretation::from_learner_tta(&learn, 4, 0.4).unwrap();
     /// ```
     pub fn from_learner_tta(learn: &Learner, n_aug: usize, beta: f64) -> Result<Self> {
-        let dl = learn.data()?.valid_dl.clone();
+        let dl = &learn.data.valid_dl;
         let n_aug = n_aug.max(1);
         let progress = Progress::new("TTA", ((n_aug + 1) * dl.len()) as u64);
-        let (plain, y_true, _) = learn.get_preds_with(&dl, &progress);
+        let (plain, y_true, _) = learn.model.get_preds_with(dl, &progress);
         let tfms = learn
-            .data()?
+            .data
             .train_dl
             .tfms
             .unwrap_or_else(crate::get_transforms);
@@ -150,7 +149,7 @@ impl ClassificationInterpretation {
                 seed: dl.seed.wrapping_add(1 + i as u64),
                 ..dl.clone()
             };
-            sum += learn.get_preds_with(&aug, &progress).0;
+            sum += learn.model.get_preds_with(&aug, &progress).0;
         }
         progress.finish();
         let probs = &plain * beta + (sum / n_aug as f64) * (1.0 - beta);
@@ -159,30 +158,20 @@ impl ClassificationInterpretation {
             .squeeze_dim(1)
             .clamp_min(1e-12)
             .log();
-        Self::from_preds(learn, &dl, probs, y_true, losses)
+        Self::from_preds(&learn.model, dl, probs, y_true, losses)
     }
 
     fn from_preds(
-        learn: &Learner,
+        learn: &Model,
         dl: &DataLoader,
         probs: Tensor,
         y_true: Tensor,
         losses: Tensor,
     ) -> Result<Self> {
         let pred_class = probs.argmax(-1, false);
-        // A private copy of the model, so the interpretation stands alone in a notebook cell.
-        let mut model = Learner::build(
-            learn.arch,
-            learn.classes.clone(),
-            learn.size,
-            learn.stats,
-            learn.vs.device(),
-            // The weights are copied in next: no need to draw (and move torch's generator).
-            None,
-        )?;
-        model.set_layout(learn.is_channels_last());
-        // Straight from the learner's variables: a snapshot would copy every weight twice.
-        model.vs.copy(&learn.vs).map_err(Error::Torch)?;
+        // A private copy of the model (one copy of each weight), so the interpretation stands
+        // alone in a notebook cell while the learner trains on.
+        let model = learn.copy()?;
         Ok(ClassificationInterpretation {
             probs,
             y_true,
@@ -196,13 +185,13 @@ impl ClassificationInterpretation {
     }
 
     /// The interpretation's own copy of the model, the one its heatmaps use (fastai's
-    /// `interp.learn`): the learner may train on while the interpretation stays as it was.
+    /// `interp.learn.model`): the learner may train on while the interpretation stays as it was.
     ///
     /// ```no_run
     /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
-    /// println!("{:?}", interp.learn());
+    /// println!("{:?}", interp.model());
     /// ```
-    pub fn learn(&self) -> &Learner {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 

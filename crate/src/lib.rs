@@ -22,6 +22,7 @@ pub mod learner;
 pub mod lesson;
 pub mod models;
 pub mod show;
+pub mod torch_ext;
 
 /// Everything the lesson's notebook cells call, in one import.
 ///
@@ -33,17 +34,17 @@ pub mod show;
 pub mod prelude {
     pub use crate::data::download::{download_kaggle_dataset, fruits360_layout, untar_data};
     pub use crate::interpret::{ConfusionPlot, TopLosses};
+    pub use crate::learner::CnnOptions;
     pub use crate::learner::lr_find::LrFind;
     pub use crate::learner::recorder::LrPlot;
-    pub use crate::learner::{CnnOptions, Prediction};
     pub use crate::lesson::{DataSource, Settings};
-    pub use crate::models::Arch;
+    pub use crate::models::{Arch, Model, Prediction};
     pub use crate::{
         ClassificationInterpretation, Error, Figure, FromFolder, ImageDataBunch, Learner, Lr,
         Result, Stats, Transforms, VerifyOptions, VerifyReport, accuracy, cnn_learner,
         cnn_learner_with, default_device, error_rate, generate_sample, get_transforms,
-        imagenet_stats, load_learner, mobilenet_v2, resnet18, resnet34, resnet50, slice,
-        verify_images,
+        imagenet_stats, load_learner, mobilenet_v2, resnet18, resnet34, resnet50, seed_everything,
+        slice, verify_images,
     };
     pub use std::path::{Path, PathBuf};
 }
@@ -58,7 +59,25 @@ pub use info::Info;
 pub use interpret::ClassificationInterpretation;
 pub use learner::metrics::{accuracy, error_rate, top_k_accuracy};
 pub use learner::one_cycle::{Lr, slice};
-pub use learner::persist::load_learner;
 pub use learner::{Learner, cnn_learner, cnn_learner_with};
+pub use models::Model;
+pub use models::export::load_learner;
 pub use models::{mobilenet_v2, resnet18, resnet34, resnet50};
 pub use show::Figure;
+
+/// Seeds libtorch's random generator, which draws the fresh weights of a head and dropout's
+/// masks: the same seed, then the same calls, give the same run. fastvision never reseeds by
+/// itself during a fit; `cnn_learner` seeds once, with its `CnnOptions::seed`, before it draws
+/// the head. The data's shuffling and augmentation have their own seed
+/// ([`FromFolder::seed`]).
+///
+/// ```
+/// fastvision::seed_everything(7);
+/// let a = tch::Tensor::randn([3], (tch::Kind::Float, tch::Device::Cpu));
+/// fastvision::seed_everything(7);
+/// let b = tch::Tensor::randn([3], (tch::Kind::Float, tch::Device::Cpu));
+/// assert!(a.equal(&b));
+/// ```
+pub fn seed_everything(seed: u64) {
+    tch::manual_seed(seed as i64);
+}

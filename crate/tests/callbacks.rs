@@ -12,7 +12,7 @@ use fastvision::learner::metrics::MetricFn;
 use fastvision::learner::one_cycle::OneCycle;
 use fastvision::models::Mode;
 use fastvision::{Learner, accuracy, cnn_learner, error_rate, mobilenet_v2, top_k_accuracy};
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 fn learner(seed: u64, metrics: &[MetricFn]) -> (tempfile::TempDir, Learner) {
     let tmp = tempfile::tempdir().unwrap();
@@ -25,10 +25,10 @@ fn learner(seed: u64, metrics: &[MetricFn]) -> (tempfile::TempDir, Learner) {
 fn an_overflowed_fp16_step_is_skipped_but_still_a_batch() {
     let (_tmp, mut plain) = learner(11, &[error_rate]);
     plain.fit_one_cycle(3, 1e-3).unwrap();
-    let n = plain.data().unwrap().train_dl.len() * 3;
+    let n = plain.data.train_dl.len() * 3;
 
     let (_tmp2, mut learn) = learner(11, &[error_rate]);
-    let before = learn.snapshot();
+    let before = learn.model.snapshot();
     // 2^127 is the largest scale an f32 holds; the scaled loss and gradients overflow it.
     let mut mp = MixedPrecision::new().with_scale(2f64.powi(127));
     learn.fit_one_cycle_with(3, 1e-3, &mut [&mut mp]).unwrap();
@@ -57,7 +57,7 @@ fn an_overflowed_fp16_step_is_skipped_but_still_a_batch() {
     assert_eq!(*rec.lrs.last().unwrap(), last[0]);
     // Recorded losses are the unscaled ones, and training did move the weights.
     assert!(rec.raw_losses.iter().all(|l| l.is_finite() && *l < 10.0));
-    assert!(!common::weights_equal(&before, &learn.snapshot()));
+    assert!(!common::weights_equal(&before, &learn.model.snapshot()));
     assert_eq!(rec.epochs.len(), 3);
 }
 
@@ -123,10 +123,7 @@ fn a_callback_added_to_the_learner_stops_fit_one_cycle_early() {
     assert_eq!(learn.recorder.lrs.len(), 3);
     learn.clear_cbs();
     learn.fit(1, 1e-4).unwrap();
-    assert_eq!(
-        learn.recorder.lrs.len(),
-        learn.data().unwrap().train_dl.len()
-    );
+    assert_eq!(learn.recorder.lrs.len(), learn.data.train_dl.len());
 }
 
 /// Reads the global gradient norm after clipping (order 5: after GradientClipping's 0).
@@ -241,10 +238,7 @@ fn an_interrupt_stops_after_the_current_batch() {
         "a request is used up by the fit it stops"
     );
     learn.fit(1, 1e-4).unwrap();
-    assert_eq!(
-        learn.recorder.lrs.len(),
-        learn.data().unwrap().train_dl.len()
-    );
+    assert_eq!(learn.recorder.lrs.len(), learn.data.train_dl.len());
 }
 
 #[test]
@@ -254,13 +248,13 @@ fn metrics_are_exact_over_a_partial_last_batch() {
         &[error_rate, accuracy, top_k_accuracy(2), top_k_accuracy(4)],
     );
     learn.fit(1, 1e-3).unwrap();
-    let dl = learn.data().unwrap().valid_dl.clone();
+    let dl = learn.data.valid_dl.clone();
     assert_ne!(
         dl.dataset.len() % dl.bs,
         0,
         "the test needs a partial last batch"
     );
-    let (probs, y, _) = learn.get_preds(&dl);
+    let (probs, y, _) = learn.model.get_preds(&dl);
     let n = y.size()[0] as f64;
     let wrong = probs
         .argmax(-1, false)
@@ -302,14 +296,14 @@ fn metrics_are_exact_over_a_partial_last_batch() {
 #[test]
 fn bf16_autocast_trains_on_the_cpu() {
     let (_tmp, mut learn) = learner(20, &[error_rate]);
-    let x = learn.data().unwrap().valid_dl.epoch(0).next().unwrap().x;
-    let fp32 = tch::no_grad(|| learn.forward(&x, Mode::Eval));
+    let x = learn.data.valid_dl.epoch(0).next().unwrap().x;
+    let fp32 = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
     learn.to_bf16();
     assert_eq!(
-        learn.precision(),
+        learn.model.precision(),
         Some(fastvision::learner::callbacks::Precision::BFloat16)
     );
-    let bf16 = tch::no_grad(|| learn.forward(&x, Mode::Eval));
+    let bf16 = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
     assert_eq!(bf16.kind(), Kind::Float, "logits come back in fp32");
     // bf16 keeps 8 bits of mantissa: the logits move, but only by rounding.
     let diff = (&fp32 - &bf16).abs().max().double_value(&[]);
@@ -325,17 +319,25 @@ fn bf16_autocast_trains_on_the_cpu() {
         "{:?}",
         rec.raw_losses
     );
-    let trained_bf16 = tch::no_grad(|| learn.forward(&x, Mode::Eval));
+    let trained_bf16 = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
     learn.to_fp32();
-    assert_eq!(learn.precision(), None);
-    let back = tch::no_grad(|| learn.forward(&x, Mode::Eval));
+    assert_eq!(learn.model.precision(), None);
+    let back = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
     // Without autocast, forward is the body then the head in fp32, up to the layout's rounding ...
     let plain = tch::no_grad(|| {
-        learn.head_forward(&learn.body_features(&x, Mode::Eval), Mode::Eval)
+        learn
+            .model
+            .head_forward(&learn.model.body_features(&x, Mode::Eval), Mode::Eval)
     });
     let to_plain = (&back - &plain).abs().max().double_value(&[]);
-    assert!(to_plain < 1e-4, "to_fp32's logits differ from fp32's by {to_plain}");
+    assert!(
+        to_plain < 1e-4,
+        "to_fp32's logits differ from fp32's by {to_plain}"
+    );
     // ... and no longer bf16's rounding of the same weights.
     let to_bf16 = (&back - &trained_bf16).abs().max().double_value(&[]);
-    assert!(to_bf16 > 1e-3, "to_fp32 still rounds as bf16 does ({to_bf16})");
+    assert!(
+        to_bf16 > 1e-3,
+        "to_fp32 still rounds as bf16 does ({to_bf16})"
+    );
 }

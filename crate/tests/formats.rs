@@ -144,7 +144,7 @@ fn a_truncated_jpeg_is_named_by_predict_unless_accepted() {
         err.contains("cut short.jpg") && err.contains("truncated or corrupt JPEG"),
         "{err}"
     );
-    let p = learn.predict_with(&cut, Decode::Lenient).unwrap();
+    let p = learn.model.predict_with(&cut, Decode::Lenient).unwrap();
     assert_eq!(p.probs.len(), 4);
     // And verify quarantines the same file.
     let dir = tmp.path().join("check");

@@ -59,7 +59,11 @@ fn a_real_photo_decodes_as_the_image_crate_does_and_trains_fastvisions_model() {
         / 255.0;
     // A real photo on a white background: bright on average but not blank.
     let mean = x.mean(Kind::Float).double_value(&[]);
-    assert!(mean > 0.4 && mean < 0.99, "mean pixel {mean} of {}", path.display());
+    assert!(
+        mean > 0.4 && mean < 0.99,
+        "mean pixel {mean} of {}",
+        path.display()
+    );
     // The photo and its mirror image: BatchNorm needs more than one item to train.
     let x = fastvision::imagenet_stats.norm(&Tensor::cat(&[&x, &x.flip([3])], 0));
 
@@ -70,7 +74,11 @@ fn a_real_photo_decodes_as_the_image_crate_does_and_trains_fastvisions_model() {
     let head = create_head(&(vs.root() / "head"), 1280, classes.len() as i64);
     let forward = |mode: Mode| {
         let features = forward_stages(&body, &x, mode);
-        assert_eq!(features.size(), vec![2, 1280, 4, 4], "mobilenet_v2's feature map at 100 px");
+        assert_eq!(
+            features.size(),
+            vec![2, 1280, 4, 4],
+            "mobilenet_v2's feature map at 100 px"
+        );
         head.forward_t(&features, mode.is_train())
     };
     let target = Tensor::from_slice(&[label as i64, label as i64]).to_device(device);
@@ -96,7 +104,11 @@ fn a_real_photo_decodes_as_the_image_crate_does_and_trains_fastvisions_model() {
         opt.backward_step(&loss_of(Mode::Train));
     }
     let after = tch::no_grad(|| loss_of(Mode::Train)).double_value(&[]);
-    assert!(after < before, "loss went from {before} to {after} on {}", path.display());
+    assert!(
+        after < before,
+        "loss went from {before} to {after} on {}",
+        path.display()
+    );
 }
 
 #[test]

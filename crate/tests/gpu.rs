@@ -9,7 +9,7 @@ mod common;
 
 use fastvision::learner::callbacks::MixedPrecision;
 use fastvision::learner::fit::{Callback, FitContext};
-use fastvision::learner::persist::load_learner_on;
+use fastvision::models::export::load_learner_on;
 use fastvision::{
     ClassificationInterpretation, FromFolder, ImageDataBunch, Learner, cnn_learner, error_rate,
     get_transforms, imagenet_stats, mobilenet_v2,
@@ -80,7 +80,7 @@ fn trained(test: &str, prepare: impl FnOnce(&mut Learner)) -> Option<Trained> {
         error(&learn) < target,
         "{test}: error {} after fit_one_cycle(1) on CUDA ({:?})",
         error(&learn),
-        learn.precision()
+        learn.model.precision()
     );
     Some(Trained {
         tmp,
@@ -145,7 +145,7 @@ fn training_on_cuda_reaches_the_error_and_round_trips_to_the_cpu() {
     };
 
     // lr_find puts weights and optimizer state back bit for bit on the GPU too.
-    let before = learn.snapshot();
+    let before = learn.model.snapshot();
     let opt_before = learn.opt.state();
     learn
         .lr_find_with(fastvision::learner::lr_find::LrFind {
@@ -153,7 +153,7 @@ fn training_on_cuda_reaches_the_error_and_round_trips_to_the_cpu() {
             ..Default::default()
         })
         .unwrap();
-    for ((n, a), (_, b)) in before.iter().zip(learn.snapshot().iter()) {
+    for ((n, a), (_, b)) in before.iter().zip(learn.model.snapshot().iter()) {
         assert!(a.equal(b), "lr_find changed {n}");
     }
     for (a, b) in opt_before.iter().zip(learn.opt.state().iter()) {
@@ -190,10 +190,10 @@ fn training_on_cuda_reaches_the_error_and_round_trips_to_the_cpu() {
     // save/load on the GPU resumes weights and optimizer state.
     learn.model_dir = tmp.path().join("models");
     learn.save("stage-1").unwrap();
-    let weights = learn.snapshot();
+    let weights = learn.model.snapshot();
     learn.fit(1, 1e-3).unwrap();
     learn.load("stage-1").unwrap();
-    for ((n, a), (_, b)) in weights.iter().zip(learn.snapshot().iter()) {
+    for ((n, a), (_, b)) in weights.iter().zip(learn.model.snapshot().iter()) {
         assert!(a.equal(b), "load did not restore {n}");
         assert_eq!(b.device(), dev);
     }

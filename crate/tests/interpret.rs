@@ -48,11 +48,11 @@ fn interpretation_is_consistent_and_plots_read_well() {
     let c = interp.classes.len() as i64;
     assert_eq!(interp.probs.size(), vec![n, c]);
     // Its own copy of the model predicts exactly as the learner does.
-    let x = learn.data().unwrap().valid_dl.one_batch(false).x;
+    let x = learn.data.valid_dl.one_batch(false).x;
     let (mine, theirs) = tch::no_grad(|| {
         (
-            interp.learn().forward(&x, Mode::Eval),
-            learn.forward(&x, Mode::Eval),
+            interp.model().forward(&x, Mode::Eval),
+            learn.model.forward(&x, Mode::Eval),
         )
     });
     assert!(mine.equal(&theirs), "the interpretation's model differs");
@@ -112,7 +112,7 @@ fn interpretation_is_consistent_and_plots_read_well() {
     println!("{errors} mistakes in {n}; most confused:\n{mc}");
 
     // Grad-CAM: image-sized maps in [0, 1], different for different classes.
-    let dl = &learn.data().unwrap().valid_dl;
+    let dl = &learn.data.valid_dl;
     let batch = dl.epoch(0).next().unwrap();
     let x = batch.x.narrow(0, 0, 6);
     let a: Vec<i64> = Vec::try_from(&batch.y.narrow(0, 0, 6)).unwrap();

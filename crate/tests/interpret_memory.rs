@@ -52,7 +52,7 @@ fn trained() -> (fastvision::Learner, Option<tempfile::TempDir>) {
 #[test]
 fn interpreting_16000_images_keeps_memory_bounded() {
     let (learn, _tmp) = trained();
-    let base = learn.data().unwrap().valid_dl.clone();
+    let base = learn.data.valid_dl.clone();
     // 16,000 items (the sample's files, repeated), decoded batch by batch.
     let src = &base.dataset;
     let items: Vec<_> = (0..16_000)

@@ -63,7 +63,7 @@ fn freezing_keeps_batchnorm_trainable_and_unfreeze_trains_all() {
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     assert_eq!(learn.frozen_groups(), 2, "pretrained learners start frozen");
     let check = |learn: &Learner, frozen: usize| {
-        for (name, t) in learn.vs.variables() {
+        for (name, t) in learn.model.vs.variables() {
             if name.contains("running_") {
                 assert!(!t.requires_grad(), "{name} is a statistic, never trained");
                 continue;
@@ -89,6 +89,7 @@ fn freezing_keeps_batchnorm_trainable_and_unfreeze_trains_all() {
     check(&learn, 0);
     assert!(
         learn
+            .model
             .vs
             .variables()
             .iter()
@@ -118,7 +119,7 @@ fn lr_find_restores_weights_and_optimizer_bit_for_bit() {
     let data = common::small_data(tmp.path(), 2);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     learn.fit(1, 1e-3).unwrap();
-    let before = learn.snapshot();
+    let before = learn.model.snapshot();
     let opt_before = learn.opt.state();
     learn
         .lr_find_with(fastvision::learner::lr_find::LrFind {
@@ -127,7 +128,7 @@ fn lr_find_restores_weights_and_optimizer_bit_for_bit() {
         })
         .unwrap();
     assert!(
-        common::weights_equal(&before, &learn.snapshot()),
+        common::weights_equal(&before, &learn.model.snapshot()),
         "lr_find changed the weights"
     );
     let opt_after = learn.opt.state();
@@ -166,14 +167,14 @@ fn a_diverging_loss_stops_with_the_last_good_weights() {
     let data = common::small_data(tmp.path(), 3);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     learn.unfreeze();
-    let before = learn.snapshot();
+    let before = learn.model.snapshot();
     let err = learn
         .fit(1, 1e30)
         .expect_err("a learning rate of 1e30 must diverge");
     assert!(matches!(err, Error::Diverged(_)), "{err}");
     assert!(err.to_string().contains("lower learning rate"), "{err}");
     assert!(
-        common::weights_equal(&before, &learn.snapshot()),
+        common::weights_equal(&before, &learn.model.snapshot()),
         "weights must be those from before the bad steps"
     );
     // The model still works.
@@ -192,15 +193,46 @@ fn export_load_learner_predict_round_trip() {
     let file = tmp.path().join("export.safetensors");
     learn.export(&file).unwrap();
     let loaded = load_learner(&file).unwrap();
-    assert!(loaded.data.is_none());
-    assert_eq!(loaded.classes, learn.classes);
+    assert_eq!(loaded.classes, learn.model.classes);
+    assert_eq!(
+        (loaded.arch, loaded.size),
+        (learn.model.arch, learn.model.size)
+    );
     let p2 = loaded.predict(&image).unwrap();
     assert_eq!((p1.index, &p1.class), (p2.index, &p2.class));
     assert_eq!(p1.probs, p2.probs);
     assert!((p1.probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
 
+    // Many files at once, in batches smaller than the list: the same as one by one, and a
+    // truncated file is an error of its own while the files after it are still classified.
+    let mut files: Vec<PathBuf> = data.valid_dl.dataset.items[..7].to_vec();
+    let cut = tmp.path().join("cut.jpg");
+    let bytes = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    files.insert(2, cut.clone());
+    let batch = loaded.predict_batch(&files, 3);
+    assert_eq!(batch.len(), files.len());
+    for (file, p) in files.iter().zip(&batch) {
+        if *file == cut {
+            let err = p.as_ref().expect_err("a truncated JPEG is an error");
+            assert!(err.to_string().contains("cut.jpg"), "{err}");
+        } else {
+            let one = loaded.predict(file).unwrap();
+            let p = p.as_ref().unwrap();
+            assert_eq!(
+                (p.index, &p.class),
+                (one.index, &one.class),
+                "{}",
+                file.display()
+            );
+            for (a, b) in p.probs.iter().zip(&one.probs) {
+                assert!((a - b).abs() < 1e-5, "{}: {a} against {b}", file.display());
+            }
+        }
+    }
+
     // predict agrees with the validation pass on the same image.
-    let (probs, _, _) = learn.get_preds(&learn.data().unwrap().valid_dl);
+    let (probs, _, _) = learn.model.get_preds(&learn.data.valid_dl);
     assert_eq!(
         probs.get(3).argmax(-1, false).int64_value(&[]) as usize,
         p1.index
@@ -211,10 +243,10 @@ fn export_load_learner_predict_round_trip() {
     let saved = learn.save("stage-1").unwrap();
     assert!(saved.ends_with("models/stage-1.safetensors"));
     let state = learn.opt.state();
-    let weights = learn.snapshot();
+    let weights = learn.model.snapshot();
     learn.fit(1, 1e-3).unwrap();
     learn.load("stage-1").unwrap();
-    assert!(common::weights_equal(&weights, &learn.snapshot()));
+    assert!(common::weights_equal(&weights, &learn.model.snapshot()));
     assert_eq!(
         state.iter().map(|s| s.1).collect::<Vec<_>>(),
         learn.opt.state().iter().map(|s| s.1).collect::<Vec<_>>()
@@ -274,28 +306,28 @@ fn channels_last_changes_the_layout_not_the_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::small_data(tmp.path(), 6);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
-    assert!(learn.is_channels_last(), "on by default on the CPU");
+    assert!(learn.model.is_channels_last(), "on by default on the CPU");
     let conv = "features.0.0.weight";
     let nhwc = |t: &tch::Tensor| {
         let [_, c, h, w] = t.size()[..] else { panic!() };
         t.stride() == [c * h * w, 1, w * c, c]
     };
-    let w = learn.vs.variables()[conv].shallow_clone();
+    let w = learn.model.vs.variables()[conv].shallow_clone();
     assert!(nhwc(&w), "{conv} strides {:?}", w.stride());
     let x = data.valid_dl.epoch(0).next().unwrap().x;
-    let on = tch::no_grad(|| learn.forward(&x, Mode::Eval));
+    let on = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
     let (loss_on, _) = learn.validate().unwrap();
 
-    learn.to_nchw();
-    assert!(learn.vs.variables()[conv].is_contiguous());
-    let off = tch::no_grad(|| learn.forward(&x, Mode::Eval));
+    learn.model.to_nchw();
+    assert!(learn.model.vs.variables()[conv].is_contiguous());
+    let off = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
     let (loss_off, _) = learn.validate().unwrap();
     let diff = (&on - &off).abs().max().double_value(&[]);
     assert!(diff < 1e-4, "logits differ by {diff} between layouts");
     assert!((loss_on - loss_off).abs() < 1e-5, "{loss_on} vs {loss_off}");
 
     // Training and exporting from the channels-last layout give ordinary NCHW files.
-    learn.to_channels_last();
+    learn.model.to_channels_last();
     learn.fit(1, 1e-3).unwrap();
     let file = tmp.path().join("cl.safetensors");
     learn.export(&file).unwrap();

@@ -63,7 +63,12 @@ fn an_fp16_scale_that_never_overflows_trains_like_fp32() {
     scaled.fit_with(1, 1e-3, &mut [&mut mp]).unwrap();
     assert_eq!(mp.skipped_steps(), 0);
     // Scaling by a power of two and back is exact, so the weights agree to rounding.
-    for ((n, a), (_, b)) in plain.snapshot().iter().zip(scaled.snapshot().iter()) {
+    for ((n, a), (_, b)) in plain
+        .model
+        .snapshot()
+        .iter()
+        .zip(scaled.model.snapshot().iter())
+    {
         let d = (a - b).abs().max().double_value(&[]);
         assert!(d < 1e-5, "{n} differs by {d}");
     }

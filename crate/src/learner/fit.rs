@@ -300,8 +300,8 @@ pub use crate::show::progress::format_time;
 /// Runs `n_epochs` epochs over the learner's data with `cbs` (already in order). Every
 /// special case lives in a callback; this is only the loop.
 pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Result<()> {
-    let train_dl = cx.learn.data()?.train_dl.clone();
-    let valid_dl = cx.learn.data()?.valid_dl.clone();
+    let train_dl = cx.learn.data.train_dl.clone();
+    let valid_dl = cx.learn.data.valid_dl.clone();
     let outcome = (|| -> Result<()> {
         hook!(cbs, cx, on_train_begin);
         for epoch in 0..cx.n_epochs {
@@ -322,7 +322,7 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
                 hook!(cbs, cx, on_batch_begin);
                 cx.learn.opt.set_lrs(&cx.lrs);
                 cx.learn.opt.beta1 = cx.mom;
-                cx.logits = cx.learn.forward(&cx.x, Mode::Train);
+                cx.logits = cx.learn.model.forward(&cx.x, Mode::Train);
                 hook!(cbs, cx, on_loss_begin);
                 cx.loss = cx.learn.loss_func(&cx.logits, &cx.y);
                 hook!(cbs, cx, on_loss);

@@ -2,8 +2,10 @@
 //! rate exponentially batch by batch and stops once the loss runs away. `Learner::lr_find`
 //! runs it over `fit` and then puts the weights and optimizer state back.
 
-use crate::Result;
 use crate::learner::fit::{Callback, FitContext};
+use crate::learner::recorder::Recorder;
+use crate::learner::{Learner, N_GROUPS};
+use crate::{Error, Result};
 
 /// Options of the sweep (`Learner::lr_find_with`), with fastai's defaults: from 1e-7 to 10
 /// over 100 batches, stopping once the loss diverges.
@@ -168,6 +170,61 @@ impl Callback for LrFinder {
     }
 }
 
+impl Learner {
+    /// The learning-rate range test with fastai's defaults (1e-7 to 10 over 100 batches):
+    /// trains a few batches with an exponentially growing learning rate, records the loss,
+    /// then puts the weights and optimizer state back exactly as they were (from memory;
+    /// nothing is written to disk). Plot with `recorder.plot()`.
+    ///
+    /// ```no_run
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.lr_find().unwrap();
+    /// let s = learn.recorder.suggestions().unwrap();
+    /// ```
+    pub fn lr_find(&mut self) -> Result<&Recorder> {
+        self.lr_find_with(LrFind::default())
+    }
+
+    /// [`Learner::lr_find`] with options: another range, length, or no stop on divergence.
+    ///
+    /// ```no_run
+    /// use fastvision::learner::lr_find::LrFind;
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.lr_find_with(LrFind { num_it: 40, ..Default::default() }).unwrap();
+    /// ```
+    pub fn lr_find_with(&mut self, opts: LrFind) -> Result<&Recorder> {
+        let LrFind {
+            start_lr,
+            end_lr,
+            num_it,
+            ..
+        } = opts;
+        if !(start_lr > 0.0 && end_lr > start_lr && num_it >= 6) {
+            return Err(Error::InvalidArgument(format!(
+                "lr_find needs 0 < start_lr < end_lr and num_it >= 6 (got {start_lr}, {end_lr}, {num_it})"
+            )));
+        }
+        let n_batches = self.data.train_dl.len().max(1);
+        let epochs = num_it.div_ceil(n_batches);
+        let weights = self.model.snapshot();
+        let opt_state = self.opt.state();
+        let mut finder = LrFinder::new(opts);
+        // No NaN guard: the sweep is meant to find where the loss blows up, and it stops there.
+        let result = self
+            .run(epochs, vec![start_lr; N_GROUPS], &mut [&mut finder], false)
+            .map(|_| ());
+        self.model.restore(&weights);
+        self.opt.set_state(&opt_state);
+        result?;
+        self.recorder.is_lr_find = true;
+        self.recorder.num_it = num_it;
+        if crate::show::in_notebook() {
+            println!("LR Finder is complete, type learn.recorder.plot() to see the graph.");
+        }
+        Ok(&self.recorder)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +257,10 @@ mod tests {
     }
 
     fn first_stop(trace: &[f64], mut diverged: impl FnMut(usize, f64) -> bool) -> Option<usize> {
-        smoothed(trace).into_iter().enumerate().position(|(i, s)| diverged(i, s))
+        smoothed(trace)
+            .into_iter()
+            .enumerate()
+            .position(|(i, s)| diverged(i, s))
     }
 
     #[test]
@@ -213,11 +273,17 @@ mod tests {
             best = best.min(s);
             stop
         });
-        assert!(fastai.is_some_and(|i| i < 10), "fastai's rule stopped at {fastai:?}");
+        assert!(
+            fastai.is_some_and(|i| i < 10),
+            "fastai's rule stopped at {fastai:?}"
+        );
         // Ours runs until the loss really runs away, a few batches after it starts to.
         let mut d = Divergence::new(100);
         let ours = first_stop(&trace, |i, s| d.diverged(i, s));
-        assert!(ours.is_some_and(|i| (71..=80).contains(&i)), "stopped at {ours:?}");
+        assert!(
+            ours.is_some_and(|i| (71..=80).contains(&i)),
+            "stopped at {ours:?}"
+        );
     }
 
     #[test]
@@ -226,7 +292,11 @@ mod tests {
         let trace: Vec<f64> = (0..100)
             .map(|i| {
                 let i = i as f64;
-                if i < 60.0 { 4.55 - 4.05 * i / 60.0 } else { 0.5 * 1.3f64.powf(i - 60.0) }
+                if i < 60.0 {
+                    4.55 - 4.05 * i / 60.0
+                } else {
+                    0.5 * 1.3f64.powf(i - 60.0)
+                }
             })
             .collect();
         let mut best = f64::INFINITY;

@@ -9,7 +9,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::foreach::{self, AdamWHyper, AdamWLists};
+use crate::torch_ext::foreach::{self, AdamWHyper, AdamWLists};
 
 /// A deep copy of an optimizer's state, from [`AdamW::state`]: per parameter its name, step
 /// count and the two moment buffers.

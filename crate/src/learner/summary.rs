@@ -59,11 +59,11 @@ impl Learner {
                 )
             })
         };
-        let s = self.size as i64;
-        let mut x = Tensor::zeros([1, 3, s, s], (Kind::Float, self.vs.device()));
+        let s = self.model.size as i64;
+        let mut x = Tensor::zeros([1, 3, s, s], (Kind::Float, self.model.vs.device()));
         let mut rows = Vec::new();
         tch::no_grad(|| {
-            for stage in &self.body {
+            for stage in &self.model.body {
                 x = stage.module.forward_t(&x, false);
                 let first = stage
                     .name
@@ -79,7 +79,7 @@ impl Learner {
                     let c = count(p);
                     (acc.0 + c.0, acc.1 + c.1)
                 });
-                let group = self.arch.group_of(&format!("{first}.x"));
+                let group = self.model.arch.group_of(&format!("{first}.x"));
                 rows.push(SummaryRow {
                     layer: stage.name.clone(),
                     output_shape: x.size(),
@@ -88,7 +88,7 @@ impl Learner {
                     group,
                 });
             }
-            let out = self.head.forward_t(&x, false);
+            let out = self.model.head.forward_t(&x, false);
             let (params, trainable) = count("head.");
             rows.push(SummaryRow {
                 layer: "head (ConcatPool, BN, Dropout, Linear 512, ReLU, BN, Dropout, Linear)"
@@ -102,7 +102,7 @@ impl Learner {
         Summary {
             rows,
             frozen_groups: self.frozen_groups(),
-            title: format!("{} at {}px", self.arch, self.size),
+            title: format!("{} at {}px", self.model.arch, self.model.size),
         }
     }
 }

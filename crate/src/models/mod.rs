@@ -1,12 +1,16 @@
-//! Models: the architectures ([`archs`]), fastai's classification head ([`head`]) and
-//! pretrained weights ([`weights`]). Parameter names follow torchvision, so torchvision
+//! Models: the architectures ([`archs`]), fastai's classification head ([`head`]),
+//! pretrained weights ([`weights`]), the [`Model`] a learner trains and `load_learner` gives
+//! back ([`model`]), and its file ([`export`]). Parameter names follow torchvision, so torchvision
 //! checkpoints load unchanged.
 
 pub mod archs;
+pub mod export;
 pub mod head;
+pub mod model;
 pub mod weights;
 
 pub use archs::{Arch, mobilenet_v2, resnet18, resnet34, resnet50};
+pub use model::{Model, Prediction};
 
 /// Whether a forward pass trains (dropout on, BatchNorm on batch statistics, which it also
 /// updates) or evaluates, as PyTorch's `model.train()` / `model.eval()`.

@@ -4,7 +4,7 @@ use tch::Tensor;
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext};
-use crate::learner::foreach;
+use crate::torch_ext::foreach;
 
 /// Scales `grads` together so their global L2 norm is at most `max_norm`, on the device
 /// (no read-back); returns the norm they had.

@@ -3,55 +3,13 @@
 //! runs the forward pass under fp16 autocast and adds the scaler to every fit;
 //! `Learner::to_bf16` needs no scaler.
 
-use std::ffi::c_int;
-
 use tch::{Device, Kind, Tensor};
 
-/// The reduced precision autocast computes in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    /// float16: fast on every CUDA GPU, needs loss scaling.
-    Half,
-    /// bfloat16: fp32's range, no loss scaling; Ampere GPUs and newer, and CPUs.
-    BFloat16,
-}
-
-// crate/shim/autocast.cpp: ATen's autocast switches with a dtype, which tch cannot set.
-unsafe extern "C" {
-    fn fv_autocast_begin(cuda: c_int, bf16: c_int) -> c_int;
-    fn fv_autocast_end(cuda: c_int, previous: c_int);
-}
-
-/// Runs `f` under autocast on `device` in `precision` (torch's `autocast(dtype=...)`):
-/// convolutions and matrix products in the reduced type, reductions and BatchNorm in fp32.
-/// The previous autocast state comes back afterwards, also if `f` panics.
-///
-/// ```
-/// use fastvision::learner::callbacks::{Precision, autocast};
-/// use tch::{Device, Kind, Tensor};
-/// let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
-/// let kind = autocast(Device::Cpu, Precision::BFloat16, || a.matmul(&a).kind());
-/// assert_eq!(kind, Kind::BFloat16);
-/// assert_eq!(a.matmul(&a).kind(), Kind::Float);
-/// ```
-pub fn autocast<T>(device: Device, precision: Precision, f: impl FnOnce() -> T) -> T {
-    struct Restore(c_int, c_int);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: plain calls into ATen's thread-local autocast state.
-            unsafe { fv_autocast_end(self.0, self.1) }
-        }
-    }
-    let cuda = c_int::from(device.is_cuda());
-    let bf16 = c_int::from(precision == Precision::BFloat16);
-    // SAFETY: as above; begin and end are paired by the guard.
-    let _restore = Restore(cuda, unsafe { fv_autocast_begin(cuda, bf16) });
-    f()
-}
+pub use crate::torch_ext::autocast::{Precision, autocast};
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext};
-use crate::learner::foreach;
+use crate::torch_ext::foreach;
 
 /// Multiplies the loss by a large factor before backward, so small fp16 gradients do not
 /// flush to zero, and divides the gradients by it before the step. When any gradient

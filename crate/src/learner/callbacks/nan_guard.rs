@@ -51,7 +51,7 @@ impl NanGuard {
             return Ok(());
         };
         cx.skip_backward = true;
-        cx.learn.restore(&self.weights);
+        cx.learn.model.restore(&self.weights);
         if let Some(state) = &self.opt_state {
             cx.learn.opt.set_state(state);
         }
@@ -76,7 +76,7 @@ impl Callback for NanGuard {
         Ok(())
     }
     fn on_epoch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        self.weights = cx.learn.snapshot();
+        self.weights = cx.learn.model.snapshot();
         self.opt_state = (self.check_every > 1).then(|| cx.learn.opt.state());
         self.epoch_first_iteration = cx.iteration;
         Ok(())

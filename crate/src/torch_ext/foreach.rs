@@ -140,7 +140,7 @@ pub(crate) fn fused_adamw(l: AdamWLists, h: AdamWHyper, found_inf: Option<&Tenso
 ///
 /// ```
 /// let a = tch::Tensor::from_slice(&[1.0f32, 2.0]);
-/// fastvision::learner::foreach::sub_(&[&a], &tch::Tensor::from_slice(&[1.0f32]));
+/// fastvision::torch_ext::foreach::sub_(&[&a], &tch::Tensor::from_slice(&[1.0f32]));
 /// assert_eq!(Vec::<f32>::try_from(&a).unwrap(), [0.0, 1.0]);
 /// ```
 pub fn sub_(ts: &[&Tensor], other: &Tensor) {
@@ -155,7 +155,7 @@ pub fn sub_(ts: &[&Tensor], other: &Tensor) {
 /// ```
 /// let a = tch::Tensor::from_slice(&[1.0f32, 2.0]);
 /// let b = tch::Tensor::from_slice(&[0.5f32]);
-/// fastvision::learner::foreach::add_scalar_(&[&a, &b], 1.0);
+/// fastvision::torch_ext::foreach::add_scalar_(&[&a, &b], 1.0);
 /// assert_eq!(Vec::<f32>::try_from(&a).unwrap(), [2.0, 3.0]);
 /// assert_eq!(b.double_value(&[0]), 1.5);
 /// ```
@@ -170,7 +170,7 @@ pub fn add_scalar_(ts: &[&Tensor], value: f64) {
 ///
 /// ```
 /// let a = tch::Tensor::from_slice(&[1.0f32, 2.0]);
-/// fastvision::learner::foreach::zero_(&[&a]);
+/// fastvision::torch_ext::foreach::zero_(&[&a]);
 /// assert_eq!(a.abs().sum(tch::Kind::Float).double_value(&[]), 0.0);
 /// ```
 pub fn zero_(ts: &[&Tensor]) {
@@ -183,7 +183,7 @@ pub fn zero_(ts: &[&Tensor]) {
 ///
 /// ```
 /// let a = tch::Tensor::from_slice(&[1.0f32, 2.0]);
-/// fastvision::learner::foreach::mul_(&[&a], &tch::Tensor::from(0.5f32));
+/// fastvision::torch_ext::foreach::mul_(&[&a], &tch::Tensor::from(0.5f32));
 /// assert_eq!(Vec::<f32>::try_from(&a).unwrap(), [0.5, 1.0]);
 /// ```
 pub fn mul_(ts: &[&Tensor], factor: &Tensor) {
@@ -198,7 +198,7 @@ pub fn mul_(ts: &[&Tensor], factor: &Tensor) {
 /// ```
 /// let a = tch::Tensor::from_slice(&[3.0f32]);
 /// let b = tch::Tensor::from_slice(&[4.0f32]);
-/// assert_eq!(fastvision::learner::foreach::total_norm(&[&a, &b]).double_value(&[]), 5.0);
+/// assert_eq!(fastvision::torch_ext::foreach::total_norm(&[&a, &b]).double_value(&[]), 5.0);
 /// ```
 pub fn total_norm(ts: &[&Tensor]) -> Tensor {
     let mut out: *mut C_tensor = std::ptr::null_mut();
@@ -220,7 +220,7 @@ pub fn total_norm(ts: &[&Tensor]) -> Tensor {
 /// use tch::Tensor;
 /// let g = Tensor::from_slice(&[2.0f32, 4.0]);
 /// let found_inf = Tensor::from_slice(&[0.0f32]);
-/// fastvision::learner::foreach::unscale_(&[&g], &found_inf, &Tensor::from_slice(&[0.5f32]));
+/// fastvision::torch_ext::foreach::unscale_(&[&g], &found_inf, &Tensor::from_slice(&[0.5f32]));
 /// assert_eq!(Vec::<f32>::try_from(&g).unwrap(), [1.0, 2.0]);
 /// assert_eq!(found_inf.double_value(&[0]), 0.0);
 /// ```

@@ -1,0 +1,433 @@
+//! The network and what using it needs, without any training: fastai's `learn.model` plus the
+//! facts an export carries (architecture, classes, input size, normalisation). A [`Model`] does
+//! the forward pass, the one evaluation loop ([`Model::eval_logits`], [`Model::get_preds`]),
+//! prediction, snapshots, and export and loading ([`crate::models::export`]). The learner
+//! trains one; `load_learner` gives one back.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Reduction, Tensor};
+
+use crate::data::image::Decode;
+use crate::data::loader::DataLoader;
+use crate::data::transforms::Stats;
+use crate::models::archs::{Stage, forward_stages};
+use crate::models::head::create_head;
+use crate::models::{Arch, Mode};
+use crate::show::Progress;
+use crate::torch_ext::autocast::{Precision, autocast};
+use crate::torch_ext::layout::channels_last;
+use crate::{Error, Result};
+
+/// A CNN (a body from [`Arch`] and fastai's head), its classes, input size and normalisation,
+/// and how it computes (layout and precision).
+///
+/// ```no_run
+/// use fastvision::models::{Model, mobilenet_v2};
+/// let model = Model::new(mobilenet_v2, vec!["apple".into(), "pear".into()], 100, None, tch::Device::Cpu).unwrap();
+/// let p = model.predict("apple.jpg".as_ref()).unwrap();
+/// ```
+pub struct Model {
+    /// The architecture.
+    pub arch: Arch,
+    /// Class names, indexed by the model's outputs.
+    pub classes: Vec<String>,
+    /// Image size the model was trained at.
+    pub size: u32,
+    /// Normalisation the model expects.
+    pub stats: Option<Stats>,
+    /// All weights and BatchNorm statistics, under torchvision names (`head.*` for the head).
+    pub vs: nn::VarStore,
+    pub(crate) body: Vec<Stage>,
+    pub(crate) head: nn::SequentialT,
+    precision: Option<Precision>,
+    channels_last: bool,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Model({}, {} classes, {}px, device {})",
+            self.arch,
+            self.classes.len(),
+            self.size,
+            crate::device::device_name(self.device())
+        )
+    }
+}
+
+/// A prediction for one image.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// The predicted class name.
+    pub class: String,
+    /// Its index.
+    pub index: usize,
+    /// Probability of every class.
+    pub probs: Vec<f32>,
+}
+
+impl std::fmt::Display for Prediction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:.1}%)", self.class, 100.0 * self.probs[self.index])
+    }
+}
+
+impl Prediction {
+    /// Shows the prediction in a notebook: the class and its probability.
+    pub fn evcxr_display(&self) {
+        crate::show::display_html(&format!(
+            "<p>predicted: <b>{}</b> ({:.1}%)</p>",
+            crate::show::escape(&self.class),
+            100.0 * self.probs[self.index]
+        ));
+    }
+
+    fn from_probs(probs: Vec<f32>, classes: &[String]) -> Prediction {
+        let index = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        Prediction {
+            class: classes[index].clone(),
+            index,
+            probs,
+        }
+    }
+}
+
+impl Model {
+    /// The network for `classes` with fresh weights drawn from torch's generator (seed it
+    /// first, e.g. with [`crate::seed_everything`], for the same weights every time), in the
+    /// faster layout for `device`.
+    pub fn new(
+        arch: Arch,
+        classes: Vec<String>,
+        size: u32,
+        stats: Option<Stats>,
+        device: Device,
+    ) -> Result<Model> {
+        if classes.len() < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "a classifier needs at least 2 classes, got {}",
+                classes.len()
+            )));
+        }
+        let vs = nn::VarStore::new(device);
+        let body = arch.body(&vs.root());
+        let head = create_head(
+            &(vs.root() / "head"),
+            arch.body_channels(),
+            classes.len() as i64,
+        );
+        let mut model = Model {
+            arch,
+            classes,
+            size,
+            stats,
+            vs,
+            body,
+            head,
+            precision: None,
+            channels_last: false,
+        };
+        model.set_layout(crate::device::prefers_channels_last(device));
+        Ok(model)
+    }
+
+    /// A second model with this one's weights, layout and precision (one copy of each
+    /// variable), for instance to keep as it is while the original trains on.
+    ///
+    /// ```no_run
+    /// # let model: fastvision::models::Model = unimplemented!();
+    /// let kept = model.copy().unwrap();
+    /// ```
+    pub fn copy(&self) -> Result<Model> {
+        let mut model = Model::new(
+            self.arch,
+            self.classes.clone(),
+            self.size,
+            self.stats,
+            self.device(),
+        )?;
+        model.set_layout(self.channels_last);
+        model.precision = self.precision;
+        // Straight from these variables: a snapshot would copy every weight twice.
+        model.vs.copy(&self.vs).map_err(Error::Torch)?;
+        Ok(model)
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Runs the model: body, then head. `mode` selects dropout and BatchNorm behaviour.
+    ///
+    /// ```no_run
+    /// use fastvision::models::Mode;
+    /// # let model: fastvision::models::Model = unimplemented!();
+    /// let x = tch::Tensor::zeros([1, 3, 100, 100], (tch::Kind::Float, tch::Device::Cpu));
+    /// let logits = tch::no_grad(|| model.forward(&x, Mode::Eval));
+    /// ```
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
+        let x = if self.channels_last {
+            channels_last(x)
+        } else {
+            x.shallow_clone()
+        };
+        let run = || self.head_forward(&self.body_features(&x, mode), mode);
+        match self.precision {
+            Some(p) => autocast(self.device(), p, run).to_kind(Kind::Float),
+            None => run(),
+        }
+    }
+
+    /// The body's feature map for `x` (what Grad-CAM looks at).
+    pub fn body_features(&self, x: &Tensor, mode: Mode) -> Tensor {
+        forward_stages(&self.body, x, mode)
+    }
+
+    /// The head applied to a feature map from [`Model::body_features`].
+    pub fn head_forward(&self, features: &Tensor, mode: Mode) -> Tensor {
+        self.head.forward_t(features, mode.is_train())
+    }
+
+    /// Mixed precision on CUDA: the forward pass runs under fp16 autocast (BatchNorm stays in
+    /// fp32). On a CPU it warns and changes nothing (see [`Model::to_bf16`]). Training in fp16
+    /// also needs loss scaling, which `Learner::to_fp16` adds to every fit.
+    pub fn to_fp16(&mut self) -> &mut Self {
+        if self.device().is_cuda() {
+            self.precision = Some(Precision::Half);
+        } else {
+            log::warn!("to_fp16 needs a CUDA device; the model stays in fp32 on the CPU");
+        }
+        self
+    }
+
+    /// Mixed precision in bfloat16: the forward pass runs under autocast in bf16, on CUDA or on
+    /// the CPU. bf16 has fp32's range, so no loss scaling is needed.
+    pub fn to_bf16(&mut self) -> &mut Self {
+        self.precision = Some(Precision::BFloat16);
+        self
+    }
+
+    /// Back to plain fp32.
+    pub fn to_fp32(&mut self) -> &mut Self {
+        self.precision = None;
+        self
+    }
+
+    /// The mixed precision in use, if any.
+    pub fn precision(&self) -> Option<Precision> {
+        self.precision
+    }
+
+    /// Stores every 4-D weight, and feeds every batch, in the NHWC ("channels last") layout.
+    /// oneDNN runs convolutions faster that way on the CPU, where it is the default; on CUDA
+    /// the default is NCHW ([`crate::device::prefers_channels_last`]). The numbers are the same
+    /// up to rounding.
+    ///
+    /// ```no_run
+    /// # let mut model: fastvision::models::Model = unimplemented!();
+    /// model.to_nchw(); // plain NCHW, e.g. to compare speeds
+    /// model.to_channels_last(); // and back
+    /// ```
+    pub fn to_channels_last(&mut self) -> &mut Self {
+        self.set_layout(true)
+    }
+
+    /// Weights and batches in the plain NCHW layout (see [`Model::to_channels_last`]).
+    pub fn to_nchw(&mut self) -> &mut Self {
+        self.set_layout(false)
+    }
+
+    /// Channels-last (`true`) or NCHW.
+    pub(crate) fn set_layout(&mut self, on: bool) -> &mut Self {
+        self.channels_last = on;
+        tch::no_grad(|| {
+            for (_, mut v) in self.vs.variables() {
+                if v.dim() == 4 {
+                    let laid_out = if on {
+                        channels_last(&v)
+                    } else {
+                        v.contiguous()
+                    };
+                    v.set_data(&laid_out);
+                }
+            }
+        });
+        self
+    }
+
+    /// Whether weights and batches use the channels-last layout.
+    pub fn is_channels_last(&self) -> bool {
+        self.channels_last
+    }
+
+    /// A copy of every variable (weights and BatchNorm statistics), sorted by name.
+    pub fn snapshot(&self) -> Vec<(String, Tensor)> {
+        let mut vars: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.copy()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Puts back variables taken by [`Model::snapshot`].
+    pub fn restore(&mut self, snapshot: &[(String, Tensor)]) {
+        let vars = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, saved) in snapshot {
+                if let Some(v) = vars.get(name) {
+                    let mut v = v.shallow_clone();
+                    v.copy_(saved);
+                }
+            }
+        });
+    }
+
+    /// The logits for a batch, evaluating (no dropout, BatchNorm's running statistics) and
+    /// without gradients: the step of every evaluation, `validate`, `get_preds`, the
+    /// interpretation and TTA alike.
+    pub fn eval_logits(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| self.forward(x, Mode::Eval))
+    }
+
+    /// Probabilities `[N, C]`, targets `[N]` and per-item losses `[N]` over a loader, in its
+    /// order, computed batch by batch (only these three small tensors are kept), on the CPU.
+    /// They stay on the device until the end and come back in one transfer each, so a GPU is
+    /// never made to wait for the host between batches.
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let (probs, targets, losses) = learn.model.get_preds(&learn.data.valid_dl);
+    /// ```
+    pub fn get_preds(&self, dl: &DataLoader) -> (Tensor, Tensor, Tensor) {
+        let progress = Progress::new("predicting", dl.len() as u64);
+        self.get_preds_with(dl, &progress)
+    }
+
+    /// [`Model::get_preds`], counting its batches on `progress` (TTA's passes share one).
+    pub(crate) fn get_preds_with(
+        &self,
+        dl: &DataLoader,
+        progress: &Progress,
+    ) -> (Tensor, Tensor, Tensor) {
+        let (mut probs, mut targets, mut losses) = (Vec::new(), Vec::new(), Vec::new());
+        for batch in dl.epoch(0) {
+            let logits = self.eval_logits(&batch.x);
+            let loss =
+                logits.cross_entropy_loss::<Tensor>(&batch.y, None, Reduction::None, -100, 0.0);
+            probs.push(logits.softmax(-1, Kind::Float));
+            targets.push(batch.y);
+            losses.push(loss);
+            progress.inc(1);
+        }
+        let host = |parts: Vec<Tensor>| Tensor::cat(&parts, 0).to_device(Device::Cpu);
+        (host(probs), host(targets), host(losses))
+    }
+
+    /// Classifies one image file with the validation transforms (resize, normalise). A
+    /// truncated or corrupt file is an error naming it, not a confident guess from grey
+    /// filler; [`Model::predict_with`] can accept such files.
+    ///
+    /// ```no_run
+    /// # let model: fastvision::models::Model = unimplemented!();
+    /// let p = model.predict("apple.jpg".as_ref()).unwrap();
+    /// println!("{} {}", p.class, p.probs[p.index]);
+    /// ```
+    pub fn predict(&self, path: &Path) -> Result<Prediction> {
+        self.predict_with(path, Decode::Strict)
+    }
+
+    /// [`Model::predict`], choosing how damaged image data is treated: `Decode::Lenient`
+    /// classifies what can be decoded of a truncated JPEG.
+    ///
+    /// ```no_run
+    /// use fastvision::data::image::Decode;
+    /// # let model: fastvision::models::Model = unimplemented!();
+    /// let p = model.predict_with("cut-short.jpg".as_ref(), Decode::Lenient).unwrap();
+    /// ```
+    pub fn predict_with(&self, path: &Path, mode: Decode) -> Result<Prediction> {
+        let x = load_pixels(path, self.size, self.stats.as_ref(), mode)?.unsqueeze(0);
+        let probs = self.probs(&x)?;
+        Ok(probs.into_iter().next().expect("one image in, one out"))
+    }
+
+    /// Classifies many image files at once, `bs` at a time: the files decode in parallel and
+    /// each batch goes through the network in one pass. Every file gets its own result, so one
+    /// unreadable file is reported without stopping the others.
+    ///
+    /// ```no_run
+    /// # let model: fastvision::models::Model = unimplemented!();
+    /// let files = vec!["a.jpg".into(), "b.jpg".into()];
+    /// for (file, p) in files.iter().zip(model.predict_batch(&files, 64)) {
+    ///     println!("{}: {}", file.display(), p.map(|p| p.class).unwrap_or_else(|e| e.to_string()));
+    /// }
+    /// ```
+    pub fn predict_batch(&self, files: &[PathBuf], bs: usize) -> Vec<Result<Prediction>> {
+        let mut out = Vec::with_capacity(files.len());
+        for chunk in files.chunks(bs.max(1)) {
+            let (size, stats) = (self.size, self.stats.as_ref());
+            let pixels: Vec<Result<Tensor>> = chunk
+                .par_iter()
+                .map(|f| load_pixels(f, size, stats, Decode::Strict))
+                .collect();
+            let good: Vec<&Tensor> = pixels.iter().filter_map(|p| p.as_ref().ok()).collect();
+            let mut preds = if good.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.probs(&Tensor::stack(&good, 0))
+            }
+            .map(Vec::into_iter);
+            for p in pixels {
+                out.push(match (p, preds.as_mut()) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Ok(it)) => Ok(it.next().expect("one prediction per image")),
+                    (Ok(_), Err(e)) => Err(Error::InvalidArgument(e.to_string())),
+                });
+            }
+        }
+        out
+    }
+
+    /// Predictions for a batch of inputs `[B, 3, H, W]` on the CPU.
+    fn probs(&self, x: &Tensor) -> Result<Vec<Prediction>> {
+        let probs = self
+            .eval_logits(&x.to_device(self.device()))
+            .softmax(-1, Kind::Float)
+            .to_device(Device::Cpu);
+        let n = probs.size()[0];
+        (0..n)
+            .map(|i| {
+                let row: Vec<f32> = Vec::try_from(probs.get(i)).map_err(Error::Torch)?;
+                Ok(Prediction::from_probs(row, &self.classes))
+            })
+            .collect()
+    }
+}
+
+/// One image file as the network's input `[3, size, size]`, normalised, on the CPU.
+fn load_pixels(path: &Path, size: u32, stats: Option<&Stats>, mode: Decode) -> Result<Tensor> {
+    let rgb = crate::data::image::load_rgb_with(path, size, mode)?;
+    let s = size as i64;
+    let x = Tensor::from_slice(rgb.as_raw())
+        .view([1, s, s, 3])
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        / 255.0;
+    let x = match stats {
+        Some(st) => st.norm(&x),
+        None => x,
+    };
+    Ok(x.squeeze_dim(0))
+}
