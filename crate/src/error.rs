@@ -58,6 +58,18 @@ pub enum Error {
     #[error("{0}")]
     Diverged(String),
 
+    /// A callback's hook failed; the message names the callback and the event, as fastai's
+    /// does, then what went wrong.
+    #[error("{callback} in {event}: {error}")]
+    Callback {
+        /// The callback's type name (`SaveModel`).
+        callback: String,
+        /// The hook that failed (`on_epoch_end`).
+        event: &'static str,
+        /// What the hook returned.
+        error: Box<Error>,
+    },
+
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -74,6 +86,25 @@ impl Error {
         Error::Io {
             path: path.into(),
             error: source,
+        }
+    }
+
+    /// The error itself, under any callback that passed it on: what to match on.
+    ///
+    /// ```
+    /// use fastvision::Error;
+    /// let e = Error::Callback {
+    ///     callback: "NanGuard".into(),
+    ///     event: "on_batch_end",
+    ///     error: Box::new(Error::Diverged("the loss became NaN".into())),
+    /// };
+    /// assert_eq!(e.to_string(), "NanGuard in on_batch_end: the loss became NaN");
+    /// assert!(matches!(e.root(), Error::Diverged(_)));
+    /// ```
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Callback { error, .. } => error.root(),
+            other => other,
         }
     }
 }

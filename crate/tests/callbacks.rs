@@ -5,11 +5,12 @@
 mod common;
 
 use fastvision::learner::callbacks::{
-    EarlyStopping, GradientClipping, Interrupt, MixedPrecision, SaveModel,
+    EarlyStopping, GradientClipping, Interrupt, MixedPrecision, NanGuard, SaveModel,
 };
 use fastvision::learner::fit::{Callback, FitContext};
 use fastvision::learner::metrics::MetricFn;
 use fastvision::learner::one_cycle::OneCycle;
+use fastvision::learner::progress::ProgressTable;
 use fastvision::models::Mode;
 use fastvision::{Learner, accuracy, cnn_learner, error_rate, mobilenet_v2, top_k_accuracy};
 use tch::Kind;
@@ -124,6 +125,52 @@ fn a_callback_added_to_the_learner_stops_fit_one_cycle_early() {
     learn.clear_cbs();
     learn.fit(1, 1e-4).unwrap();
     assert_eq!(learn.recorder.lrs.len(), learn.data.train_dl.len());
+}
+
+/// Fails in the given epoch's `on_epoch_end`.
+struct FailAt(usize);
+
+impl Callback for FailAt {
+    fn on_epoch_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+        if cx.epoch == self.0 {
+            return Err(fastvision::Error::InvalidArgument("disk full".into()));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_callbacks_error_names_it_and_the_event_and_its_state_can_be_read_back() {
+    let (_tmp, mut learn) = learner(15, &[error_rate]);
+    let err = learn
+        .fit_one_cycle_with(2, 1e-3, &mut [&mut FailAt(0)])
+        .expect_err("FailAt(0) fails the first epoch");
+    assert_eq!(err.to_string(), "FailAt in on_epoch_end: disk full");
+    assert!(matches!(err.root(), fastvision::Error::InvalidArgument(_)));
+
+    // The defaults are a visible list; each can be read back and removed.
+    assert!(learn.cb::<NanGuard>().is_some());
+    assert!(learn.cb::<ProgressTable>().is_some());
+    learn.add_cb(StopAfter(2));
+    assert_eq!(learn.cb::<StopAfter>().unwrap().0, 2);
+    assert!(learn.remove_cb::<StopAfter>());
+    assert!(!learn.remove_cb::<StopAfter>(), "removed already");
+    learn.no_bar();
+    assert!(learn.cb::<ProgressTable>().is_none());
+    learn.fit(1, 1e-4).unwrap();
+    assert_eq!(
+        learn.recorder.epochs.len(),
+        1,
+        "a fit with no bar still records"
+    );
+    // Without the NaN guard, a diverging fit is not stopped by it.
+    assert!(learn.remove_cb::<NanGuard>());
+    learn.unfreeze();
+    let ran = learn.fit(1, 1e30);
+    assert!(
+        ran.is_ok() || !ran.unwrap_err().to_string().starts_with("NanGuard"),
+        "no guard, no NanGuard error"
+    );
 }
 
 /// Reads the global gradient norm after clipping (order 5: after GradientClipping's 0).

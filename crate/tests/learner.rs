@@ -171,7 +171,8 @@ fn a_diverging_loss_stops_with_the_last_good_weights() {
     let err = learn
         .fit(1, 1e30)
         .expect_err("a learning rate of 1e30 must diverge");
-    assert!(matches!(err, Error::Diverged(_)), "{err}");
+    assert!(matches!(err.root(), Error::Diverged(_)), "{err}");
+    assert!(err.to_string().starts_with("NanGuard in "), "{err}");
     assert!(err.to_string().contains("lower learning rate"), "{err}");
     assert!(
         common::weights_equal(&before, &learn.model.snapshot()),

@@ -220,7 +220,13 @@ impl<'a> FitContext<'a> {
 ///
 /// Add it for every fit with `learn.add_cb(StopBelow(0.1))`, or for one call with
 /// `learn.fit_one_cycle_with(4, None, &mut [&mut StopBelow(0.1)])`.
-pub trait Callback {
+pub trait Callback: std::any::Any {
+    /// The name an error from one of its hooks carries: the type's own name by default.
+    fn name(&self) -> String {
+        let full = std::any::type_name::<Self>();
+        let path = full.split('<').next().unwrap_or(full);
+        path.rsplit("::").next().unwrap_or(path).to_string()
+    }
     /// Hooks of callbacks with a lower order run first (fastai's `_order`); the default is 0.
     /// Mixed precision runs at -10 (its unscaled gradients are what clipping sees), the
     /// recorder at 10 and the progress table last.
@@ -286,13 +292,28 @@ pub trait Callback {
     }
 }
 
-/// Calls one hook on every callback, in order, stopping at the first error.
+/// Calls one hook on every callback, in order, stopping at the first error, which then names
+/// the callback and the hook.
 macro_rules! hook {
     ($cbs:expr, $cx:expr, $name:ident) => {
         for cb in $cbs.iter_mut() {
-            cb.$name($cx)?;
+            cb.$name($cx)
+                .map_err(|e| in_callback(&**cb, stringify!($name), e))?;
         }
     };
+}
+
+/// `error`, from `cb`'s hook `event`, as [`crate::Error::Callback`] (once: an error a callback
+/// passed on from another keeps the first name).
+fn in_callback(cb: &dyn Callback, event: &'static str, error: crate::Error) -> crate::Error {
+    match error {
+        e @ crate::Error::Callback { .. } => e,
+        e => crate::Error::Callback {
+            callback: cb.name(),
+            event,
+            error: Box::new(e),
+        },
+    }
 }
 
 pub use crate::show::progress::format_time;
@@ -365,7 +386,9 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
     // Every callback hears the end, even after an error, so bars close and state is restored.
     let mut end = Ok(());
     for cb in cbs.iter_mut() {
-        let r = cb.on_train_end(cx);
+        let r = cb
+            .on_train_end(cx)
+            .map_err(|e| in_callback(&**cb, "on_train_end", e));
         if end.is_ok() {
             end = r;
         }

@@ -50,7 +50,10 @@ pub struct Learner {
     pub recorder: Recorder,
     /// Metrics shown after each epoch.
     pub metrics: Vec<MetricFn>,
-    /// Callbacks added to every fit (fastai's `callback_fns`), see [`Learner::add_cb`].
+    /// Callbacks of every fit (fastai's `learn.cbs`): at first the defaults, the progress
+    /// table ([`ProgressTable`]) and the NaN guard ([`NanGuard`], not run by `lr_find`), then
+    /// those from [`Learner::add_cb`] and the fp16 loss scaler that [`Learner::to_fp16`] adds.
+    /// The recorder ([`Learner::recorder`]) always runs.
     pub callbacks: Vec<Box<dyn Callback>>,
     /// Where `save` and `load` put models; default `<data path>/models`.
     pub model_dir: PathBuf,
@@ -85,6 +88,10 @@ impl Learner {
     /// ```
     pub fn new(model: Model, data: ImageDataBunch, metrics: &[MetricFn]) -> Learner {
         let opt = AdamW::new(Self::param_groups(&model.vs, model.arch));
+        let callbacks: Vec<Box<dyn Callback>> = vec![
+            Box::new(ProgressTable::default()),
+            Box::new(NanGuard::new(model.device())),
+        ];
         Learner {
             model_dir: data.path.join("models"),
             model,
@@ -92,7 +99,7 @@ impl Learner {
             opt,
             recorder: Recorder::default(),
             metrics: metrics.to_vec(),
-            callbacks: vec![],
+            callbacks,
             frozen_to: 0,
             epochs_done: 0,
         }
@@ -156,8 +163,9 @@ impl Learner {
     }
 
     /// Mixed precision on CUDA: the forward pass runs under fp16 autocast
-    /// ([`Model::to_fp16`]) and every fit scales the loss dynamically
-    /// ([`callbacks::MixedPrecision`]). On a CPU it warns and changes nothing.
+    /// ([`Model::to_fp16`]) and the loss scaler ([`callbacks::MixedPrecision`]) joins the
+    /// learner's callbacks, as fastai's `to_fp16` adds its callback. On a CPU it warns and
+    /// changes nothing.
     ///
     /// ```no_run
     /// # let mut learn: fastvision::Learner = unimplemented!();
@@ -165,6 +173,10 @@ impl Learner {
     /// ```
     pub fn to_fp16(&mut self) -> &mut Self {
         self.model.to_fp16();
+        if self.model.precision() == Some(Precision::Half) && self.cb::<MixedPrecision>().is_none()
+        {
+            self.add_cb(MixedPrecision::new());
+        }
         self
     }
 
@@ -176,32 +188,14 @@ impl Learner {
     /// ```
     pub fn to_bf16(&mut self) -> &mut Self {
         self.model.to_bf16();
+        self.remove_cb::<MixedPrecision>();
         self
     }
 
     /// Back to plain fp32.
     pub fn to_fp32(&mut self) -> &mut Self {
         self.model.to_fp32();
-        self
-    }
-
-    /// Adds a callback to every later fit, `fit_one_cycle` and `lr_find` (fastai's
-    /// `callback_fns`). Callbacks for a single call go to the `_with` methods instead.
-    ///
-    /// ```no_run
-    /// use fastvision::learner::callbacks::GradientClipping;
-    /// # let mut learn: fastvision::Learner = unimplemented!();
-    /// learn.add_cb(GradientClipping::new(1.0));
-    /// learn.fit_one_cycle(4, None).unwrap();
-    /// ```
-    pub fn add_cb(&mut self, cb: impl Callback + 'static) -> &mut Self {
-        self.callbacks.push(Box::new(cb));
-        self
-    }
-
-    /// Removes every callback added with [`Learner::add_cb`].
-    pub fn clear_cbs(&mut self) -> &mut Self {
-        self.callbacks.clear();
+        self.remove_cb::<MixedPrecision>();
         self
     }
 
@@ -262,8 +256,8 @@ impl Learner {
         self.run(epochs, lrs, cbs, true)
     }
 
-    /// The one place a fit is set up: the learner's own callbacks (recorder, NaN guard, mixed
-    /// precision, progress table, those from `add_cb`) join the call's, sorted by order.
+    /// The one place a fit is set up: the recorder and the learner's callbacks (the defaults,
+    /// the fp16 scaler, those from `add_cb`) join the call's, sorted by order.
     fn run(
         &mut self,
         epochs: usize,
@@ -282,22 +276,16 @@ impl Learner {
         let n_batches = train_dl.len();
         let mut recorder = std::mem::take(&mut self.recorder);
         let mut own = std::mem::take(&mut self.callbacks);
-        let mut guard = nan_guard.then(|| NanGuard::new(self.model.device()));
-        let mut mixed = (self.model.precision() == Some(Precision::Half)).then(MixedPrecision::new);
-        let mut progress = ProgressTable::default();
         let result = {
-            let mut all: Vec<&mut dyn Callback> = vec![&mut recorder, &mut progress];
+            let mut all: Vec<&mut dyn Callback> = vec![&mut recorder];
             for cb in cbs.iter_mut() {
                 all.push(&mut **cb);
             }
             for cb in own.iter_mut() {
-                all.push(cb.as_mut());
-            }
-            if let Some(g) = guard.as_mut() {
-                all.push(g);
-            }
-            if let Some(m) = mixed.as_mut() {
-                all.push(m);
+                let is_guard = (cb.as_ref() as &dyn std::any::Any).is::<NanGuard>();
+                if nan_guard || !is_guard {
+                    all.push(cb.as_mut());
+                }
             }
             all.sort_by_key(|cb| cb.order());
             let mut cx = FitContext::new(&mut *self, epochs, n_batches, lrs);

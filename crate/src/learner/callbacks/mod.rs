@@ -1,6 +1,7 @@
 //! The callbacks fastai ships for the training loop, one file each. Each is a few lines over
-//! the hooks of [`crate::learner::fit::Callback`]; the learner adds the NaN guard (and the fp16
-//! loss scaler after `to_fp16`; `to_bf16` needs none) to every fit, the others are yours to add:
+//! the hooks of [`crate::learner::fit::Callback`]; a learner starts with the progress table and
+//! the NaN guard in `learn.callbacks` (and adds the fp16 loss scaler to each fit after
+//! `to_fp16`; `to_bf16` needs none); the others are yours to add:
 //!
 //! ```no_run
 //! use fastvision::learner::callbacks::{EarlyStopping, GradientClipping, SaveModel};
@@ -42,6 +43,39 @@
 //! learn.add_cb(LabelSmoothing(0.1));
 //! learn.fit_one_cycle(1, 1e-3).unwrap();
 //! assert!(learn.recorder.raw_losses.iter().all(|l| l.is_finite()));
+//! ```
+//!
+//! Validation runs through the same callbacks: `on_validate_begin`, `on_validate_batch_end`
+//! for each batch, then `on_validate_end` with `cx.valid` set. A callback's state stays with
+//! the learner, and `learn.cb::<T>()` reads it after the fit:
+//!
+//! ```
+//! use fastvision::learner::fit::{Callback, FitContext};
+//!
+//! /// The validation loss of every epoch, as the validation pass ends.
+//! #[derive(Default)]
+//! struct ValidLosses(Vec<f64>);
+//!
+//! impl Callback for ValidLosses {
+//!     fn on_validate_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+//!         self.0.extend(cx.valid.as_ref().map(|(loss, _)| *loss));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = fastvision::generate_sample(&dir.path().join("s"), 3, 8, 1).unwrap();
+//! # let opts = fastvision::FromFolder { train: "Training".into(), valid: "Test".into(),
+//! #     size: 32, bs: 8, device: Some(tch::Device::Cpu), ..Default::default() };
+//! # let data = fastvision::ImageDataBunch::from_folder(&path, opts).unwrap();
+//! # let lopts = fastvision::learner::CnnOptions { pretrained: false, ..Default::default() };
+//! # let mut learn = fastvision::cnn_learner_with(&data, fastvision::resnet18,
+//! #                                              &[fastvision::error_rate], lopts).unwrap();
+//! learn.add_cb(ValidLosses::default());
+//! learn.fit_one_cycle(2, 1e-3).unwrap();
+//! let seen = &learn.cb::<ValidLosses>().unwrap().0;
+//! assert_eq!(seen.len(), 2);
+//! assert_eq!(Some(seen[1]), learn.recorder.epochs[1].valid_loss);
 //! ```
 
 mod clip;
@@ -130,5 +164,72 @@ impl Tracker {
             self.best = Some(current);
         }
         Ok(Some(better))
+    }
+}
+
+use crate::learner::fit::Callback;
+use crate::learner::progress::ProgressTable;
+
+/// The learner's list of callbacks: adding, reading back and removing them.
+impl crate::Learner {
+    /// Adds a callback to every later fit, `fit_one_cycle` and `lr_find` (fastai's
+    /// `callback_fns`). Callbacks for a single call go to the `_with` methods instead.
+    ///
+    /// ```no_run
+    /// use fastvision::learner::callbacks::GradientClipping;
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.add_cb(GradientClipping::new(1.0));
+    /// learn.fit_one_cycle(4, None).unwrap();
+    /// ```
+    pub fn add_cb(&mut self, cb: impl Callback + 'static) -> &mut Self {
+        self.callbacks.push(Box::new(cb));
+        self
+    }
+
+    /// The callback of type `T` among [`Learner::callbacks`], to read its state after a fit.
+    ///
+    /// ```no_run
+    /// use fastvision::learner::callbacks::EarlyStopping;
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.add_cb(EarlyStopping::new("valid_loss"));
+    /// learn.fit_one_cycle(8, None).unwrap();
+    /// println!("{:?}", learn.cb::<EarlyStopping>().unwrap());
+    /// ```
+    pub fn cb<T: Callback>(&self) -> Option<&T> {
+        self.callbacks
+            .iter()
+            .find_map(|cb| (cb.as_ref() as &dyn std::any::Any).downcast_ref::<T>())
+    }
+
+    /// Removes the callbacks of type `T` (a default one too) and says whether there was one.
+    ///
+    /// ```no_run
+    /// use fastvision::learner::callbacks::NanGuard;
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// assert!(learn.remove_cb::<NanGuard>()); // train without the NaN guard
+    /// ```
+    pub fn remove_cb<T: Callback>(&mut self) -> bool {
+        let before = self.callbacks.len();
+        self.callbacks
+            .retain(|cb| !(cb.as_ref() as &dyn std::any::Any).is::<T>());
+        self.callbacks.len() < before
+    }
+
+    /// Removes every callback, the defaults too (the recorder still runs).
+    pub fn clear_cbs(&mut self) -> &mut Self {
+        self.callbacks.clear();
+        self
+    }
+
+    /// Fits without the progress table or the live progress line (fastai's `no_bar()` and
+    /// `no_logging()`); `learn.add_cb(ProgressTable::default())` brings them back.
+    ///
+    /// ```no_run
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// learn.no_bar().fit_one_cycle(1, None).unwrap();
+    /// ```
+    pub fn no_bar(&mut self) -> &mut Self {
+        self.remove_cb::<ProgressTable>();
+        self
     }
 }
