@@ -23,6 +23,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::Result;
 use crate::learner::Learner;
+use crate::learner::optim::Optimizer;
 use crate::models::Mode;
 
 /// The training loss of every batch, kept on the device until someone reads it, so the loop
@@ -341,8 +342,7 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
                 cx.skip_backward = false;
                 cx.skip_step = false;
                 hook!(cbs, cx, on_batch_begin);
-                cx.learn.opt.set_lrs(&cx.lrs);
-                cx.learn.opt.beta1 = cx.mom;
+                Optimizer::set_hypers(&mut cx.learn.opt, &cx.lrs, cx.mom);
                 cx.logits = cx.learn.model.forward(&cx.x, Mode::Train);
                 hook!(cbs, cx, on_loss_begin);
                 cx.loss = cx.learn.loss_func(&cx.logits, &cx.y);
@@ -350,12 +350,12 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
                 cx.losses.push(&cx.loss);
                 hook!(cbs, cx, on_backward_begin);
                 if !cx.skip_backward {
-                    cx.learn.opt.zero_grad();
+                    Optimizer::zero_grad(&mut cx.learn.opt);
                     cx.loss.backward();
                 }
                 hook!(cbs, cx, on_backward_end);
                 if !(cx.skip_backward || cx.skip_step) {
-                    cx.learn.opt.step();
+                    Optimizer::step(&mut cx.learn.opt);
                 }
                 hook!(cbs, cx, on_step_end);
                 hook!(cbs, cx, on_batch_end);

@@ -260,6 +260,52 @@ impl AdamW {
     }
 }
 
+/// What the training loop asks of an optimizer, and no more: the hyper-parameters for the
+/// next step, the step, clearing gradients, and a state to keep and put back (`lr_find`,
+/// the NaN guard, `save`). [`AdamW`] is fastai's default and the one a learner uses.
+///
+/// ```
+/// use fastvision::learner::optim::{AdamW, Optimizer};
+/// let w = tch::Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+/// let mut opt = AdamW::new(vec![vec![("w".to_string(), w.shallow_clone())]]);
+/// Optimizer::set_hypers(&mut opt, &[0.1], 0.9);
+/// Optimizer::zero_grad(&mut opt);
+/// (&w * &w).sum(tch::Kind::Float).backward();
+/// Optimizer::step(&mut opt);
+/// assert!(w.double_value(&[0]) < 1.0);
+/// ```
+pub trait Optimizer {
+    /// Each layer group's learning rate and the momentum (Adam's beta1) for the next step.
+    fn set_hypers(&mut self, lrs: &[f64], mom: f64);
+    /// Updates the parameters from their gradients.
+    fn step(&mut self);
+    /// Clears the gradients before the next backward pass.
+    fn zero_grad(&mut self);
+    /// A copy of the per-parameter state.
+    fn state(&self) -> OptimizerState;
+    /// Puts back a state from [`Optimizer::state`].
+    fn set_state(&mut self, state: &OptimizerState);
+}
+
+impl Optimizer for AdamW {
+    fn set_hypers(&mut self, lrs: &[f64], mom: f64) {
+        self.set_lrs(lrs);
+        self.beta1 = mom;
+    }
+    fn step(&mut self) {
+        AdamW::step(self)
+    }
+    fn zero_grad(&mut self) {
+        AdamW::zero_grad(self)
+    }
+    fn state(&self) -> OptimizerState {
+        AdamW::state(self)
+    }
+    fn set_state(&mut self, state: &OptimizerState) {
+        AdamW::set_state(self, state)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
