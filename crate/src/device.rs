@@ -9,10 +9,9 @@ pub const DEVICE_ENV: &str = "FASTVISION_DEVICE";
 
 /// Keeps freed tensor memory in the process instead of handing it back to the kernel after
 /// every batch. With glibc's defaults each batch's large tensors are mapped and unmapped
-/// again, and the page faults cost a third of a CPU training step in system time (measured:
-/// 22 s of 80 s for one mobilenet_v2 epoch on 2 cores, 3 s with these settings). Two arenas
-/// instead of one per thread keep the loader's and libtorch's threads from each holding their
-/// own free memory (150 MB less peak memory in a training run, same speed).
+/// again, and the page faults cost a large share of a CPU training step in system time. Two
+/// arenas instead of one per thread keep the loader's and libtorch's threads from each holding
+/// their own free memory, which lowers the peak of a training run at the same speed.
 ///
 /// It changes the whole process's allocator, so the library never calls it on its own: the
 /// `fastvision` binary and the benchmark call it first thing in `main`, and the notebook
@@ -52,11 +51,11 @@ pub enum CudaBackend {
 /// whether CUDA works; returns whether it is loaded.
 ///
 /// Nothing links `libtorch_cuda.so` (crate/build.rs explains why): on a CPU-only machine it
-/// would only cost 260 MB of resident memory. With a driver present (`libcuda.so.1`), loading it
+/// would only cost resident memory. With a driver present (`libcuda.so.1`), loading it
 /// with `RTLD_GLOBAL` registers its CUDA hooks as linking would (tch-rs#988), in our binaries
 /// and in notebook cells alike. It is looked for beside the libtorch actually loaded (a moved
-/// binary finds its torch through `LD_LIBRARY_PATH`), then where the build found it, then on the
-/// loader's path. When a driver is there and every try fails, the reasons go to stderr once,
+/// binary finds its torch through `LD_LIBRARY_PATH`), then on the
+/// loader's path. When a driver is there and every try fails, the reasons are logged once as a warning,
 /// rather than a silent fall back to the CPU.
 ///
 /// ```
@@ -193,12 +192,11 @@ pub fn parse_device(spec: &str, cuda_devices: i64) -> Result<Device> {
 }
 
 /// Whether models on `device` should keep weights and batches channels-last (NHWC) when
-/// nobody asked otherwise, as measured for mobilenet_v2 at 100 px, bs 64:
-/// - CPU: yes. oneDNN's NHWC kernels took an epoch from 20 s to 14 s on 2 cores
-///   (bench/RESULTS.md).
-/// - CUDA: no. On the H200 (issue 11) channels-last cost 7 s more on the first epoch (10.7 s
-///   against 3.5 s) and saved 0.1 s on each later one (1.5 s against 1.6 s), so it loses on
-///   any fit of fewer than seventy epochs.
+/// nobody asked otherwise, the faster of the two on each (bench/RESULTS.md has both
+/// measurements, mobilenet_v2 at 100 px, bs 64):
+/// - CPU: yes. oneDNN's NHWC kernels run an epoch markedly faster.
+/// - CUDA: no. On the H200 channels-last made the first epoch much slower (cuDNN's choice of
+///   kernels) and later ones barely faster, so it loses on any ordinary fit.
 ///
 /// ```
 /// use fastvision::device::prefers_channels_last;

@@ -453,7 +453,7 @@ impl DataLoader {
 /// On a GPU the CPU prepares the next batches while the GPU computes: 2. On a CPU whose every
 /// core already runs a libtorch thread, a third busy thread only preempts them, and each
 /// parallel kernel then waits for its slowest thread: preparing batches in turn is faster
-/// (measured on 2 cores, mobilenet_v2 bs 64: bench/RESULTS.md). Spare cores: 2.
+/// (bench/RESULTS.md has the measurement). Spare cores: 2.
 ///
 /// ```
 /// assert_eq!(fastvision::data::loader::default_prefetch(tch::Device::Cuda(0)), 2);
