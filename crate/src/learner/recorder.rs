@@ -354,10 +354,12 @@ impl Recorder {
             vec![]
         };
         // The whole sweep up to the divergence, so the rise shows; the y axis stops a little
-        // above where the run stopped (4x its best) or where it started, whichever is higher,
-        // so one wild batch cannot flatten the rest of the curve.
+        // above where the run stopped (the divergence threshold, four times the best but no
+        // lower than lr_find's floor) or where it started, whichever is higher, so one wild
+        // batch cannot flatten the rest of the curve, and a trained model's rise from a tiny
+        // loss is not cut off where its noise would be.
         let lowest = losses.iter().copied().fold(f64::INFINITY, f64::min);
-        let top = losses[0].max(4.0 * lowest);
+        let top = losses[0].max(4.0 * lowest.max(crate::learner::lr_find::Divergence::FLOOR));
         let shown: Vec<f64> = losses.iter().map(|&l| l.min(top)).collect();
         let (y0, y1) = range(shown.iter().copied());
         Figure::draw(W, H, |root| {
