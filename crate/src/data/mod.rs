@@ -5,9 +5,11 @@
 pub mod download;
 pub mod files;
 pub mod folder;
+pub mod fruits360;
 pub mod image;
 pub mod loader;
 pub mod sample;
 pub mod show_batch;
+pub mod summary;
 pub mod transforms;
 pub mod verify;
