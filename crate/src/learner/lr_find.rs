@@ -218,8 +218,9 @@ impl Learner {
         result?;
         self.recorder.is_lr_find = true;
         self.recorder.num_it = num_it;
+        // fastai's hint, through the logger like every other notice: the library prints nothing.
         if crate::show::in_notebook() {
-            println!("LR Finder is complete, type learn.recorder.plot() to see the graph.");
+            log::info!("LR Finder is complete, type learn.recorder.plot() to see the graph.");
         }
         Ok(&self.recorder)
     }
