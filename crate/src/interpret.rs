@@ -11,10 +11,11 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::loader::DataLoader;
 use crate::learner::Learner;
+use crate::learner::tta::Tta;
 use crate::models::{Mode, Model};
+use crate::show::Figure;
 use crate::show::colors::magma;
 use crate::show::grid::{batch_to_images, image_grid_titled};
-use crate::show::{Figure, Progress};
 use crate::{Error, Result};
 
 mod confusion;
@@ -111,41 +112,29 @@ impl ClassificationInterpretation {
         Self::from_preds(&learn.model, dl, probs, y_true, losses)
     }
 
-    /// Like [`ClassificationInterpretation::from_learner`], with test-time augmentation as
-    /// fastai v1's `TTA`: the predictions are `beta * plain + (1 - beta) * mean of n_aug
-    /// augmented passes` (fastai: beta 0.4), and losses are recomputed from them.
+    /// Like [`ClassificationInterpretation::from_learner`], on predictions with test-time
+    /// augmentation ([`Learner::tta_with`], fastai v1's `from_learner(learn, tta=True)`); the
+    /// losses are recomputed from them.
     ///
     /// ```no_run
+    /// use fastvision::learner::tta::Tta;
     /// # let learn: fastvision::Learner = unimplemented!();
-    /// let interp = fastvision::ClassificationInterpretation::from_learner_tta(&learn, 4, 0.4).unwrap();
+    /// let interp = fastvision::ClassificationInterpretation::from_learner_tta(&learn, Tta::default()).unwrap();
     /// ```
-    pub fn from_learner_tta(learn: &Learner, n_aug: usize, beta: f64) -> Result<Self> {
-        let dl = &learn.data.valid_dl;
-        let n_aug = n_aug.max(1);
-        let progress = Progress::new("TTA", ((n_aug + 1) * dl.len()) as u64);
-        let (plain, y_true, _) = learn.model.get_preds_with(dl, &progress);
-        let tfms = learn
-            .data
-            .train_dl
-            .tfms
-            .unwrap_or_else(crate::get_transforms);
-        let mut sum = plain.zeros_like();
-        for i in 0..n_aug {
-            let aug = DataLoader {
-                tfms: Some(tfms),
-                seed: dl.seed.wrapping_add(1 + i as u64),
-                ..dl.clone()
-            };
-            sum += learn.model.get_preds_with(&aug, &progress).0;
-        }
-        progress.finish();
-        let probs = &plain * beta + (sum / n_aug as f64) * (1.0 - beta);
+    pub fn from_learner_tta(learn: &Learner, opts: Tta) -> Result<Self> {
+        let (probs, y_true) = learn.tta_with(opts)?;
         let losses = -probs
             .gather(1, &y_true.unsqueeze(1), false)
             .squeeze_dim(1)
             .clamp_min(1e-12)
             .log();
-        Self::from_preds(&learn.model, dl, probs, y_true, losses)
+        Self::from_preds(
+            &learn.model,
+            learn.data.dl(opts.ds_type),
+            probs,
+            y_true,
+            losses,
+        )
     }
 
     fn from_preds(
@@ -190,16 +179,28 @@ impl ClassificationInterpretation {
             .int64_value(&[])
     }
 
-    /// The `k` largest losses and their item indices, largest first (all if `k` is None).
-    pub fn top_losses(&self, k: Option<usize>) -> (Tensor, Tensor) {
-        let n = self.losses.size()[0];
-        let k = k.map_or(n, |k| (k as i64).min(n));
+    /// Every item's loss and index, largest loss first: the lesson's
+    /// `losses, idxs = interp.top_losses()`.
+    ///
+    /// ```no_run
+    /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
+    /// let (losses, idxs) = interp.top_losses();
+    /// assert_eq!(losses.size(), idxs.size());
+    /// ```
+    pub fn top_losses(&self) -> (Tensor, Tensor) {
+        self.top_losses_k(self.losses.size()[0] as usize)
+    }
+
+    /// The `k` largest losses and their item indices, largest first (fastai's
+    /// `top_losses(k)`).
+    pub fn top_losses_k(&self, k: usize) -> (Tensor, Tensor) {
+        let k = (k as i64).min(self.losses.size()[0]);
         self.losses.topk(k, -1, true, true)
     }
 
     /// The top losses as a table: file, actual, predicted, loss, P(actual), P(predicted).
     pub fn top_losses_df(&self, k: usize) -> DataFrame {
-        let (losses, idx) = self.top_losses(Some(k));
+        let (losses, idx) = self.top_losses_k(k);
         let idx: Vec<i64> = Vec::try_from(&idx).expect("int64 indices");
         let losses: Vec<f64> = Vec::try_from(&losses.to_kind(Kind::Double)).expect("losses");
         let actual: Vec<i64> = idx.iter().map(|&i| self.y_true.int64_value(&[i])).collect();
@@ -278,7 +279,7 @@ impl ClassificationInterpretation {
                 "plot_top_losses: k must be at least 1 and the split non-empty".into(),
             ));
         }
-        let (losses, idx) = self.top_losses(Some(k));
+        let (losses, idx) = self.top_losses_k(k);
         let idx: Vec<i64> = Vec::try_from(&idx).expect("int64 indices");
         let losses: Vec<f64> = Vec::try_from(&losses.to_kind(Kind::Double)).expect("losses");
         let idx_usize: Vec<usize> = idx.iter().map(|&i| i as usize).collect();

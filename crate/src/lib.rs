@@ -4,13 +4,15 @@
 //! top losses) rebuilt on libtorch, for Rust programs and Jupyter notebooks via evcxr.
 //! Names follow fastai v1, so every call of the lesson is recognisable.
 //!
-//! Data flows one way: source → verify → dataset → loader → learner → interpretation → figures.
+//! Data flows one way: source → verify → dataset → loader → learner → interpretation → figures;
+//! after the lesson, [`clean`] turns what the model learned back on the data.
 //!
 //! ```
 //! let device = fastvision::default_device().unwrap();
 //! println!("computing on {}", fastvision::device::device_name(device));
 //! ```
 
+pub mod clean;
 pub mod config;
 pub mod data;
 pub mod device;
@@ -32,11 +34,14 @@ pub mod torch_ext;
 /// assert_eq!(resnet34.name(), "resnet34");
 /// ```
 pub mod prelude {
+    pub use crate::clean::{DatasetFormatter, ImageCleaner, Leakage, Similars};
     pub use crate::data::download::{download_kaggle_dataset, fruits360_layout, untar_data};
+    pub use crate::data::folder::DatasetType;
     pub use crate::interpret::{ConfusionPlot, TopLosses};
     pub use crate::learner::CnnOptions;
     pub use crate::learner::lr_find::LrFind;
     pub use crate::learner::recorder::LrPlot;
+    pub use crate::learner::tta::Tta;
     pub use crate::lesson::{DataSource, Settings};
     pub use crate::models::{Arch, Model, Prediction};
     pub use crate::{

@@ -98,8 +98,11 @@ enum Command {
     },
     /// Train a classifier on a Fruits-360-layout folder and export it.
     Train {
-        /// A folder with Training/ and Test/, one sub-folder per class.
+        /// A folder with Training/ and Test/ (see --train, --valid), one sub-folder per class;
+        /// with --valid-pct, a folder of class folders.
         path: PathBuf,
+        #[command(flatten)]
+        folders: Folders,
         /// The architecture.
         #[arg(long, default_value = "mobilenet_v2", value_parser = arch_names())]
         arch: String,
@@ -139,21 +142,29 @@ enum Command {
         #[arg(long, env = "FASTVISION_PRECISION", default_value = "fp32")]
         precision: Precision,
     },
-    /// Classify images with a model from `fastvision train` (or Learner::export).
+    /// Classify images with a model from `fastvision train` (or Learner::export): files, and
+    /// every image under folders, in batches. Unreadable files are reported and the others
+    /// still classified; the exit status is 1 if any failed.
     Predict {
         /// The exported model (.safetensors from `fastvision train` or Learner::export).
         model: PathBuf,
-        /// One or more image files to classify.
+        /// Image files and folders (searched recursively) to classify.
         #[arg(required = true)]
         images: Vec<PathBuf>,
+        /// Also write the predictions as CSV (file, class, probability, error).
+        #[arg(long)]
+        csv: Option<PathBuf>,
         /// Classify what can be decoded of truncated or corrupt images instead of refusing them.
         #[arg(long)]
         accept_damaged: bool,
     },
     /// Save a grid of augmented training images as PNG (Fruits 360 layout: Training/ and Test/).
     ShowBatch {
-        /// A folder with Training/ and Test/, one sub-folder per class.
+        /// A folder with Training/ and Test/ (see --train, --valid), one sub-folder per class;
+        /// with --valid-pct, a folder of class folders.
         path: PathBuf,
+        #[command(flatten)]
+        folders: Folders,
         /// The PNG to write.
         #[arg(long, default_value = "show_batch.png")]
         out: PathBuf,
@@ -166,7 +177,42 @@ enum Command {
     },
 }
 
-/// The architectures the command line offers.
+/// Where the training and validation images are, as `from_folder` takes them.
+#[derive(clap::Args)]
+struct Folders {
+    /// The training folder's name (one sub-folder per class).
+    #[arg(long, default_value = "Training")]
+    train: String,
+    /// The validation folder's name. Without one, --valid-pct splits at random.
+    #[arg(long, default_value = "Test")]
+    valid: String,
+    /// Hold out this fraction of every image under PATH (labelled by its parent folder) for
+    /// validation instead of using the two folders (fastai's valid_pct, e.g. 0.2).
+    #[arg(long)]
+    valid_pct: Option<f64>,
+}
+
+impl Folders {
+    /// The folder `from_folder` reads and its options: `path` with its two folders, or, with
+    /// `--valid-pct` or no validation folder, one folder of class folders split at random.
+    fn resolve(&self, path: &std::path::Path) -> (PathBuf, FromFolder) {
+        let opts = FromFolder::new(self.train.clone(), self.valid.clone());
+        match self.valid_pct {
+            Some(pct) => (path.to_path_buf(), opts.valid_pct(pct)),
+            None if !path.join(&self.valid).is_dir() && path.join(&self.train).is_dir() => {
+                eprintln!(
+                    "note: no {}/ in {}: holding out 20% of {}/ at random (set --valid-pct to change it)",
+                    self.valid,
+                    path.display(),
+                    self.train
+                );
+                (path.join(&self.train), opts.valid_pct(0.2))
+            }
+            None => (path.to_path_buf(), opts),
+        }
+    }
+}
+
 /// The architectures `--arch` accepts: every one the library ships.
 fn arch_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(fastvision::models::Arch::ALL.map(|a| a.name()))
@@ -255,6 +301,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Train {
             path,
+            folders,
             arch,
             epochs,
             unfrozen_epochs,
@@ -276,11 +323,8 @@ fn run() -> anyhow::Result<()> {
                 )?),
                 None => None,
             };
-            let mut opts = FromFolder::new("Training", "Test")
-                .size(size)
-                .bs(bs)
-                .seed(seed)
-                .tfms(get_transforms());
+            let (path, opts) = folders.resolve(&path);
+            let mut opts = opts.size(size).bs(bs).seed(seed).tfms(get_transforms());
             opts.device = device;
             let data = ImageDataBunch::from_folder(&path, opts)?.normalize(imagenet_stats)?;
             println!("{}", data.summary().line);
@@ -313,27 +357,46 @@ fn run() -> anyhow::Result<()> {
         Command::Predict {
             model,
             images,
+            csv,
             accept_damaged,
         } => {
-            let learn = fastvision::load_learner(&model)?;
+            let model = fastvision::load_learner(&model)?;
             let mode = if accept_damaged {
                 fastvision::data::image::Decode::Lenient
             } else {
                 fastvision::data::image::Decode::Strict
             };
-            for image in images {
-                println!("{}: {}", image.display(), learn.predict_with(&image, mode)?);
+            let preds = model.predict_paths_with(&images, mode)?;
+            for (file, result) in &preds.rows {
+                match result {
+                    Ok(p) => println!("{}: {p}", file.display()),
+                    Err(e) => eprintln!("error: {e:#}"),
+                }
+            }
+            if let Some(csv) = &csv {
+                preds.to_csv(csv)?;
+                eprintln!("wrote {}", csv.display());
+            }
+            let failed = preds.failed().count();
+            if preds.rows.is_empty() {
+                anyhow::bail!("no images found in {}", join_paths(&images));
+            }
+            if failed > 0 {
+                anyhow::bail!(
+                    "{failed} of {} files could not be classified (listed above)",
+                    preds.rows.len()
+                );
             }
         }
         Command::ShowBatch {
             path,
+            folders,
             out,
             rows,
             size,
         } => {
-            let opts = FromFolder::new("Training", "Test")
-                .size(size)
-                .tfms(get_transforms());
+            let (path, opts) = folders.resolve(&path);
+            let opts = opts.size(size).tfms(get_transforms());
             let data = ImageDataBunch::from_folder(&path, opts)?.normalize(imagenet_stats)?;
             let inches = rows as f64 * 7.0 / 3.0;
             data.show_batch(rows, (inches, inches * 8.0 / 7.0))?
@@ -342,6 +405,14 @@ fn run() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A stop button pressed by Ctrl-C: training ends cleanly after the current batch.

@@ -13,7 +13,7 @@ use fastvision::learner::one_cycle::OneCycle;
 use fastvision::learner::progress::ProgressTable;
 use fastvision::models::Mode;
 use fastvision::{Learner, accuracy, cnn_learner, error_rate, mobilenet_v2, top_k_accuracy};
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 fn learner(seed: u64, metrics: &[MetricFn]) -> (tempfile::TempDir, Learner) {
     let tmp = tempfile::tempdir().unwrap();
@@ -340,25 +340,65 @@ fn metrics_are_exact_over_a_partial_last_batch() {
     );
 }
 
+/// Where autocast is on during a fit: what a matrix product computes in, seen from hooks that
+/// run after the mixed-precision callback's (order 0 > its -10), and at the end of the forward
+/// pass, before it switches autocast off (order -20).
+#[derive(Default)]
+struct AutocastProbe {
+    in_batch: Vec<Kind>,
+    logits: Vec<Kind>,
+    after_forward: Vec<Kind>,
+    in_validation: Vec<Kind>,
+}
+
+fn matmul_kind() -> Kind {
+    let a = Tensor::ones([4, 4], (Kind::Float, tch::Device::Cpu));
+    a.matmul(&a).kind()
+}
+
+impl Callback for AutocastProbe {
+    fn order(&self) -> i32 {
+        -20
+    }
+    fn on_loss_begin(&mut self, _cx: &mut FitContext) -> fastvision::Result<()> {
+        self.logits.push(matmul_kind());
+        Ok(())
+    }
+    fn on_loss(&mut self, _cx: &mut FitContext) -> fastvision::Result<()> {
+        self.after_forward.push(matmul_kind());
+        Ok(())
+    }
+    fn on_validate_batch_end(&mut self, _cx: &mut FitContext) -> fastvision::Result<()> {
+        self.in_validation.push(matmul_kind());
+        Ok(())
+    }
+}
+
+/// Runs after the mixed-precision callback's on_batch_begin.
+#[derive(Default)]
+struct BatchProbe(Vec<Kind>);
+
+impl Callback for BatchProbe {
+    fn on_batch_begin(&mut self, _cx: &mut FitContext) -> fastvision::Result<()> {
+        self.0.push(matmul_kind());
+        Ok(())
+    }
+}
+
 #[test]
 fn bf16_autocast_trains_on_the_cpu() {
     let (_tmp, mut learn) = learner(20, &[error_rate]);
-    let x = learn.data.valid_dl.epoch(0).next().unwrap().x;
-    let fp32 = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
     learn.to_bf16();
     assert_eq!(
-        learn.model.precision(),
+        learn.precision(),
         Some(fastvision::learner::callbacks::Precision::BFloat16)
     );
-    let bf16 = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
-    assert_eq!(bf16.kind(), Kind::Float, "logits come back in fp32");
-    // bf16 keeps 8 bits of mantissa: the logits move, but only by rounding.
-    let diff = (&fp32 - &bf16).abs().max().double_value(&[]);
-    assert!(
-        diff > 0.0 && diff < 0.5,
-        "fp32 and bf16 logits differ by {diff}"
-    );
-    learn.fit_one_cycle(2, 1e-3).unwrap();
+    let x = learn.data.valid_dl.epoch(0).next().unwrap().x;
+    let before = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
+    let (mut probe, mut batch) = (AutocastProbe::default(), BatchProbe::default());
+    learn
+        .fit_one_cycle_with(2, 1e-3, &mut [&mut probe, &mut batch])
+        .unwrap();
     let rec = &learn.recorder;
     assert!(rec.raw_losses.iter().all(|l| l.is_finite()));
     assert!(
@@ -366,25 +406,50 @@ fn bf16_autocast_trains_on_the_cpu() {
         "{:?}",
         rec.raw_losses
     );
-    let trained_bf16 = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
-    learn.to_fp32();
-    assert_eq!(learn.model.precision(), None);
-    let back = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
-    // Without autocast, forward is the body then the head in fp32, up to the layout's rounding ...
-    let plain = tch::no_grad(|| {
-        learn
-            .model
-            .head_forward(&learn.model.body_features(&x, Mode::Eval), Mode::Eval)
-    });
-    let to_plain = (&back - &plain).abs().max().double_value(&[]);
-    assert!(
-        to_plain < 1e-4,
-        "to_fp32's logits differ from fp32's by {to_plain}"
+    // The callback owns autocast: on from a batch's start through its forward pass, off for
+    // the loss and backward, on again for validation.
+    let n = learn.data.train_dl.len() * 2;
+    assert_eq!(
+        batch.0,
+        vec![Kind::BFloat16; n],
+        "autocast during the forward pass"
     );
-    // ... and no longer bf16's rounding of the same weights.
-    let to_bf16 = (&back - &trained_bf16).abs().max().double_value(&[]);
+    assert_eq!(
+        probe.logits,
+        vec![Kind::BFloat16; n],
+        "the forward pass ran in bf16"
+    );
+    assert_eq!(
+        probe.after_forward,
+        vec![Kind::Float; n],
+        "the loss runs in fp32"
+    );
+    assert_eq!(
+        probe.in_validation,
+        vec![Kind::BFloat16; learn.data.valid_dl.len() * 2],
+        "validation runs under autocast"
+    );
+    // Outside a fit the model computes in fp32: autocast did not outlive the fit.
+    assert_eq!(matmul_kind(), Kind::Float, "autocast leaked out of the fit");
+    let after = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
+    assert_eq!(after.kind(), Kind::Float);
     assert!(
-        to_bf16 > 1e-3,
-        "to_fp32 still rounds as bf16 does ({to_bf16})"
+        (&after - &before).abs().max().double_value(&[]) > 1e-3,
+        "training moved the weights"
+    );
+    // fp16 on a CPU computes in fp32 (to_fp16 leaves a CPU learner as it is).
+    learn.to_fp16();
+    assert_eq!(
+        learn.precision(),
+        Some(fastvision::learner::callbacks::Precision::BFloat16)
+    );
+    learn.to_fp32();
+    assert_eq!(learn.precision(), None);
+    assert!(learn.cb::<MixedPrecision>().is_none());
+    let mut batch = BatchProbe::default();
+    learn.fit_with(1, 1e-4, &mut [&mut batch]).unwrap();
+    assert!(
+        batch.0.iter().all(|k| *k == Kind::Float),
+        "fp32 after to_fp32"
     );
 }

@@ -63,7 +63,7 @@ fn the_lessons_first_steps_compute_what_they_computed_before_the_split() {
         epoch.metrics[0],
     );
     let interp = ClassificationInterpretation::from_learner(&learn).unwrap();
-    let (_, idx) = interp.top_losses(Some(9));
+    let (_, idx) = interp.top_losses_k(9);
     let top_losses = Vec::<i64>::try_from(&idx).unwrap();
     // Where the seed is set for this step: fits used to reseed libtorch's generator with
     // seed + (fits so far), 43 here; they no longer do, so the test says it.

@@ -80,7 +80,7 @@ fn trained(test: &str, prepare: impl FnOnce(&mut Learner)) -> Option<Trained> {
         error(&learn) < target,
         "{test}: error {} after fit_one_cycle(1) on CUDA ({:?})",
         error(&learn),
-        learn.model.precision()
+        learn.precision()
     );
     Some(Trained {
         tmp,
@@ -244,7 +244,7 @@ fn interpretation_on_cuda_with_gradcam_and_tta() {
             .int64_value(&[]),
         n
     );
-    let (losses, idx) = interp.top_losses(Some(9));
+    let (losses, idx) = interp.top_losses_k(9);
     assert_eq!(idx.size(), [9]);
     assert!(losses.double_value(&[0]) >= losses.double_value(&[8]));
     let fig = interp
@@ -252,7 +252,14 @@ fn interpretation_on_cuda_with_gradcam_and_tta() {
         .unwrap();
     let img = fig.to_rgb();
     assert!(img.width() > 500 && img.height() > 300);
-    let tta = ClassificationInterpretation::from_learner_tta(&learn, 2, 0.25).unwrap();
+    let tta = ClassificationInterpretation::from_learner_tta(
+        &learn,
+        fastvision::learner::tta::Tta {
+            beta: 0.25,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(tta.probs.size()[0], n);
     assert!(
         (tta.n_errors() as f64) <= (interp.n_errors() as f64) * 1.5 + 3.0,

@@ -58,7 +58,7 @@ fn interpretation_is_consistent_and_plots_read_well() {
     assert!(mine.equal(&theirs), "the interpretation's model differs");
 
     // top_losses: sorted, and each loss is the cross-entropy recomputed from the probabilities.
-    let (losses, idx) = interp.top_losses(None);
+    let (losses, idx) = interp.top_losses();
     let losses: Vec<f64> = Vec::try_from(&losses.to_kind(Kind::Double)).unwrap();
     assert!(
         losses.windows(2).all(|w| w[0] >= w[1]),
@@ -185,7 +185,11 @@ fn a_131_class_matrix_is_drawn_readably() {
 fn tta_blends_augmented_predictions() {
     let (learn, _tmp) = trained();
     let plain = ClassificationInterpretation::from_learner(&learn).unwrap();
-    let tta = ClassificationInterpretation::from_learner_tta(&learn, 2, 0.4).unwrap();
+    let tta = ClassificationInterpretation::from_learner_tta(
+        &learn,
+        fastvision::learner::tta::Tta::default(),
+    )
+    .unwrap();
     assert_eq!(tta.probs.size(), plain.probs.size());
     let sums = tta
         .probs
@@ -202,7 +206,7 @@ fn tta_blends_augmented_predictions() {
         moved > 1e-5 && moved < 0.2,
         "TTA changed predictions by {moved}"
     );
-    let (l, i) = tta.top_losses(Some(1));
+    let (l, i) = tta.top_losses_k(1);
     let i = i.int64_value(&[0]);
     let y = tta.y_true.int64_value(&[i]);
     assert!((l.double_value(&[0]) + tta.probs.double_value(&[i, y]).ln()).abs() < 1e-4);

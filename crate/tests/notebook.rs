@@ -16,6 +16,18 @@ use serde_json::Value;
 
 const SECRET_KEY: &str = "fvtestkey0c4f9e1d7b2a46c8must-never-be-printed";
 const NOTEBOOK: &str = "notebooks/lesson1-fruits.ipynb";
+/// The second notebook, after the lesson: it goes on from the first one's export.
+const NOTEBOOK2: &str = "notebooks/lesson2-beyond.ipynb";
+
+/// The second notebook's cells that must show a picture.
+const PICTURES2: [&str; 6] = [
+    "show_batch_valid",
+    "show_results",
+    "confusion_figsize",
+    "similars",
+    "leakage_closest",
+    "leakage_threshold",
+];
 
 /// The cells whose output must hold a picture, by their tag in the notebook.
 const PICTURES: [&str; 5] = [
@@ -44,7 +56,7 @@ fn tagged<'a>(nb: &'a Value, tag: &str) -> &'a Value {
                 .as_array()
                 .is_some_and(|t| t.iter().any(|x| x == tag))
         })
-        .unwrap_or_else(|| panic!("no cell tagged {tag:?} in {NOTEBOOK}"))
+        .unwrap_or_else(|| panic!("no cell tagged {tag:?} in the notebook"))
 }
 
 /// The outputs' data of one MIME type, concatenated.
@@ -148,6 +160,72 @@ fn the_committed_notebook_is_short_and_shows_everything_once() {
         }
     }
     assert_no_repeated_tables(&nb);
+}
+
+/// The committed second notebook: executed, without errors, every picture in place.
+#[test]
+fn the_committed_second_notebook_shows_every_tool() {
+    let path = common::repo_root().join(NOTEBOOK2);
+    let nb: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_second_notebook(&nb);
+}
+
+/// What the second notebook must show once executed: no errors, a picture in each picture
+/// cell, the cleaner's gallery, the TTA line, the leakage table and the folder's predictions.
+fn assert_second_notebook(nb: &Value) {
+    for cell in nb["cells"].as_array().unwrap() {
+        for o in cell["outputs"].as_array().into_iter().flatten() {
+            assert_ne!(
+                o["output_type"], "error",
+                "a cell of {NOTEBOOK2} failed: {o}"
+            );
+        }
+    }
+    for tag in PICTURES2 {
+        let pngs = output_data(tagged(nb, tag), "image/png");
+        assert_eq!(
+            pngs.len(),
+            1,
+            "{NOTEBOOK2}: cell {tag:?} should show one picture"
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(pngs[0].trim())
+            .unwrap();
+        let img = image::load_from_memory(&bytes).unwrap();
+        assert!(
+            img.width() >= 300 && img.height() >= 200,
+            "cell {tag:?}: {}x{}",
+            img.width(),
+            img.height()
+        );
+        // Not a blank figure: many distinct colours.
+        let colours: std::collections::HashSet<[u8; 3]> =
+            img.to_rgb8().pixels().map(|p| p.0).collect();
+        assert!(
+            colours.len() > 100,
+            "cell {tag:?} looks blank ({} colours)",
+            colours.len()
+        );
+    }
+    let tta = streams(tagged(nb, "tta"));
+    assert!(tta.contains("with TTA"), "{tta}");
+    let gallery = output_data(tagged(nb, "cleaner"), "text/html").concat();
+    assert_eq!(gallery.matches("<img").count(), 20, "the cleaner's gallery");
+    let leakage = output_data(tagged(nb, "leakage"), "text/html").concat();
+    assert!(
+        leakage.contains("leaked") && leakage.contains("<table"),
+        "{leakage}"
+    );
+    let cleaned = output_data(tagged(nb, "from_csv"), "text/html").concat();
+    assert!(
+        cleaned.contains("<table"),
+        "from_csv shows its data: {cleaned}"
+    );
+    let preds = output_data(tagged(nb, "predict_folder"), "text/html").concat();
+    assert!(
+        preds.contains("0 could not be read") && preds.contains("<table"),
+        "{preds}"
+    );
 }
 
 /// Runs `jupyter nbconvert ARGS... --output-dir DIR EXECUTED` and fails the test with its
@@ -398,4 +476,42 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
         PICTURES.len()
     );
     assert!(!html.contains(SECRET_KEY));
+
+    // The second notebook goes on from the first one's export, with the same settings.
+    let run = Command::new(&jupyter)
+        .current_dir(&root)
+        .args([
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--ExecutePreprocessor.kernel_name=fastvision",
+            "--ExecutePreprocessor.timeout=-1",
+            "--ExecutePreprocessor.startup_timeout=600",
+            "--output-dir",
+        ])
+        .arg(tmp.path())
+        .arg(NOTEBOOK2)
+        .env("FASTVISION_DATA", &data)
+        .env("FASTVISION_ARCH", "mobilenet_v2")
+        .env("FASTVISION_OUT", tmp.path().join("out"))
+        .env("FASTVISION_DATA_DIR", tmp.path().join("data"))
+        .env("KAGGLE_USERNAME", "fastvision-notebook-test")
+        .env("KAGGLE_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "executing {NOTEBOOK2} failed:\n{}",
+        &log[log.len().saturating_sub(8000)..]
+    );
+    let raw = std::fs::read_to_string(tmp.path().join("lesson2-beyond.ipynb")).unwrap();
+    assert!(
+        !raw.contains(SECRET_KEY),
+        "the Kaggle key leaked into {NOTEBOOK2}"
+    );
+    assert_second_notebook(&serde_json::from_str(&raw).unwrap());
+    assert!(tmp.path().join("out/cleaned.csv").is_file());
+    assert!(tmp.path().join("out/predictions.csv").is_file());
 }

@@ -179,6 +179,32 @@ pub struct ImageDataBunch {
     pub memory_budget: u64,
 }
 
+/// Which of a data bunch's sets: fastai's `DatasetType`.
+///
+/// ```no_run
+/// use fastvision::data::folder::DatasetType;
+/// # let data: fastvision::ImageDataBunch = unimplemented!();
+/// assert_eq!(data.dl(DatasetType::Valid).dataset.len(), data.valid_dl.dataset.len());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DatasetType {
+    /// The training set.
+    Train,
+    /// The validation set (the lesson's `Test` folder).
+    #[default]
+    Valid,
+}
+
+impl ImageDataBunch {
+    /// The loader of `ds_type` (fastai's `data.dl(ds_type)`).
+    pub fn dl(&self, ds_type: DatasetType) -> &DataLoader {
+        match ds_type {
+            DatasetType::Train => &self.train_dl,
+            DatasetType::Valid => &self.valid_dl,
+        }
+    }
+}
+
 /// An image file and its label.
 type Labelled = (PathBuf, String);
 
@@ -336,14 +362,21 @@ impl ImageDataBunch {
 
     /// Loads images listed in a CSV file under `path` (columns: file name relative to
     /// `path/folder`, label), split at random by `opts.valid_pct` (default 0.2), like fastai's
-    /// `from_csv`.
+    /// `from_csv`. `csv_labels` may also be a path elsewhere, such as an
+    /// [`crate::clean::ImageCleaner`]'s `cleaned.csv`.
     ///
     /// ```no_run
     /// use fastvision::{FromFolder, ImageDataBunch};
     /// let data = ImageDataBunch::from_csv("data/fruits".as_ref(), "images", "labels.csv",
     ///     FromFolder { size: 100, ..Default::default() }).unwrap();
     /// ```
-    pub fn from_csv(path: &Path, folder: &str, csv_labels: &str, opts: FromFolder) -> Result<Self> {
+    pub fn from_csv(
+        path: &Path,
+        folder: &str,
+        csv_labels: impl AsRef<Path>,
+        opts: FromFolder,
+    ) -> Result<Self> {
+        // An absolute csv_labels (a cleaned.csv written elsewhere) is used as it is.
         let csv = path.join(csv_labels);
         let df = CsvReadOptions::default()
             .with_has_header(true)

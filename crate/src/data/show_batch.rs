@@ -1,8 +1,9 @@
-//! `show_batch`: a grid of training images as the model sees them, augmented and titled.
+//! `show_batch`: a grid of training (or validation) images as the model sees them, augmented
+//! where the set is, titled with their class.
 
 use image::RgbImage;
 
-use crate::data::folder::ImageDataBunch;
+use crate::data::folder::{DatasetType, ImageDataBunch};
 use crate::show::Figure;
 use crate::show::grid::{batch_to_images, image_grid};
 use crate::{Error, Result};
@@ -16,12 +17,29 @@ impl ImageDataBunch {
     /// data.show_batch(3, (7.0, 8.0)).unwrap().save("batch.png".as_ref()).unwrap();
     /// ```
     pub fn show_batch(&self, rows: usize, figsize: (f64, f64)) -> Result<Figure> {
-        let dl = &self.train_dl;
+        self.show_batch_of(DatasetType::Train, rows, figsize)
+    }
+
+    /// [`ImageDataBunch::show_batch`] on either set (fastai's `ds_type`): the validation set's
+    /// images as the model sees them there, unaugmented.
+    ///
+    /// ```no_run
+    /// use fastvision::data::folder::DatasetType;
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// data.show_batch_of(DatasetType::Valid, 3, (7.0, 8.0)).unwrap();
+    /// ```
+    pub fn show_batch_of(
+        &self,
+        ds_type: DatasetType,
+        rows: usize,
+        figsize: (f64, f64),
+    ) -> Result<Figure> {
+        let dl = self.dl(ds_type);
         let n = (rows * rows).min(dl.dataset.len());
         if n == 0 {
-            return Err(Error::InvalidArgument(
-                "show_batch: rows must be at least 1 and the training set non-empty".into(),
-            ));
+            return Err(Error::InvalidArgument(format!(
+                "show_batch: rows must be at least 1 and the {ds_type:?} set non-empty"
+            )));
         }
         // A loader batch holds at most bs images; a bigger grid takes the next ones too.
         let idx: Vec<usize> = dl.order(0).into_iter().take(n).collect();

@@ -111,6 +111,23 @@ pub struct Transforms {
     pub p_affine: f64,
     /// Probability of each of brightness and contrast.
     pub p_lighting: f64,
+    /// A fixed zoom and flip in place of the random ones: one of test-time augmentation's
+    /// views ([`Transforms::tta_view`]). `None` for training.
+    pub view: Option<TtaView>,
+}
+
+/// One of fastai v1's eight test-time views: zoom by `scale` towards a corner (`row`, `col` in
+/// {0, 1}), flipped or not. Rotation, warp and lighting stay random.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TtaView {
+    /// Zoom factor (fastai: 1.35).
+    pub scale: f64,
+    /// Focal point's row, 0 (top) to 1 (bottom).
+    pub row: f64,
+    /// Focal point's column, 0 (left) to 1 (right).
+    pub col: f64,
+    /// Mirror left-right.
+    pub flip: bool,
 }
 
 /// fastai's default augmentation: flip p=0.5, rotate ±10°, zoom up to 1.1, lighting 0.2,
@@ -130,7 +147,87 @@ pub fn get_transforms() -> Transforms {
         max_warp: 0.2,
         p_affine: 0.75,
         p_lighting: 0.75,
+        view: None,
     }
+}
+
+/// fastai's `get_transforms(do_flip=..., max_rotate=..., ...)` as a builder: each method sets
+/// one argument and keeps the other defaults.
+///
+/// ```
+/// let tfms = fastvision::get_transforms().flip_vert(true).max_rotate(20.0).p_lighting(0.5);
+/// assert_eq!((tfms.flip_vert, tfms.max_rotate, tfms.p_lighting), (true, 20.0, 0.5));
+/// assert_eq!(tfms.max_zoom, 1.1); // untouched: fastai's default
+/// ```
+impl Transforms {
+    /// Flip left-right at random (fastai: true).
+    pub fn do_flip(mut self, v: bool) -> Self {
+        self.do_flip = v;
+        self
+    }
+    /// Also flip vertically and transpose, for images with no "up" (fastai: false).
+    pub fn flip_vert(mut self, v: bool) -> Self {
+        self.flip_vert = v;
+        self
+    }
+    /// Largest rotation in degrees (fastai: 10).
+    pub fn max_rotate(mut self, v: f64) -> Self {
+        self.max_rotate = v;
+        self
+    }
+    /// Largest zoom factor, 1 for none (fastai: 1.1).
+    pub fn max_zoom(mut self, v: f64) -> Self {
+        self.max_zoom = v;
+        self
+    }
+    /// Largest lighting change (fastai: 0.2).
+    pub fn max_lighting(mut self, v: f64) -> Self {
+        self.max_lighting = v;
+        self
+    }
+    /// Largest perspective warp (fastai: 0.2).
+    pub fn max_warp(mut self, v: f64) -> Self {
+        self.max_warp = v;
+        self
+    }
+    /// Probability of each of rotate, zoom and warp (fastai: 0.75).
+    pub fn p_affine(mut self, v: f64) -> Self {
+        self.p_affine = v;
+        self
+    }
+    /// Probability of each of brightness and contrast (fastai: 0.75).
+    pub fn p_lighting(mut self, v: f64) -> Self {
+        self.p_lighting = v;
+        self
+    }
+
+    /// View `i` (0 to 7) of fastai v1's test-time augmentation: zoom by `scale` towards the
+    /// corner `(i & 1, i & 2)`, mirrored when `i & 4`, with these transforms' rotation, warp
+    /// and lighting (fastai's `_tta_only`).
+    ///
+    /// ```
+    /// let v = fastvision::get_transforms().tta_view(5, 1.35).view.unwrap();
+    /// assert_eq!((v.row, v.col, v.flip), (1.0, 0.0, true));
+    /// ```
+    pub fn tta_view(mut self, i: usize, scale: f64) -> Self {
+        self.view = Some(TtaView {
+            scale,
+            row: if i & 1 != 0 { 1.0 } else { 0.0 },
+            col: if i & 2 != 0 { 1.0 } else { 0.0 },
+            flip: i & 4 != 0,
+        });
+        self
+    }
+}
+
+/// fastai v1's zoom about a focal point (`row`, `col` in [0, 1]), in output-to-input coordinates.
+fn zoom_matrix(scale: f64, row: f64, col: f64) -> [[f64; 3]; 3] {
+    let shrink = 1.0 - 1.0 / scale;
+    [
+        [1.0 / scale, 0.0, shrink * (2.0 * col - 1.0)],
+        [0.0, 1.0 / scale, shrink * (2.0 * row - 1.0)],
+        [0.0, 0.0, 1.0],
+    ]
 }
 
 /// The random draws for one image, kept so tests can check the maths against them.
@@ -161,10 +258,15 @@ impl Transforms {
     /// ```
     pub fn draw(&self, rng: &mut impl Rng) -> ItemParams {
         let mut m = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-        if self.do_flip && rng.random_bool(0.5) {
+        let flip = match self.view {
+            Some(v) => v.flip,
+            None => self.do_flip && rng.random_bool(0.5),
+        };
+        if flip {
             m = mat_mul(m, [[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
         }
-        if self.flip_vert {
+        // fastai's test-time views drop the dihedral flips too.
+        if self.flip_vert && self.view.is_none() {
             if rng.random_bool(0.5) {
                 m = mat_mul(m, [[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]]);
             }
@@ -177,17 +279,13 @@ impl Transforms {
             let (s, c) = deg.to_radians().sin_cos();
             m = mat_mul(m, [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]);
         }
-        if self.max_zoom > 1.0 && rng.random_bool(self.p_affine) {
+        if let Some(v) = self.view {
+            m = mat_mul(zoom_matrix(v.scale, v.row, v.col), m);
+        } else if self.max_zoom > 1.0 && rng.random_bool(self.p_affine) {
             // fastai v1 `zoom`: scale about a focal point anywhere in the image.
             let scale = rng.random_range(1.0..=self.max_zoom);
             let (row, col) = (rng.random_range(0.0..=1.0), rng.random_range(0.0..=1.0));
-            let shrink = 1.0 - 1.0 / scale;
-            let z = [
-                [1.0 / scale, 0.0, shrink * (2.0 * col - 1.0)],
-                [0.0, 1.0 / scale, shrink * (2.0 * row - 1.0)],
-                [0.0, 0.0, 1.0],
-            ];
-            m = mat_mul(z, m);
+            m = mat_mul(zoom_matrix(scale, row, col), m);
         }
         let warp = if self.max_warp > 0.0 && rng.random_bool(self.p_affine) {
             (

@@ -5,6 +5,7 @@ use tch::Tensor;
 
 use crate::show::Figure;
 use crate::show::colors::blues;
+use crate::show::grid::DPI;
 use crate::{Error, Result};
 
 /// Options of [`ClassificationInterpretation::plot_confusion_matrix_with`] and
@@ -14,6 +15,8 @@ use crate::{Error, Result};
 /// use fastvision::interpret::ConfusionPlot;
 /// let opts = ConfusionPlot { only_mistakes: true, ..Default::default() };
 /// assert!(!opts.normalize);
+/// // fastai's plot_confusion_matrix(figsize=(12, 12), dpi=60):
+/// let fastai = ConfusionPlot { figsize: Some((12.0, 12.0)), dpi: Some(60.0), ..Default::default() };
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ConfusionPlot {
@@ -21,6 +24,45 @@ pub struct ConfusionPlot {
     pub normalize: bool,
     /// Keep only the classes involved in a mistake.
     pub only_mistakes: bool,
+    /// The figure's size in inches, as matplotlib's `figsize`; `None` sizes it to the class
+    /// count. Cells and labels shrink or grow to fit.
+    pub figsize: Option<(f64, f64)>,
+    /// Pixels per inch (matplotlib's `dpi`); `None` is 100. Fonts and lines scale with it, so
+    /// a higher dpi gives the same figure in more pixels.
+    pub dpi: Option<f64>,
+}
+
+impl ConfusionPlot {
+    /// The defaults: counts, every class, sized to the class count.
+    ///
+    /// ```
+    /// use fastvision::interpret::ConfusionPlot;
+    /// let opts = ConfusionPlot::new().figsize(12.0, 12.0).dpi(60.0);
+    /// assert_eq!((opts.figsize, opts.dpi), (Some((12.0, 12.0)), Some(60.0)));
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The figure's size in inches (matplotlib's `figsize`).
+    pub fn figsize(mut self, width: f64, height: f64) -> Self {
+        self.figsize = Some((width, height));
+        self
+    }
+    /// Pixels per inch (matplotlib's `dpi`).
+    pub fn dpi(mut self, dpi: f64) -> Self {
+        self.dpi = Some(dpi);
+        self
+    }
+    /// Rows as fractions of the actual class (fastai's `normalize=True`).
+    pub fn normalize(mut self) -> Self {
+        self.normalize = true;
+        self
+    }
+    /// Only the classes involved in a mistake.
+    pub fn only_mistakes(mut self) -> Self {
+        self.only_mistakes = true;
+        self
+    }
 }
 
 /// Draws a confusion matrix (see [`ClassificationInterpretation::plot_confusion_matrix`]).
@@ -34,7 +76,24 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
     let ConfusionPlot {
         normalize,
         only_mistakes,
+        figsize,
+        dpi,
     } = opts;
+    let dpi = dpi.unwrap_or(DPI);
+    if !(dpi > 0.0 && dpi.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "plot_confusion_matrix: dpi must be positive, got {dpi}"
+        )));
+    }
+    if let Some((fw, fh)) = figsize
+        && !(fw > 0.0 && fh > 0.0 && fw.is_finite() && fh.is_finite())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "plot_confusion_matrix: figsize must be two positive sizes in inches, got ({fw}, {fh})"
+        )));
+    }
+    // Layout is worked out at 100 px per inch, then every length is scaled to `dpi`.
+    let s = dpi / DPI;
     use plotters::prelude::*;
     use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -81,18 +140,36 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
         .fold(0.0, f64::max)
         .max(1e-12);
 
-    // Cells shrink with the class count; fonts and label space follow the cells.
-    let cell = (1100 / n as u32).clamp(12, 64);
-    let tick_font = (cell as f64 * 0.8).clamp(7.0, 15.0);
+    // Cells shrink with the class count (or fit the figsize); fonts and label space follow.
     let longest = keep
         .iter()
         .map(|&i| classes[i].chars().count())
         .max()
         .unwrap_or(5) as f64;
-    let label_px = (longest * tick_font * 0.58) as u32 + 10;
-    let (left, top, bottom) = (label_px + 30, 50u32, label_px + 30);
-    let (w, h) = (left + n as u32 * cell + 20, top + n as u32 * cell + bottom);
-    let show_text = cell >= 26;
+    let margins = |cell: f64| {
+        let tick_font = (cell * 0.8).clamp(7.0, 15.0);
+        let label = longest * tick_font * 0.58 + 10.0;
+        (tick_font, label + 30.0, 50.0, label + 30.0)
+    };
+    let mut cell = (1100.0 / n as f64).floor().clamp(12.0, 64.0);
+    if let Some((fw, fh)) = figsize {
+        // Twice: the labels' room depends on the cell size it sets.
+        for _ in 0..2 {
+            let (_, left, top, bottom) = margins(cell);
+            let room = (fw * DPI - left - 20.0).min(fh * DPI - top - bottom);
+            cell = (room / n as f64).floor().max(2.0);
+        }
+    }
+    let (tick_font, left, top, bottom) = margins(cell);
+    let px = |v: f64| (v * s).round() as u32;
+    let (cell_f, left_f, top_f) = (cell, left, top);
+    let (cell, left, top) = (px(cell_f), px(left_f), px(top_f));
+    let (w, h) = (
+        left + n as u32 * cell + px(20.0),
+        top + n as u32 * cell + px(bottom),
+    );
+    let tick_font = tick_font * s;
+    let show_text = cell_f >= 26.0;
     let title = if normalize {
         "Confusion matrix (rows sum to 1)"
     } else {
@@ -103,8 +180,8 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
         let centre = Pos::new(HPos::Center, VPos::Center);
         root.draw(&Text::new(
             title,
-            ((w / 2) as i32, 22),
-            TextStyle::from(("sans-serif", 20.0).into_font()).pos(centre),
+            ((w / 2) as i32, px(22.0) as i32),
+            TextStyle::from(("sans-serif", 20.0 * s).into_font()).pos(centre),
         ))?;
         for (r, row) in values.iter().enumerate() {
             for (col, &v) in row.iter().enumerate() {
@@ -132,7 +209,7 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
                     };
                     let colour = if t > 0.6 { WHITE } else { BLACK };
                     let style =
-                        TextStyle::from(("sans-serif", (cell as f64 * 0.38).min(16.0)).into_font())
+                        TextStyle::from(("sans-serif", (cell_f * 0.38).min(16.0) * s).into_font())
                             .color(&colour)
                             .pos(centre);
                     root.draw(&Text::new(
@@ -163,30 +240,33 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
             let mid = (k as u32 * cell + cell / 2) as i32;
             root.draw(&Text::new(
                 classes[i].clone(),
-                (left as i32 - 6, top as i32 + mid),
+                (left as i32 - px(6.0) as i32, top as i32 + mid),
                 &right,
             ))?;
             root.draw(&Text::new(
                 classes[i].clone(),
-                (left as i32 + mid, grid_end + 6),
+                (left as i32 + mid, grid_end + px(6.0) as i32),
                 &rotated,
             ))?;
         }
-        let axis = TextStyle::from(("sans-serif", 17.0).into_font()).pos(centre);
+        let axis = TextStyle::from(("sans-serif", 17.0 * s).into_font()).pos(centre);
         root.draw(&Text::new(
             "Predicted",
-            ((left + n as u32 * cell / 2) as i32, h as i32 - 14),
+            (
+                (left + n as u32 * cell / 2) as i32,
+                h as i32 - px(14.0) as i32,
+            ),
             &axis,
         ))?;
         let axis_v = TextStyle::from(
-            ("sans-serif", 17.0)
+            ("sans-serif", 17.0 * s)
                 .into_font()
                 .transform(FontTransform::Rotate270),
         )
         .pos(centre);
         root.draw(&Text::new(
             "Actual",
-            (14, (top + n as u32 * cell / 2) as i32),
+            (px(14.0) as i32, (top + n as u32 * cell / 2) as i32),
             &axis_v,
         ))?;
         Ok(())

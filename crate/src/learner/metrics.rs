@@ -188,6 +188,20 @@ impl MetricFn {
         }
     }
 
+    /// The metric over whole predictions at once, e.g. TTA's (probabilities or logits: only
+    /// their order matters to error_rate and accuracy).
+    ///
+    /// ```
+    /// let preds = tch::Tensor::from_slice(&[0.1f32, 0.9, 0.8, 0.2, 0.3, 0.7]).view([3, 2]);
+    /// let y = tch::Tensor::from_slice(&[1i64, 1, 1]);
+    /// assert!((fastvision::error_rate.compute(&preds, &y) - 1.0 / 3.0).abs() < 1e-12);
+    /// ```
+    pub fn compute(&self, preds: &Tensor, targets: &Tensor) -> f64 {
+        let mut m = self.fresh();
+        m.accumulate(preds, targets);
+        m.value()
+    }
+
     /// The column name.
     pub fn name(&self) -> String {
         match self {

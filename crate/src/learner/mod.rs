@@ -15,7 +15,9 @@ pub mod optim;
 pub mod persist;
 pub mod progress;
 pub mod recorder;
+pub mod show_results;
 pub mod summary;
+pub mod tta;
 pub mod validate;
 
 pub use cnn::{CnnOptions, cnn_learner, cnn_learner_with};
@@ -25,6 +27,7 @@ use std::path::{Path, PathBuf};
 use tch::{Tensor, nn};
 
 use crate::data::folder::ImageDataBunch;
+use crate::models::predict_folder::FolderPredictions;
 use crate::models::{Arch, Model, Prediction};
 use crate::{Error, Result};
 use callbacks::{MixedPrecision, NanGuard, Precision};
@@ -52,7 +55,7 @@ pub struct Learner {
     pub metrics: Vec<MetricFn>,
     /// Callbacks of every fit (fastai's `learn.cbs`): at first the defaults, the progress
     /// table ([`ProgressTable`]) and the NaN guard ([`NanGuard`], not run by `lr_find`), then
-    /// those from [`Learner::add_cb`] and the fp16 loss scaler that [`Learner::to_fp16`] adds.
+    /// those from [`Learner::add_cb`] and the mixed precision that [`Learner::to_fp16`] adds.
     /// The recorder ([`Learner::recorder`]) always runs.
     pub callbacks: Vec<Box<dyn Callback>>,
     /// Where `save` and `load` put models; default `<data path>/models`.
@@ -162,41 +165,49 @@ impl Learner {
         self.frozen_to
     }
 
-    /// Mixed precision on CUDA: the forward pass runs under fp16 autocast
-    /// ([`Model::to_fp16`]) and the loss scaler ([`callbacks::MixedPrecision`]) joins the
-    /// learner's callbacks, as fastai's `to_fp16` adds its callback. On a CPU it warns and
-    /// changes nothing.
+    /// Mixed precision on CUDA, as fastai's `to_fp16`: every fit's forward passes, training
+    /// and validation, run under fp16 autocast with dynamic loss scaling, both done by one
+    /// callback ([`callbacks::MixedPrecision`]). On a CPU it warns and changes nothing.
+    /// Predictions outside a fit stay in fp32.
     ///
     /// ```no_run
     /// # let mut learn: fastvision::Learner = unimplemented!();
     /// learn.to_fp16().fit_one_cycle(4, None).unwrap();
     /// ```
     pub fn to_fp16(&mut self) -> &mut Self {
-        self.model.to_fp16();
-        if self.model.precision() == Some(Precision::Half) && self.cb::<MixedPrecision>().is_none()
-        {
-            self.add_cb(MixedPrecision::new());
+        if !self.model.device().is_cuda() {
+            log::warn!(
+                "to_fp16 needs a CUDA device; training stays in fp32 on the CPU (to_bf16 works there)"
+            );
+            return self;
         }
+        self.remove_cb::<MixedPrecision>();
+        self.add_cb(MixedPrecision::new());
         self
     }
 
-    /// Mixed precision in bfloat16 ([`Model::to_bf16`]), on CUDA or on the CPU.
+    /// Mixed precision in bfloat16, on CUDA or on the CPU: autocast without loss scaling
+    /// ([`callbacks::MixedPrecision::bf16`]).
     ///
     /// ```no_run
     /// # let mut learn: fastvision::Learner = unimplemented!();
     /// learn.to_bf16().fit_one_cycle(4, None).unwrap();
     /// ```
     pub fn to_bf16(&mut self) -> &mut Self {
-        self.model.to_bf16();
         self.remove_cb::<MixedPrecision>();
+        self.add_cb(MixedPrecision::bf16());
         self
     }
 
     /// Back to plain fp32.
     pub fn to_fp32(&mut self) -> &mut Self {
-        self.model.to_fp32();
         self.remove_cb::<MixedPrecision>();
         self
+    }
+
+    /// The reduced precision fits compute in, if any (set by `to_fp16` or `to_bf16`).
+    pub fn precision(&self) -> Option<Precision> {
+        self.cb::<MixedPrecision>().map(MixedPrecision::precision)
     }
 
     /// Trains for `epochs` epochs with constant learning rates.
@@ -310,5 +321,15 @@ impl Learner {
     /// ```
     pub fn predict(&self, path: &Path) -> Result<Prediction> {
         self.model.predict(path)
+    }
+
+    /// Classifies every image under `dir`, in batches ([`Model::predict_folder`]).
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// learn.predict_folder("photos".as_ref()).unwrap().to_csv("out.csv".as_ref()).unwrap();
+    /// ```
+    pub fn predict_folder(&self, dir: &Path) -> Result<FolderPredictions> {
+        self.model.predict_folder(dir)
     }
 }

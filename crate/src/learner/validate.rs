@@ -35,7 +35,8 @@ impl Learner {
     /// Adds one validation batch to `totals`: the model's evaluation step, then the loss and
     /// the metrics on its logits.
     pub(crate) fn eval_batch(&self, totals: &mut EvalTotals, batch: &Batch) {
-        let logits = self.model.eval_logits(&batch.x);
+        // fp32 for the loss and metrics, also when a validation pass runs under autocast.
+        let logits = self.model.eval_logits(&batch.x).to_kind(Kind::Float);
         tch::no_grad(|| {
             let bs = batch.y.size()[0];
             // The batch mean times its size, in f64 as the mean would be read back.

@@ -7,6 +7,7 @@ pub mod archs;
 pub mod export;
 pub mod head;
 pub mod model;
+pub mod predict_folder;
 pub mod weights;
 
 pub use archs::{Arch, mobilenet_v2, resnet18, resnet34, resnet50};

@@ -17,12 +17,12 @@ use crate::models::archs::{Stage, forward_stages};
 use crate::models::head::create_head;
 use crate::models::{Arch, Mode};
 use crate::show::Progress;
-use crate::torch_ext::autocast::{Precision, autocast};
 use crate::torch_ext::layout::channels_last;
 use crate::{Error, Result};
 
 /// A CNN (a body from [`Arch`] and fastai's head), its classes, input size and normalisation,
-/// and how it computes (layout and precision).
+/// and how it computes (its memory layout). Mixed precision is the learner's, a callback
+/// around the training and validation passes ([`crate::learner::callbacks::MixedPrecision`]).
 ///
 /// ```no_run
 /// use fastvision::models::{Model, mobilenet_v2};
@@ -42,7 +42,6 @@ pub struct Model {
     pub vs: nn::VarStore,
     pub(crate) body: Vec<Stage>,
     pub(crate) head: nn::SequentialT,
-    precision: Option<Precision>,
     channels_last: bool,
 }
 
@@ -133,14 +132,13 @@ impl Model {
             vs,
             body,
             head,
-            precision: None,
             channels_last: false,
         };
         model.set_layout(crate::device::prefers_channels_last(device));
         Ok(model)
     }
 
-    /// A second model with this one's weights, layout and precision (one copy of each
+    /// A second model with this one's weights and layout (one copy of each
     /// variable), for instance to keep as it is while the original trains on.
     ///
     /// ```no_run
@@ -156,7 +154,6 @@ impl Model {
             self.device(),
         )?;
         model.set_layout(self.channels_last);
-        model.precision = self.precision;
         // Straight from these variables: a snapshot would copy every weight twice.
         model.vs.copy(&self.vs).map_err(Error::Torch)?;
         Ok(model)
@@ -181,11 +178,7 @@ impl Model {
         } else {
             x.shallow_clone()
         };
-        let run = || self.head_forward(&self.body_features(&x, mode), mode);
-        match self.precision {
-            Some(p) => autocast(self.device(), p, run).to_kind(Kind::Float),
-            None => run(),
-        }
+        self.head_forward(&self.body_features(&x, mode), mode)
     }
 
     /// The body's feature map for `x` (what Grad-CAM looks at).
@@ -196,36 +189,6 @@ impl Model {
     /// The head applied to a feature map from [`Model::body_features`].
     pub fn head_forward(&self, features: &Tensor, mode: Mode) -> Tensor {
         self.head.forward_t(features, mode.is_train())
-    }
-
-    /// Mixed precision on CUDA: the forward pass runs under fp16 autocast (BatchNorm stays in
-    /// fp32). On a CPU it warns and changes nothing (see [`Model::to_bf16`]). Training in fp16
-    /// also needs loss scaling, which `Learner::to_fp16` adds to every fit.
-    pub fn to_fp16(&mut self) -> &mut Self {
-        if self.device().is_cuda() {
-            self.precision = Some(Precision::Half);
-        } else {
-            log::warn!("to_fp16 needs a CUDA device; the model stays in fp32 on the CPU");
-        }
-        self
-    }
-
-    /// Mixed precision in bfloat16: the forward pass runs under autocast in bf16, on CUDA or on
-    /// the CPU. bf16 has fp32's range, so no loss scaling is needed.
-    pub fn to_bf16(&mut self) -> &mut Self {
-        self.precision = Some(Precision::BFloat16);
-        self
-    }
-
-    /// Back to plain fp32.
-    pub fn to_fp32(&mut self) -> &mut Self {
-        self.precision = None;
-        self
-    }
-
-    /// The mixed precision in use, if any.
-    pub fn precision(&self) -> Option<Precision> {
-        self.precision
     }
 
     /// Stores every 4-D weight, and feeds every batch, in the NHWC ("channels last") layout.
@@ -336,6 +299,46 @@ impl Model {
         (host(probs), host(targets), host(losses))
     }
 
+    /// Each image's pooled body features `[N, C]` over a loader, in its order, scaled to unit
+    /// length so a matrix product gives cosine similarities (what near-duplicate and leakage
+    /// searches compare). With `mirrored`, each image's features are the sum of its own and its
+    /// mirror image's, so an image and its mirror image compare as the same picture. They
+    /// stay on the model's device.
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let f = learn.model.features(&learn.data.valid_dl, true);
+    /// let self_similarity = f.get(0).dot(&f.get(0)).double_value(&[]);
+    /// assert!((self_similarity - 1.0).abs() < 1e-4);
+    /// ```
+    pub fn features(&self, dl: &DataLoader, mirrored: bool) -> Tensor {
+        let progress = Progress::new("features", dl.len() as u64);
+        let pooled = |x: &Tensor| {
+            self.body_features(x, Mode::Eval)
+                .to_kind(Kind::Float)
+                .mean_dim(Some([2i64, 3].as_slice()), false, Kind::Float)
+        };
+        let mut parts = Vec::with_capacity(dl.len());
+        for batch in dl.epoch(0) {
+            let f = tch::no_grad(|| {
+                let f = pooled(&batch.x);
+                if mirrored {
+                    f + pooled(&batch.x.flip([3]))
+                } else {
+                    f
+                }
+            });
+            parts.push(f);
+            progress.inc(1);
+        }
+        progress.finish();
+        let f = Tensor::cat(&parts, 0);
+        let norm = f
+            .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+            .clamp_min(1e-12);
+        f / norm
+    }
+
     /// Classifies one image file with the validation transforms (resize, normalise). A
     /// truncated or corrupt file is an error naming it, not a confident guess from grey
     /// filler; [`Model::predict_with`] can accept such files.
@@ -375,12 +378,22 @@ impl Model {
     /// }
     /// ```
     pub fn predict_batch(&self, files: &[PathBuf], bs: usize) -> Vec<Result<Prediction>> {
+        self.predict_batch_with(files, bs, Decode::Strict)
+    }
+
+    /// [`Model::predict_batch`], decoding as `mode` says ([`Model::predict_with`]).
+    pub fn predict_batch_with(
+        &self,
+        files: &[PathBuf],
+        bs: usize,
+        mode: Decode,
+    ) -> Vec<Result<Prediction>> {
         let mut out = Vec::with_capacity(files.len());
         for chunk in files.chunks(bs.max(1)) {
             let (size, stats) = (self.size, self.stats.as_ref());
             let pixels: Vec<Result<Tensor>> = chunk
                 .par_iter()
-                .map(|f| load_pixels(f, size, stats, Decode::Strict))
+                .map(|f| load_pixels(f, size, stats, mode))
                 .collect();
             let good: Vec<&Tensor> = pixels.iter().filter_map(|p| p.as_ref().ok()).collect();
             let mut preds = if good.is_empty() {

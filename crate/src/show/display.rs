@@ -23,6 +23,18 @@ pub fn display_png(png: &[u8]) {
     );
 }
 
+/// A PNG as a `data:` URI, for an `<img src=...>` inside HTML.
+///
+/// ```
+/// assert!(fastvision::show::display::png_data_uri(&[1, 2]).starts_with("data:image/png;base64,"));
+/// ```
+pub fn png_data_uri(png: &[u8]) -> String {
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}
+
 fn emit(mime: &str, content: &str) {
     // One locked write, so output from other threads cannot land inside the block.
     let stdout = std::io::stdout();

@@ -38,6 +38,25 @@ pub fn image_grid_titled(
     figsize: (f64, f64),
     suptitle: Option<&str>,
 ) -> Result<Figure> {
+    image_grid_colored(cells, ncols, figsize, suptitle, &[])
+}
+
+/// [`image_grid_titled`] with each cell's title in its own colour (`colors[i]`; black where
+/// `colors` is shorter), as fastai titles right predictions green and wrong ones red.
+///
+/// ```
+/// use plotters::style::RGBColor;
+/// let cells = vec![(image::RgbImage::new(10, 10), "apple/apple".to_string()); 2];
+/// let fig = fastvision::show::grid::image_grid_colored(&cells, 2, (4.0, 2.5), None, &[RGBColor(0, 128, 0), RGBColor(255, 0, 0)]).unwrap();
+/// assert!(fig.to_rgb().pixels().any(|p| p.0 == [255, 0, 0]));
+/// ```
+pub fn image_grid_colored(
+    cells: &[(RgbImage, String)],
+    ncols: usize,
+    figsize: (f64, f64),
+    suptitle: Option<&str>,
+    colors: &[RGBColor],
+) -> Result<Figure> {
     if cells.is_empty() || ncols == 0 {
         return Err(Error::InvalidArgument("image_grid: nothing to show".into()));
     }
@@ -92,6 +111,10 @@ pub fn image_grid_titled(
                     line.to_string()
                 };
                 let y = (y0 + pad / 2 + l as u32 * line_h + line_h / 2) as i32;
+                let style = match colors.get(i) {
+                    Some(c) => style.color(c),
+                    None => style.clone(),
+                };
                 root.draw(&Text::new(line, (cx, y), &style))?;
             }
             let scaled = image::imageops::resize(img, side, side, FilterType::Triangle);

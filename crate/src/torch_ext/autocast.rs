@@ -33,25 +33,51 @@ unsafe extern "C" {
 /// assert_eq!(a.matmul(&a).kind(), Kind::Float);
 /// ```
 pub fn autocast<T>(device: Device, precision: Precision, f: impl FnOnce() -> T) -> T {
-    struct Restore(c_int, c_int);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: plain calls into ATen's thread-local autocast state. A failure here
-            // cannot be reported from a drop; ATen only throws for a device it lacks, which
-            // begin would have refused first.
-            let _ = unsafe { fv_autocast_end(self.0, self.1) };
-        }
-    }
-    let cuda = c_int::from(device.is_cuda());
-    let bf16 = c_int::from(precision == Precision::BFloat16);
-    // SAFETY: as above; begin and end are paired by the guard.
-    let previous = unsafe { fv_autocast_begin(cuda, bf16) };
-    // ATen threw: its autocast does not know this device. An invariant broken inside libtorch,
-    // not bad input, so it is not an Error a caller could act on.
-    assert!(
-        previous >= 0,
-        "libtorch refused autocast on {device:?} in {precision:?}"
-    );
-    let _restore = Restore(cuda, previous);
+    let _on = AutocastGuard::enter(device, precision);
     f()
+}
+
+/// Autocast switched on for `device` in `precision` until the guard drops, which puts back
+/// the state it found: for a caller whose autocast spans several calls, as the mixed-precision
+/// callback's spans from a batch's start to its loss.
+///
+/// ```
+/// use fastvision::torch_ext::autocast::{AutocastGuard, Precision};
+/// use tch::{Device, Kind, Tensor};
+/// let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+/// let on = AutocastGuard::enter(Device::Cpu, Precision::BFloat16);
+/// assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+/// drop(on);
+/// assert_eq!(a.matmul(&a).kind(), Kind::Float);
+/// ```
+#[derive(Debug)]
+pub struct AutocastGuard {
+    cuda: c_int,
+    previous: c_int,
+}
+
+impl AutocastGuard {
+    /// Switches autocast on (see [`autocast`]).
+    pub fn enter(device: Device, precision: Precision) -> Self {
+        let cuda = c_int::from(device.is_cuda());
+        let bf16 = c_int::from(precision == Precision::BFloat16);
+        // SAFETY: plain calls into ATen's thread-local autocast state; begin and end are
+        // paired by this guard's drop.
+        let previous = unsafe { fv_autocast_begin(cuda, bf16) };
+        // ATen threw: its autocast does not know this device. An invariant broken inside
+        // libtorch, not bad input, so it is not an Error a caller could act on.
+        assert!(
+            previous >= 0,
+            "libtorch refused autocast on {device:?} in {precision:?}"
+        );
+        AutocastGuard { cuda, previous }
+    }
+}
+
+impl Drop for AutocastGuard {
+    fn drop(&mut self) {
+        // SAFETY: as in enter. A failure here cannot be reported from a drop; ATen only
+        // throws for a device it lacks, which enter would have refused first.
+        let _ = unsafe { fv_autocast_end(self.cuda, self.previous) };
+    }
 }

@@ -1,11 +1,11 @@
 //! Mixed precision: autocast in fp16 or bf16 around the forward pass, and dynamic loss scaling
-//! for fp16 training (fastai's `MixedPrecision`, torch's `GradScaler`). `Learner::to_fp16`
-//! runs the forward pass under fp16 autocast and adds the scaler to every fit;
-//! `Learner::to_bf16` needs no scaler.
+//! for fp16 training (fastai's `MixedPrecision`, torch's `GradScaler`), both halves in one
+//! callback. `Learner::to_fp16` adds it in fp16 with the scaler, `Learner::to_bf16` in bf16,
+//! which needs no scaler.
 
 use tch::{Device, Kind, Tensor};
 
-pub use crate::torch_ext::autocast::{Precision, autocast};
+pub use crate::torch_ext::autocast::{AutocastGuard, Precision, autocast};
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext};
@@ -34,6 +34,9 @@ pub struct MixedPrecision {
     pub growth_interval: u32,
     init_scale: f64,
     state: Option<Scaler>,
+    precision: Precision,
+    /// Autocast while a batch's forward pass or a validation pass runs.
+    on: Option<AutocastGuard>,
 }
 
 /// The scaler's state on the training device, made with the first batch.
@@ -56,12 +59,41 @@ impl Default for MixedPrecision {
 }
 
 impl MixedPrecision {
-    /// torch's defaults: scale 2^16, doubled after 1000 good steps.
+    /// fp16 autocast (on CUDA; a CPU computes in fp32) with the loss scaler at torch's
+    /// defaults: scale 2^16, doubled after 1000 good steps.
     pub fn new() -> Self {
         MixedPrecision {
             growth_interval: 1000,
             init_scale: 65536.0,
             state: None,
+            precision: Precision::Half,
+            on: None,
+        }
+    }
+
+    /// bf16 autocast, on CUDA or on the CPU, without loss scaling: bf16 has fp32's range.
+    ///
+    /// ```
+    /// use fastvision::learner::callbacks::{MixedPrecision, Precision};
+    /// assert_eq!(MixedPrecision::bf16().precision(), Precision::BFloat16);
+    /// ```
+    pub fn bf16() -> Self {
+        MixedPrecision {
+            precision: Precision::BFloat16,
+            ..Self::new()
+        }
+    }
+
+    /// The reduced precision the forward pass computes in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Autocast for the model's device: bf16 anywhere, fp16 on CUDA only.
+    fn enter(&mut self, cx: &FitContext) {
+        let device = cx.learn.model.device();
+        if self.on.is_none() && (self.precision == Precision::BFloat16 || device.is_cuda()) {
+            self.on = Some(AutocastGuard::enter(device, self.precision));
         }
     }
 
@@ -111,15 +143,39 @@ impl Callback for MixedPrecision {
     fn order(&self) -> i32 {
         -10
     }
+    fn on_batch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        self.enter(cx);
+        Ok(())
+    }
+    fn on_loss_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        // The loss, the metrics and every callback after this see fp32 logits.
+        if self.on.take().is_some() {
+            cx.logits = cx.logits.to_kind(Kind::Float);
+        }
+        Ok(())
+    }
+    fn on_validate_begin(&mut self, cx: &mut FitContext) -> Result<()> {
+        self.enter(cx);
+        Ok(())
+    }
+    fn on_validate_end(&mut self, _cx: &mut FitContext) -> Result<()> {
+        self.on = None;
+        Ok(())
+    }
+    fn on_train_end(&mut self, _cx: &mut FitContext) -> Result<()> {
+        // After an error mid-batch, autocast must not outlive the fit.
+        self.on = None;
+        Ok(())
+    }
     fn on_backward_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        if !cx.skip_backward {
+        if self.precision == Precision::Half && !cx.skip_backward {
             let scale = &self.scaler(cx.loss.device()).scale;
             cx.loss = &cx.loss * scale;
         }
         Ok(())
     }
     fn on_backward_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        if cx.skip_backward {
+        if self.precision != Precision::Half || cx.skip_backward {
             return Ok(());
         }
         let grads = cx.learn.opt.grads();
