@@ -52,7 +52,13 @@ pub mod prelude {
         slice, verify_images,
     };
     pub use std::path::{Path, PathBuf};
+    pub use tch::Tensor;
 }
+
+/// libtorch's bindings, as fastvision uses them: a notebook that depends only on fastvision can
+/// still name their types (`fastvision::tch::Tensor`), which evcxr needs to keep a tensor from
+/// one cell to the next.
+pub use tch;
 
 pub use data::folder::{FromFolder, ImageDataBunch};
 pub use data::sample::generate_sample;
