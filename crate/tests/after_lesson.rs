@@ -32,6 +32,25 @@ fn copy_class_images(sample: &Path, split: &str, classes: &[&str], n: usize, des
     }
 }
 
+/// Three fruits of the sample that look nothing alike.
+const FRUITS: [&str; 3] = ["Banana Lady Finger", "Cocos", "Strawberry"];
+
+/// Three fruits of the real sample in a temporary Training/Test layout: `n_train` and
+/// `n_test` images of each.
+fn three_fruits(sample: &Path, n_train: usize, n_test: usize) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let classes = FRUITS;
+    copy_class_images(
+        sample,
+        "Training",
+        &classes,
+        n_train,
+        &tmp.path().join("Training"),
+    );
+    copy_class_images(sample, "Test", &classes, n_test, &tmp.path().join("Test"));
+    tmp
+}
+
 /// A pretrained mobilenet_v2 learner (head untrained) on `path`'s Training/Test, 64 px.
 fn learner_on(path: &Path, valid_pct: Option<f64>) -> Learner {
     let mut opts = FromFolder::new("Training", "Test")
@@ -155,16 +174,7 @@ fn show_results_titles_each_image_green_when_right_and_red_when_wrong() {
     let Some(sample) = common::real_sample("show_results") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let classes = ["Banana Lady Finger", "Cocos", "Strawberry"];
-    copy_class_images(
-        &sample,
-        "Training",
-        &classes,
-        10,
-        &tmp.path().join("Training"),
-    );
-    copy_class_images(&sample, "Test", &classes, 6, &tmp.path().join("Test"));
+    let tmp = three_fruits(&sample, 10, 6);
     // An untrained head: some predictions right, some wrong.
     let learn = learner_on(tmp.path(), None);
     let x = learn
@@ -209,7 +219,7 @@ fn cleaned_csv_round_trips_through_from_csv_with_relabels_and_deletions() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("fruit");
-    let classes = ["Banana Lady Finger", "Cocos", "Strawberry"];
+    let classes = FRUITS;
     copy_class_images(&sample, "Training", &classes, 10, &root);
     let learn = learner_on(&root, Some(0.2));
     let (ds, idxs) = DatasetFormatter::from_toplosses(&learn, DatasetType::Train).unwrap();
@@ -290,7 +300,7 @@ fn leakage_flags_planted_copies_and_not_another_fruit() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let classes = ["Banana Lady Finger", "Cocos", "Strawberry"];
+    let classes = FRUITS;
     copy_class_images(&sample, "Training", &classes, 15, &root.join("Training"));
     // Test: a Training image copied as is, the same image mirrored and cropped a little, and
     // a fruit the Training set does not have at all.
@@ -367,20 +377,11 @@ fn predict_folder_equals_predict_file_by_file_and_survives_a_truncated_jpeg() {
     let Some(sample) = common::real_sample("predict_folder") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let classes = ["Banana Lady Finger", "Cocos", "Strawberry"];
-    copy_class_images(
-        &sample,
-        "Training",
-        &classes,
-        10,
-        &tmp.path().join("Training"),
-    );
-    copy_class_images(&sample, "Test", &classes, 4, &tmp.path().join("Test"));
+    let tmp = three_fruits(&sample, 10, 4);
     let learn = learner_on(tmp.path(), None);
     // A folder tree: images at two depths, a truncated JPEG, and a text file to skip.
     let photos = tmp.path().join("photos");
-    copy_class_images(&sample, "Test", &classes, 25, &photos.join("nested"));
+    copy_class_images(&sample, "Test", &FRUITS, 25, &photos.join("nested"));
     let whole = std::fs::read(
         std::fs::read_dir(photos.join("nested/Cocos"))
             .unwrap()

@@ -345,7 +345,6 @@ fn metrics_are_exact_over_a_partial_last_batch() {
 /// pass, before it switches autocast off (order -20).
 #[derive(Default)]
 struct AutocastProbe {
-    in_batch: Vec<Kind>,
     logits: Vec<Kind>,
     after_forward: Vec<Kind>,
     in_validation: Vec<Kind>,

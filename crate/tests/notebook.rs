@@ -259,6 +259,41 @@ fn coalesce(jupyter: &Path, executed: &Path, dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("coalesced.ipynb")).unwrap()).unwrap()
 }
 
+/// Executes `notebook` with the project kernel into `dir`, as a reader would run it: the data
+/// and the architecture from the environment, outputs (the export, cleaned.csv) in `dir/out`,
+/// and a Kaggle key present that must appear nowhere. Fails the test with the kernel's log.
+fn execute(jupyter: &Path, root: &Path, notebook: &str, dir: &Path, data: &str) {
+    let run = Command::new(jupyter)
+        .current_dir(root)
+        .args([
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--ExecutePreprocessor.kernel_name=fastvision",
+            "--ExecutePreprocessor.timeout=-1",
+            // The first start compiles nothing (cells do), but a loaded machine starts slowly.
+            "--ExecutePreprocessor.startup_timeout=600",
+            "--output-dir",
+        ])
+        .arg(dir)
+        .arg(notebook)
+        .env("FASTVISION_DATA", data)
+        .env("FASTVISION_ARCH", "mobilenet_v2")
+        .env("FASTVISION_OUT", dir.join("out"))
+        .env("FASTVISION_DATA_DIR", dir.join("data"))
+        .env("KAGGLE_USERNAME", "fastvision-notebook-test")
+        .env("KAGGLE_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "executing {notebook} failed:\n{}",
+        &log[log.len().saturating_sub(8000)..]
+    );
+}
+
 fn jupyter(root: &Path) -> std::path::PathBuf {
     let jupyter = root.join(".venv/bin/jupyter");
     let spec = root.join(".venv/share/jupyter/kernels/fastvision/kernel.json");
@@ -281,35 +316,7 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
             Some(p) => (p.canonicalize().unwrap().display().to_string(), true),
             None => ("synthetic".to_string(), false),
         };
-    let run = Command::new(&jupyter)
-        .current_dir(&root)
-        .args([
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            "--ExecutePreprocessor.kernel_name=fastvision",
-            "--ExecutePreprocessor.timeout=-1",
-            // The first start compiles nothing (cells do), but a loaded machine starts slowly.
-            "--ExecutePreprocessor.startup_timeout=600",
-            "--output-dir",
-        ])
-        .arg(tmp.path())
-        .arg(NOTEBOOK)
-        .env("FASTVISION_DATA", &data)
-        .env("FASTVISION_ARCH", "mobilenet_v2")
-        .env("FASTVISION_OUT", tmp.path().join("out"))
-        .env("FASTVISION_DATA_DIR", tmp.path().join("data"))
-        .env("KAGGLE_USERNAME", "fastvision-notebook-test")
-        .env("KAGGLE_KEY", SECRET_KEY)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "executing {NOTEBOOK} failed:\n{}",
-        &log[log.len().saturating_sub(8000)..]
-    );
+    execute(&jupyter, &root, NOTEBOOK, tmp.path(), &data);
     let executed = tmp.path().join("lesson1-fruits.ipynb");
     let raw = std::fs::read_to_string(&executed).unwrap();
     assert!(
@@ -478,34 +485,7 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
     assert!(!html.contains(SECRET_KEY));
 
     // The second notebook goes on from the first one's export, with the same settings.
-    let run = Command::new(&jupyter)
-        .current_dir(&root)
-        .args([
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            "--ExecutePreprocessor.kernel_name=fastvision",
-            "--ExecutePreprocessor.timeout=-1",
-            "--ExecutePreprocessor.startup_timeout=600",
-            "--output-dir",
-        ])
-        .arg(tmp.path())
-        .arg(NOTEBOOK2)
-        .env("FASTVISION_DATA", &data)
-        .env("FASTVISION_ARCH", "mobilenet_v2")
-        .env("FASTVISION_OUT", tmp.path().join("out"))
-        .env("FASTVISION_DATA_DIR", tmp.path().join("data"))
-        .env("KAGGLE_USERNAME", "fastvision-notebook-test")
-        .env("KAGGLE_KEY", SECRET_KEY)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "executing {NOTEBOOK2} failed:\n{}",
-        &log[log.len().saturating_sub(8000)..]
-    );
+    execute(&jupyter, &root, NOTEBOOK2, tmp.path(), &data);
     let raw = std::fs::read_to_string(tmp.path().join("lesson2-beyond.ipynb")).unwrap();
     assert!(
         !raw.contains(SECRET_KEY),

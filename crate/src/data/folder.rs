@@ -218,7 +218,9 @@ const SPLIT_NAMES: [&str; 7] = [
     "testing",
 ];
 
-fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Every image file under `dir`, in its sub-folders too, hidden files left out; link loops are
+/// warned about and not followed.
+pub(crate) fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let listing = list_files(dir, Depth::All, &[])?;
     for l in &listing.loops {
         log::warn!("{l}");

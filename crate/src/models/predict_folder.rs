@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::data::files::{Depth, is_hidden, list_files};
-use crate::data::image::{Decode, is_image_file};
+use crate::data::folder::images_under;
+use crate::data::image::Decode;
 use crate::models::{Model, Prediction};
 use crate::{Error, Result};
 
@@ -63,17 +63,9 @@ impl Model {
         let mut rows: Vec<(PathBuf, Option<Error>)> = Vec::new();
         for p in paths {
             if p.is_dir() {
-                let listing = list_files(p, Depth::All, &[])?;
-                for l in &listing.loops {
-                    log::warn!("{l}");
-                }
-                rows.extend(
-                    listing
-                        .files
-                        .into_iter()
-                        .filter(|f| is_image_file(f) && !is_hidden(f))
-                        .map(|f| (f, None)),
-                );
+                let mut files = Vec::new();
+                images_under(p, &mut files)?;
+                rows.extend(files.into_iter().map(|f| (f, None)));
             } else if p.exists() {
                 rows.push((p.clone(), None));
             } else {
