@@ -262,13 +262,17 @@ fn training_into_a_log_file_prints_plain_progress_lines() {
     // The table once, on stdout: header and one row.
     assert_eq!(stdout.matches("train_loss").count(), 1, "{stdout}");
     assert!(export.is_file());
-    // A missing image: named once, with the OS error once, and no backtrace.
+    // A missing image: named once, with the OS error once, no backtrace, then the count.
     let (ok, _, err) = run(&["predict", export.to_str().unwrap(), "nothere.jpg"]);
     assert!(!ok);
     assert_eq!(err.matches("nothere.jpg").count(), 1, "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert!(
-        err.starts_with("error: ") && err.lines().count() == 1,
+        err.starts_with("error: ") && err.lines().count() == 2,
+        "{err}"
+    );
+    assert!(
+        err.lines().nth(1).unwrap().contains("1 of 1 files"),
         "{err}"
     );
 }

@@ -5,6 +5,7 @@
 pub mod download;
 pub mod files;
 pub mod folder;
+pub mod from_csv;
 pub mod fruits360;
 pub mod image;
 pub mod loader;

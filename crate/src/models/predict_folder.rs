@@ -69,7 +69,10 @@ impl Model {
             } else if p.exists() {
                 rows.push((p.clone(), None));
             } else {
-                let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder");
+                // The OS's own words for why: missing, or a broken link.
+                let e = std::fs::metadata(p)
+                    .err()
+                    .unwrap_or_else(|| std::io::ErrorKind::NotFound.into());
                 rows.push((p.clone(), Some(Error::io(p, e))));
             }
         }
