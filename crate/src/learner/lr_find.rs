@@ -2,6 +2,7 @@
 //! rate exponentially batch by batch and stops once the loss runs away. `Learner::lr_find`
 //! runs it over `fit` and then puts the weights and optimizer state back.
 
+use crate::learner::callbacks::NanGuard;
 use crate::learner::fit::{Callback, FitContext};
 use crate::learner::recorder::Recorder;
 use crate::learner::{Learner, N_GROUPS};
@@ -211,7 +212,12 @@ impl Learner {
         let mut finder = LrFinder::new(opts);
         // No NaN guard: the sweep is meant to find where the loss blows up, and it stops there.
         let result = self
-            .run(epochs, vec![start_lr; N_GROUPS], &mut [&mut finder], false)
+            .run(
+                epochs,
+                vec![start_lr; N_GROUPS],
+                &mut [&mut finder],
+                &[std::any::TypeId::of::<NanGuard>()],
+            )
             .map(|_| ());
         self.model.restore(&weights);
         self.opt.set_state(&opt_state);

@@ -252,7 +252,7 @@ impl Learner {
         for cb in cbs.iter_mut() {
             all.push(&mut **cb);
         }
-        self.run(epochs, lrs, &mut all, true)
+        self.run(epochs, lrs, &mut all, &[])
     }
 
     /// Trains for `epochs` epochs at constant learning rates with callbacks for this call:
@@ -264,17 +264,18 @@ impl Learner {
         cbs: &mut [&mut dyn Callback],
     ) -> Result<&Recorder> {
         let lrs = lr.into().expand(N_GROUPS);
-        self.run(epochs, lrs, cbs, true)
+        self.run(epochs, lrs, cbs, &[])
     }
 
     /// The one place a fit is set up: the recorder and the learner's callbacks (the defaults,
-    /// the fp16 scaler, those from `add_cb`) join the call's, sorted by order.
+    /// mixed precision, those from `add_cb`) join the call's, sorted by order. The learner's
+    /// callbacks of the types in `sit_out` stay out of this fit (fastai's `removed_cbs`).
     fn run(
         &mut self,
         epochs: usize,
         lrs: Vec<f64>,
         cbs: &mut [&mut dyn Callback],
-        nan_guard: bool,
+        sit_out: &[std::any::TypeId],
     ) -> Result<&Recorder> {
         let train_dl = &self.data.train_dl;
         if train_dl.is_empty() {
@@ -293,8 +294,7 @@ impl Learner {
                 all.push(&mut **cb);
             }
             for cb in own.iter_mut() {
-                let is_guard = (cb.as_ref() as &dyn std::any::Any).is::<NanGuard>();
-                if nan_guard || !is_guard {
+                if !sit_out.contains(&(cb.as_ref() as &dyn std::any::Any).type_id()) {
                     all.push(cb.as_mut());
                 }
             }
