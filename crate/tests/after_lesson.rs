@@ -39,15 +39,14 @@ const FRUITS: [&str; 3] = ["Banana Lady Finger", "Cocos", "Strawberry"];
 /// `n_test` images of each.
 fn three_fruits(sample: &Path, n_train: usize, n_test: usize) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    let classes = FRUITS;
     copy_class_images(
         sample,
         "Training",
-        &classes,
+        &FRUITS,
         n_train,
         &tmp.path().join("Training"),
     );
-    copy_class_images(sample, "Test", &classes, n_test, &tmp.path().join("Test"));
+    copy_class_images(sample, "Test", &FRUITS, n_test, &tmp.path().join("Test"));
     tmp
 }
 
@@ -219,8 +218,7 @@ fn cleaned_csv_round_trips_through_from_csv_with_relabels_and_deletions() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("fruit");
-    let classes = FRUITS;
-    copy_class_images(&sample, "Training", &classes, 10, &root);
+    copy_class_images(&sample, "Training", &FRUITS, 10, &root);
     let learn = learner_on(&root, Some(0.2));
     let (ds, idxs) = DatasetFormatter::from_toplosses(&learn, DatasetType::Train).unwrap();
     let n = ds.files.len();
@@ -231,7 +229,7 @@ fn cleaned_csv_round_trips_through_from_csv_with_relabels_and_deletions() {
     );
     let mut cleaner = ImageCleaner::new(ds.clone(), idxs.clone(), &learn.data.path).unwrap();
     let (moved, gone) = (idxs[0], idxs[1]);
-    let new_label = classes
+    let new_label = FRUITS
         .iter()
         .find(|c| **c != ds.labels[moved])
         .unwrap()
@@ -300,8 +298,7 @@ fn leakage_flags_planted_copies_and_not_another_fruit() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let classes = FRUITS;
-    copy_class_images(&sample, "Training", &classes, 15, &root.join("Training"));
+    copy_class_images(&sample, "Training", &FRUITS, 15, &root.join("Training"));
     // Test: a Training image copied as is, the same image mirrored and cropped a little, and
     // a fruit the Training set does not have at all.
     let test = root.join("Test").join("Cocos");
