@@ -39,6 +39,9 @@ enum Phase {
     /// at a time, on the model of `--model` (an export) or one fit_one_cycle(1) of
     /// mobilenet_v2.
     AfterLesson,
+    /// The limit a server is held to, on `--model`: `predict_folder`'s images/s over `path`
+    /// (a folder of images) and the median latency of one `predict` of its first image.
+    ServeLimit,
 }
 
 #[derive(Parser)]
@@ -162,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             println!("BENCH_JSON {out}");
         }
         Phase::AfterLesson => after_lesson(&args)?,
+        Phase::ServeLimit => serve_limit(&args)?,
         Phase::Data => {
             let start = Instant::now();
             let opts = folder_opts(&args);
@@ -173,6 +177,7 @@ fn main() -> anyhow::Result<()> {
                 let mut n = 0i64;
                 let mut checksum = 0f64;
                 for batch in data.train_dl.epoch(epoch) {
+                    let batch = batch.expect("a batch");
                     n += batch.x.size()[0];
                     // Touch the result so no work can be skipped.
                     checksum += batch.x.get(0).get(0).get(0).get(0).double_value(&[]);
@@ -233,7 +238,12 @@ fn main() -> anyhow::Result<()> {
                     let error = learn.recorder.epochs[0].metrics[0];
                     let train_s = learn.recorder.epochs[0].time;
                     // Compute limit: the same steps on one batch already on the device.
-                    let batch = data.train_dl.epoch(0).next().expect("one batch");
+                    let batch = data
+                        .train_dl
+                        .epoch(0)
+                        .next()
+                        .expect("one batch")
+                        .expect("a batch");
                     let steps = data.train_dl.len();
                     let t = Instant::now();
                     for _ in 0..steps {
@@ -278,6 +288,35 @@ fn main() -> anyhow::Result<()> {
             println!("BENCH_JSON {out}");
         }
     }
+    Ok(())
+}
+
+/// predict_folder's throughput and one predict's latency (see `Phase::ServeLimit`).
+fn serve_limit(args: &Args) -> anyhow::Result<()> {
+    let Some(path) = &args.model else {
+        anyhow::bail!("serve-limit needs --model (an export)");
+    };
+    let model = fastvision::models::export::load_learner_on(path, tch::Device::Cpu)?;
+    // Once untimed, so both figures are of a warm process as a server's are.
+    let warm = model.predict_folder(&args.path)?;
+    let n = warm.rows.len();
+    let t = Instant::now();
+    model.predict_folder(&args.path)?;
+    let ips = n as f64 / t.elapsed().as_secs_f64();
+    let first = warm.rows[0].0.clone();
+    let mut times: Vec<f64> = (0..50)
+        .map(|_| {
+            let t = Instant::now();
+            model.predict(&first).expect("the first image predicts");
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let out = serde_json::json!({
+        "tool": "fastvision", "phase": "serve-limit", "images": n,
+        "predict_folder_ips": ips, "predict_p50_ms": times[times.len() / 2], "n_single": times.len(),
+    });
+    println!("BENCH_JSON {out}");
     Ok(())
 }
 

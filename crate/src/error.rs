@@ -70,6 +70,11 @@ pub enum Error {
         error: Box<Error>,
     },
 
+    /// The data loader could not prepare a batch (its transform or its thread failed); the
+    /// message names the batch. The epoch stops there instead of going on shorter.
+    #[error("{0}")]
+    Loader(String),
+
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -5,16 +5,16 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use polars::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::loader::DataLoader;
 use crate::learner::Learner;
 use crate::learner::tta::Tta;
-use crate::models::{Mode, Model};
+use crate::models::Model;
 use crate::show::Figure;
-use crate::show::colors::magma;
+use crate::show::colors::overlay_heatmap;
 use crate::show::grid::{batch_to_images, image_grid_titled};
 use crate::{Error, Result};
 
@@ -108,7 +108,7 @@ impl ClassificationInterpretation {
 
     /// Interprets the learner on any loader of its data (for example the training set).
     pub fn from_learner_on(learn: &Learner, dl: &DataLoader) -> Result<Self> {
-        let (probs, y_true, losses) = learn.model.get_preds(dl);
+        let (probs, y_true, losses) = learn.model.get_preds(dl)?;
         Self::from_preds(&learn.model, dl, probs, y_true, losses)
     }
 
@@ -219,30 +219,10 @@ impl ClassificationInterpretation {
         .expect("equal-length columns")
     }
 
-    /// Grad-CAM heatmaps `[B, H, W]` in [0, 1] for a normalised batch `x` and one class per
-    /// image: the last body stage's activations weighted by the class score's mean gradient,
-    /// for the whole batch in one backward pass.
+    /// Grad-CAM heatmaps for a normalised batch and one class per image
+    /// ([`Model::gradcam`]).
     pub fn gradcam(&self, x: &Tensor, classes: &[i64]) -> Tensor {
-        let model = &self.model;
-        let features = tch::no_grad(|| model.body_features(x, Mode::Eval))
-            .detach()
-            .set_requires_grad(true);
-        let logits = model.head_forward(&features, Mode::Eval);
-        let idx = Tensor::from_slice(classes)
-            .to_device(logits.device())
-            .unsqueeze(1);
-        logits.gather(1, &idx, false).sum(Kind::Float).backward();
-        let grads = features.grad();
-        let weights = grads.mean_dim(Some([2i64, 3].as_slice()), true, Kind::Float);
-        let cam = (weights * features.detach())
-            .sum_dim_intlist(Some([1i64].as_slice()), true, Kind::Float)
-            .relu();
-        let size = x.size();
-        let cam = cam
-            .upsample_bilinear2d([size[2], size[3]], false, None, None)
-            .squeeze_dim(1);
-        let max = cam.amax([1, 2], true).clamp_min(1e-12);
-        (cam / max).detach()
+        self.model.gradcam(x, classes)
     }
 
     /// A grid of the `k` images with the highest loss, each titled with the predicted and
@@ -300,7 +280,9 @@ impl ClassificationInterpretation {
             for (i, img) in images.iter_mut().enumerate() {
                 let cam = cams.get(i as i64);
                 if cam.max().double_value(&[]) > 0.0 {
-                    overlay(img, &cam, opts.alpha);
+                    let values: Vec<f32> =
+                        Vec::try_from(cam.contiguous().view([-1])).expect("float map");
+                    overlay_heatmap(img, &values, opts.alpha);
                 }
             }
         }
@@ -403,21 +385,6 @@ impl ClassificationInterpretation {
     /// ```
     pub fn plot_confusion_matrix_with(&self, opts: ConfusionPlot) -> Result<Figure> {
         plot_confusion(&self.confusion_matrix(), &self.classes, opts)
-    }
-}
-
-/// Blends a heatmap in [0, 1] over an image, fastai's `alpha=0.6` magma overlay.
-fn overlay(img: &mut RgbImage, cam: &Tensor, alpha: f64) {
-    let (w, h) = img.dimensions();
-    let values: Vec<f32> = Vec::try_from(cam.contiguous().view([-1])).expect("float map");
-    for y in 0..h {
-        for x in 0..w {
-            let c = magma(values[(y * w + x) as usize] as f64);
-            let p = img.get_pixel_mut(x, y);
-            *p = Rgb(std::array::from_fn(|i| {
-                (p.0[i] as f64 * (1.0 - alpha) + c[i] as f64 * alpha).round() as u8
-            }));
-        }
     }
 }
 

@@ -93,7 +93,7 @@ fn tta_is_the_plain_prediction_mixed_with_the_mean_of_eight_views() {
 
     // By hand: the plain predictions, then each of fastai's eight views as its own loader.
     let dl = &learn.data.valid_dl;
-    let (plain, targets, _) = learn.model.get_preds(dl);
+    let (plain, targets, _) = learn.model.get_preds(dl).unwrap();
     let tfms = get_transforms();
     let mut views = Vec::new();
     for v in 0..N_VIEWS {
@@ -102,7 +102,7 @@ fn tta_is_the_plain_prediction_mixed_with_the_mean_of_eight_views() {
             seed: dl.seed + 1 + v as u64,
             ..dl.clone()
         };
-        views.push(learn.model.get_preds(&view_dl).0);
+        views.push(learn.model.get_preds(&view_dl).unwrap().0);
     }
     let mean = Tensor::stack(&views, 0).mean_dim(0, false, Kind::Float);
     let expected = &plain * 0.4 + &mean * 0.6;

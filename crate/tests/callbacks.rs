@@ -301,7 +301,7 @@ fn metrics_are_exact_over_a_partial_last_batch() {
         0,
         "the test needs a partial last batch"
     );
-    let (probs, y, _) = learn.model.get_preds(&dl);
+    let (probs, y, _) = learn.model.get_preds(&dl).unwrap();
     let n = y.size()[0] as f64;
     let wrong = probs
         .argmax(-1, false)
@@ -392,7 +392,7 @@ fn bf16_autocast_trains_on_the_cpu() {
         learn.precision(),
         Some(fastvision::learner::callbacks::Precision::BFloat16)
     );
-    let x = learn.data.valid_dl.epoch(0).next().unwrap().x;
+    let x = learn.data.valid_dl.epoch(0).next().unwrap().unwrap().x;
     let before = tch::no_grad(|| learn.model.forward(&x, Mode::Eval));
     let (mut probe, mut batch) = (AutocastProbe::default(), BatchProbe::default());
     learn

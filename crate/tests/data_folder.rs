@@ -50,7 +50,7 @@ fn real_sample_loads_with_sorted_classes_and_parent_labels() {
     assert_eq!(data.train_dl.len(), 3000 / 64, "drop_last on train");
     assert_eq!(data.valid_dl.len(), 900usize.div_ceil(64));
 
-    let batch = data.train_dl.epoch(0).next().unwrap();
+    let batch = data.train_dl.epoch(0).next().unwrap().unwrap();
     assert_eq!(batch.x.size(), vec![64, 3, 100, 100]);
     assert_eq!(batch.y.size(), vec![64]);
     assert_eq!(batch.x.kind(), Kind::Float);
@@ -61,7 +61,7 @@ fn real_sample_loads_with_sorted_classes_and_parent_labels() {
     let valid: Vec<i64> = data
         .valid_dl
         .epoch(0)
-        .flat_map(|b| Vec::<i64>::try_from(&b.y).unwrap())
+        .flat_map(|b| Vec::<i64>::try_from(&b.unwrap().y).unwrap())
         .collect();
     assert_eq!(
         valid, data.valid_dl.dataset.labels,
@@ -96,16 +96,16 @@ fn shuffling_is_per_epoch_and_seeded_and_augmentation_reproducible() {
     assert_eq!(a.train_dl.order(0), b.train_dl.order(0));
     assert_ne!(a.train_dl.order(0), a.train_dl.order(1));
     assert_ne!(a.train_dl.order(0), c.train_dl.order(0));
-    let xa = a.train_dl.epoch(3).next().unwrap().x;
-    let xb = b.train_dl.epoch(3).next().unwrap().x;
+    let xa = a.train_dl.epoch(3).next().unwrap().unwrap().x;
+    let xb = b.train_dl.epoch(3).next().unwrap().unwrap().x;
     assert_eq!(xa.size(), vec![16, 3, 100, 100]);
     assert!(
         xa.equal(&xb),
         "same seed and epoch must give the same augmented batch"
     );
     // Validation: no augmentation, so two passes agree exactly and equal the plain pixels.
-    let v1 = a.valid_dl.epoch(0).next().unwrap().x;
-    let v2 = a.valid_dl.epoch(5).next().unwrap().x;
+    let v1 = a.valid_dl.epoch(0).next().unwrap().unwrap().x;
+    let v2 = a.valid_dl.epoch(5).next().unwrap().unwrap().x;
     assert!(v1.equal(&v2));
 }
 
@@ -264,7 +264,7 @@ fn an_unreadable_image_is_skipped_with_its_name() {
             },
         )
         .unwrap();
-        let n: i64 = data.train_dl.epoch(0).map(|b| b.x.size()[0]).sum();
+        let n: i64 = data.train_dl.epoch(0).map(|b| b.unwrap().x.size()[0]).sum();
         let line = data.summary().line;
         if budget == 0 {
             assert!(
@@ -445,7 +445,7 @@ fn one_batch_is_the_loaders_first_batch() {
         .unwrap()
         .normalize(imagenet_stats)
         .unwrap();
-    let first = data.train_dl.epoch(0).next().unwrap();
+    let first = data.train_dl.epoch(0).next().unwrap().unwrap();
     let one = data.train_dl.one_batch(true);
     assert_eq!(one.x.size(), [8, 3, 100, 100]);
     assert!(
@@ -464,6 +464,6 @@ fn one_batch_is_the_loaders_first_batch() {
         "without augmentation the pixels differ (mean {diff})"
     );
     let valid = data.valid_dl.one_batch(false);
-    let v0 = data.valid_dl.epoch(0).next().unwrap();
+    let v0 = data.valid_dl.epoch(0).next().unwrap().unwrap();
     assert!(valid.x.allclose(&v0.x, 1e-6, 1e-6, false) && valid.y.equal(&v0.y));
 }

@@ -101,13 +101,13 @@ fn batches_are_on_the_gpu_and_augmented_there() {
         dev,
         "batches_are_on_the_gpu_and_augmented_there",
     );
-    let a = data.train_dl.epoch(0).next().unwrap();
-    let b = data.train_dl.epoch(0).next().unwrap();
+    let a = data.train_dl.epoch(0).next().unwrap().unwrap();
+    let b = data.train_dl.epoch(0).next().unwrap().unwrap();
     assert_eq!((a.x.device(), a.y.device()), (dev, dev));
     assert_eq!(a.x.size()[1..], [3, 100, 100]);
     // The same epoch draws the same augmentation; another epoch draws another.
     assert!(a.x.equal(&b.x));
-    let c = data.train_dl.epoch(1).next().unwrap();
+    let c = data.train_dl.epoch(1).next().unwrap().unwrap();
     assert!(!a.x.equal(&c.x));
     let mean = a.x.mean(tch::Kind::Float).double_value(&[]);
     assert!(mean.abs() < 1.5, "normalised batch mean {mean}");
@@ -117,7 +117,7 @@ fn batches_are_on_the_gpu_and_augmented_there() {
         device: Device::Cpu,
         ..data.train_dl.clone()
     };
-    let cpu = on_cpu.epoch(0).next().unwrap();
+    let cpu = on_cpu.epoch(0).next().unwrap().unwrap();
     let diff = (a.x.to_device(Device::Cpu) - &cpu.x).abs();
     let (max, mean) = (
         diff.max().double_value(&[]),
@@ -127,7 +127,7 @@ fn batches_are_on_the_gpu_and_augmented_there() {
         mean < 1e-4 && max < 0.05,
         "CUDA batch differs from the CPU one by {mean} (mean), {max} (max)"
     );
-    let v = data.valid_dl.epoch(0).next().unwrap();
+    let v = data.valid_dl.epoch(0).next().unwrap().unwrap();
     assert_eq!(v.x.device(), dev);
 }
 

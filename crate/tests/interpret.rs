@@ -113,7 +113,7 @@ fn interpretation_is_consistent_and_plots_read_well() {
 
     // Grad-CAM: image-sized maps in [0, 1], different for different classes.
     let dl = &learn.data.valid_dl;
-    let batch = dl.epoch(0).next().unwrap();
+    let batch = dl.epoch(0).next().unwrap().unwrap();
     let x = batch.x.narrow(0, 0, 6);
     let a: Vec<i64> = Vec::try_from(&batch.y.narrow(0, 0, 6)).unwrap();
     let b: Vec<i64> = a.iter().map(|&y| (y + c / 2) % c).collect();

@@ -37,7 +37,7 @@ impl Similars {
     /// ```
     pub fn from_learner(learn: &Learner, ds_type: DatasetType, n: usize) -> Result<Self> {
         let dl = super::plain(learn.data.dl(ds_type));
-        let f = learn.model.features(&dl, true);
+        let f = learn.model.features(&dl, true)?;
         // A pair among the n most similar is among the n nearest of both its images, so each
         // image's n nearest hold them all; a pair appears from both ends and is kept once.
         let k = n.max(1) as i64;

@@ -442,6 +442,7 @@ impl ImageDataBunch {
             device,
             seed: opts.seed,
             prefetch: crate::data::loader::default_prefetch(device),
+            before_batch: None,
         };
         Ok(ImageDataBunch {
             path: path.to_path_buf(),

@@ -3,6 +3,7 @@
 //! moved to the device (pinned memory and non-blocking copies on CUDA), augmented and
 //! normalised there.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -19,6 +20,7 @@ use crate::data::transforms::{
     Stats, Transforms, apply_lighting_u8, homographies, homography_grid, sampling_grid,
 };
 use crate::show::Progress;
+use crate::{Error, Result};
 
 /// Labelled image files of one split, with their pixels when they were decoded up front.
 pub struct ImageDataset {
@@ -301,6 +303,40 @@ pub struct DataLoader {
     /// Batches prepared ahead on a background thread; 0 prepares each batch on the calling
     /// thread when it is asked for (see [`default_prefetch`]).
     pub prefetch: usize,
+    /// A function of the user's over each batch's 8-bit pixels, run where the batch is
+    /// prepared, after the built-in lighting (fastai's `before_batch`).
+    pub before_batch: Option<BatchTfm>,
+}
+
+/// A function over a batch's 8-bit pixels `[B, H, W, 3]`, returning pixels of the same shape:
+/// a custom augmentation run on the loader's thread ([`DataLoader::before_batch`]). A panic in
+/// it ends the epoch with an [`Error::Loader`] naming the batch, never a shorter epoch.
+///
+/// ```
+/// use fastvision::data::loader::BatchTfm;
+/// let invert = BatchTfm::new(|x: tch::Tensor| 255 - x);
+/// let x = tch::Tensor::from_slice(&[0u8, 5, 255]).view([1, 1, 1, 3]);
+/// assert_eq!(Vec::<u8>::try_from(invert.apply(x).view([-1])).unwrap(), vec![255, 250, 0]);
+/// ```
+#[derive(Clone)]
+pub struct BatchTfm(Arc<dyn Fn(Tensor) -> Tensor + Send + Sync>);
+
+impl BatchTfm {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(Tensor) -> Tensor + Send + Sync + 'static) -> Self {
+        BatchTfm(Arc::new(f))
+    }
+
+    /// `f(x)`.
+    pub fn apply(&self, x: Tensor) -> Tensor {
+        (self.0)(x)
+    }
+}
+
+impl std::fmt::Debug for BatchTfm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchTfm(..)")
+    }
 }
 
 impl DataLoader {
@@ -330,16 +366,18 @@ impl DataLoader {
         order
     }
 
-    /// The batches of epoch `epoch`, prepared ahead on a background thread.
+    /// The batches of epoch `epoch`, prepared ahead on a background thread. Each is a
+    /// `Result`: a failure while preparing one (a panic in a transform, say) comes out as an
+    /// [`Error::Loader`] naming the batch, and the epoch ends there.
     ///
     /// ```no_run
     /// # let data: fastvision::ImageDataBunch = unimplemented!();
     /// for batch in data.train_dl.epoch(0) {
-    ///     assert_eq!(batch.x.size()[1], 3);
+    ///     assert_eq!(batch.unwrap().x.size()[1], 3);
     /// }
     /// ```
     pub fn epoch(&self, epoch: u64) -> BatchIter {
-        let mut batches = Batches {
+        let batches = Batches {
             order: self.order(epoch),
             next: 0,
             n_batches: self.len(),
@@ -348,35 +386,40 @@ impl DataLoader {
             tfms: self.tfms,
             rng: self.augment_rng(epoch),
             device: self.device,
+            before_batch: self.before_batch.clone(),
         };
+        let n_batches = batches.n_batches;
         if self.prefetch == 0 {
             return BatchIter {
                 rx: None,
                 worker: None,
                 inline: Some(batches),
                 loader: self.clone(),
+                received: 0,
+                n_batches,
+                done: false,
             };
         }
-        let device = self.device;
         let (tx, rx) = sync_channel(self.prefetch);
-        let worker = std::thread::spawn(move || {
-            for mut p in batches.by_ref() {
-                if device.is_cuda() {
-                    // Page-locked, so the copy to the GPU can run asynchronously.
-                    p.x = p.x.pin_memory(device);
-                    p.y = p.y.pin_memory(device);
-                    p.warp = p.warp.map(|w| w.map(|t| t.pin_memory(device)));
+        let worker = std::thread::Builder::new()
+            .name("fastvision-loader".into())
+            .spawn(move || {
+                for p in batches {
+                    let failed = p.is_err();
+                    if tx.send(p).is_err() || failed {
+                        return;
+                    }
                 }
-                if tx.send(p).is_err() {
-                    return;
-                }
-            }
-        });
+            })
+            .expect("spawning the data loader's thread");
         BatchIter {
             rx: Some(rx),
             worker: Some(worker),
             inline: None,
             loader: self.clone(),
+            received: 0,
+            n_batches,
+            done: false,
         }
     }
 
@@ -399,13 +442,11 @@ impl DataLoader {
     pub fn batch_of(&self, idx: &[usize], augment: bool) -> Batch {
         let tfms = self.tfms.as_ref().filter(|_| augment);
         let mut rng = self.augment_rng(0);
-        self.finish(prepare_batch(
-            &self.dataset,
-            idx,
-            tfms,
-            &mut rng,
-            self.device,
-        ))
+        let mut p = prepare_batch(&self.dataset, idx, tfms, &mut rng, self.device);
+        if let Some(f) = self.before_batch.as_ref().filter(|_| augment) {
+            p.x = f.apply(p.x);
+        }
+        self.finish(p)
     }
 
     /// The generator behind epoch `epoch`'s augmentation draws.
@@ -478,48 +519,126 @@ struct Batches {
     tfms: Option<Transforms>,
     rng: ChaCha8Rng,
     device: Device,
+    before_batch: Option<BatchTfm>,
 }
 
-impl Iterator for Batches {
-    type Item = Prepared;
-
-    fn next(&mut self) -> Option<Prepared> {
-        if self.next >= self.n_batches {
-            return None;
-        }
-        let b = self.next;
-        self.next += 1;
+impl Batches {
+    /// Batch `b`, ready for the device: gathered, augmented on the host, the user's
+    /// `before_batch` applied and, for a GPU, page-locked.
+    fn prepare(&mut self, b: usize) -> Prepared {
         let idx = &self.order[b * self.bs..((b + 1) * self.bs).min(self.order.len())];
-        Some(prepare_batch(
+        let mut p = prepare_batch(
             &self.dataset,
             idx,
             self.tfms.as_ref(),
             &mut self.rng,
             self.device,
-        ))
+        );
+        if let Some(f) = &self.before_batch {
+            p.x = f.apply(p.x);
+        }
+        let device = self.device;
+        if device.is_cuda() {
+            // Page-locked, so the copy to the GPU can run asynchronously.
+            p.x = p.x.pin_memory(device);
+            p.y = p.y.pin_memory(device);
+            p.warp = p.warp.map(|w| w.map(|t| t.pin_memory(device)));
+        }
+        p
     }
+}
+
+impl Iterator for Batches {
+    type Item = Result<Prepared>;
+
+    fn next(&mut self) -> Option<Result<Prepared>> {
+        if self.next >= self.n_batches {
+            return None;
+        }
+        let b = self.next;
+        self.next += 1;
+        // A panic here (a transform's, libtorch's) would otherwise end the epoch early with
+        // nothing said: it becomes this batch's error, and the epoch stops after it.
+        Some(
+            catch_unwind(AssertUnwindSafe(|| self.prepare(b))).map_err(|payload| {
+                self.next = self.n_batches;
+                loader_error(b, self.n_batches, &panic_message(&*payload))
+            }),
+        )
+    }
+}
+
+/// What a panic said, when it said it with a string (as `panic!` and `expect` do).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+fn loader_error(b: usize, n: usize, what: &str) -> Error {
+    Error::Loader(format!(
+        "the data loader failed while preparing batch {} of {n}: {what}. The epoch stopped \
+         there rather than go on with fewer batches; fix the transform or data it names and \
+         run again",
+        b + 1
+    ))
 }
 
 /// The batches of one epoch; dropping it early stops the background thread.
 pub struct BatchIter {
-    rx: Option<Receiver<Prepared>>,
+    rx: Option<Receiver<Result<Prepared>>>,
     worker: Option<JoinHandle<()>>,
     inline: Option<Batches>,
     loader: DataLoader,
+    received: usize,
+    n_batches: usize,
+    done: bool,
+}
+
+impl BatchIter {
+    /// The next prepared batch, or an error saying why the worker gave none although the
+    /// epoch has batches left.
+    fn next_prepared(&mut self) -> Option<Result<Prepared>> {
+        if let Some(batches) = self.inline.as_mut() {
+            return batches.next();
+        }
+        match self.rx.as_ref()?.recv() {
+            Ok(p) => Some(p),
+            Err(_) if self.received >= self.n_batches => None,
+            // The channel closed early without an error sent: the thread itself died.
+            Err(_) => {
+                let why = match self.worker.take().map(JoinHandle::join) {
+                    Some(Err(payload)) => panic_message(&*payload),
+                    _ => "its thread ended early".into(),
+                };
+                Some(Err(loader_error(self.received, self.n_batches, &why)))
+            }
+        }
+    }
 }
 
 impl Iterator for BatchIter {
-    type Item = Batch;
+    type Item = Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
-        let p = match self.inline.as_mut() {
-            Some(batches) => batches.next()?,
-            None => self.rx.as_ref()?.recv().ok()?,
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if self.done {
+            return None;
+        }
+        let p = match self.next_prepared() {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+            None => return None,
         };
+        self.received += 1;
         if p.y.size()[0] == 0 {
             return self.next();
         }
-        Some(self.loader.finish(p))
+        Some(Ok(self.loader.finish(p)))
     }
 }
 

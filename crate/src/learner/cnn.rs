@@ -4,7 +4,7 @@
 use crate::data::folder::ImageDataBunch;
 use crate::learner::Learner;
 use crate::learner::metrics::MetricFn;
-use crate::models::weights::{load_into, pretrained_weights};
+use crate::models::weights::{copy_checked, pretrained_weights, read_tensors};
 use crate::models::{Arch, Model};
 use crate::{Error, Result};
 
@@ -69,25 +69,16 @@ pub fn cnn_learner_with(
     // The draws a fit makes start from the seed itself, not from wherever the head's
     // initialisation left the generator, so the first fit is the same whatever the head's size.
     crate::seed_everything(opts.seed);
-    let mut learn = Learner::new(model, data.clone(), metrics);
+    let mut learn = Learner::new(model, data.clone(), metrics)?;
     learn.opt.wd = opts.wd;
     if opts.pretrained {
         let weights = pretrained_weights(arch)?;
         // Only the body comes from ImageNet; the head is new (and the file has no `head.*`).
-        let n = load_into(&learn.model.vs, &weights, &[])?;
-        let body_vars = learn
-            .model
-            .vs
-            .variables()
-            .keys()
-            .filter(|k| !k.starts_with("head."))
-            .count();
-        if n < body_vars {
-            return Err(Error::Weights(format!(
-                "{} holds {n} of the {body_vars} body tensors of {arch}: not {arch}'s weights?",
-                weights.display()
-            )));
-        }
+        // Every body tensor must be in the file, or nothing is loaded.
+        copy_checked(&learn.model.vs, &read_tensors(&weights)?, &weights, |n| {
+            !n.starts_with("head.")
+        })
+        .map_err(|e| Error::Weights(format!("{e} (not {arch}'s ImageNet weights?)")))?;
         learn.freeze();
     }
     Ok(learn)

@@ -336,6 +336,7 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
             let epoch_id = cx.learn.epochs_done;
             cx.learn.epochs_done += 1;
             for (b, batch) in train_dl.epoch(epoch_id).enumerate() {
+                let batch = batch?;
                 cx.batch = b;
                 cx.x = batch.x;
                 cx.y = batch.y;
@@ -369,7 +370,7 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
                 hook!(cbs, cx, on_validate_begin);
                 let mut totals = cx.learn.eval_totals();
                 for (b, batch) in valid_dl.epoch(0).enumerate() {
-                    cx.learn.eval_batch(&mut totals, &batch);
+                    cx.learn.eval_batch(&mut totals, &batch?);
                     cx.valid_batch = b;
                     hook!(cbs, cx, on_validate_batch_end);
                 }

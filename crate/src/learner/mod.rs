@@ -80,22 +80,38 @@ impl std::fmt::Debug for Learner {
 
 impl Learner {
     /// A learner training `model` on `data`, judged by `metrics`, with AdamW over the model's
-    /// three layer groups (two for the body, one for the head) and nothing frozen.
+    /// three layer groups (two for the body, one for the head) and nothing frozen. The model
+    /// must know the data's classes in the data's order, and take its image size: anything
+    /// else is an error that names the first difference, never a learner that mislabels.
     ///
     /// ```no_run
     /// use fastvision::{Learner, error_rate, models::Model};
     /// # let data: fastvision::ImageDataBunch = unimplemented!();
     /// let model = Model::new(fastvision::mobilenet_v2, data.classes.clone(), 100, data.stats, tch::Device::Cpu).unwrap();
-    /// let mut learn = Learner::new(model, data, &[error_rate]);
+    /// let mut learn = Learner::new(model, data, &[error_rate]).unwrap();
     /// learn.fit_one_cycle(1, 1e-3).unwrap();
     /// ```
-    pub fn new(model: Model, data: ImageDataBunch, metrics: &[MetricFn]) -> Learner {
+    pub fn new(model: Model, data: ImageDataBunch, metrics: &[MetricFn]) -> Result<Learner> {
+        crate::models::export::check_classes(
+            &model.classes,
+            &data.classes,
+            "the model",
+            "the data",
+        )?;
+        let size = data.train_dl.dataset.size;
+        if model.size != size {
+            return Err(Error::InvalidArgument(format!(
+                "the model takes {0}x{0} images and the data is {1}x{1}: build the data with \
+                 .size({0})",
+                model.size, size
+            )));
+        }
         let opt = AdamW::new(Self::param_groups(&model.vs, model.arch));
         let callbacks: Vec<Box<dyn Callback>> = vec![
             Box::new(ProgressTable::default()),
             Box::new(NanGuard::new(model.device())),
         ];
-        Learner {
+        Ok(Learner {
             model_dir: data.path.join("models"),
             model,
             data,
@@ -105,7 +121,7 @@ impl Learner {
             callbacks,
             frozen_to: 0,
             epochs_done: 0,
-        }
+        })
     }
 
     /// Trainable parameters by layer group, sorted by name.

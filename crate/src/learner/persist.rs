@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::Result;
 use crate::data::folder::ImageDataBunch;
 use crate::learner::Learner;
 use crate::learner::metrics::MetricFn;
 use crate::models::Model;
 use crate::models::export::{read_file, write_file};
-use crate::{Error, Result};
 
 impl Learner {
     /// A learner around a model exported earlier and data to go on with (fastai v1's
@@ -24,37 +24,7 @@ impl Learner {
     /// let learn = Learner::from_model(model, data, &[error_rate]).unwrap();
     /// ```
     pub fn from_model(model: Model, data: ImageDataBunch, metrics: &[MetricFn]) -> Result<Self> {
-        if model.classes != data.classes {
-            let only = |a: &[String], b: &[String]| -> Vec<String> {
-                a.iter()
-                    .filter(|c| !b.contains(c))
-                    .take(3)
-                    .cloned()
-                    .collect()
-            };
-            return Err(Error::InvalidArgument(format!(
-                "the model knows {} classes and the data has {}: not the same classes{} (only \
-                 the model: {:?}; only the data: {:?}); load the data the model was trained on",
-                model.classes.len(),
-                data.classes.len(),
-                if model.classes.len() == data.classes.len() {
-                    " or not in the same order"
-                } else {
-                    ""
-                },
-                only(&model.classes, &data.classes),
-                only(&data.classes, &model.classes),
-            )));
-        }
-        let size = data.train_dl.dataset.size;
-        if model.size != size {
-            return Err(Error::InvalidArgument(format!(
-                "the model takes {0}x{0} images and the data is {1}x{1}: build the data with \
-                 .size({0})",
-                model.size, size
-            )));
-        }
-        Ok(Learner::new(model, data, metrics))
+        Learner::new(model, data, metrics)
     }
 
     fn model_path(&self, name: &str) -> PathBuf {

@@ -67,12 +67,7 @@ impl Learner {
             .train_dl
             .tfms
             .unwrap_or_else(crate::get_transforms);
-        Ok(tta_preds(
-            &self.model,
-            self.data.dl(opts.ds_type),
-            tfms,
-            opts,
-        ))
+        tta_preds(&self.model, self.data.dl(opts.ds_type), tfms, opts)
     }
 }
 
@@ -94,21 +89,21 @@ pub(crate) fn tta_preds(
     dl: &DataLoader,
     tfms: Transforms,
     opts: Tta,
-) -> (Tensor, Tensor) {
+) -> Result<(Tensor, Tensor)> {
     let plain_dl = DataLoader {
         shuffle: false,
         drop_last: false,
         ..dl.clone()
     };
     let progress = Progress::new("TTA", ((N_VIEWS + 1) * plain_dl.len()) as u64);
-    let (plain, targets, _) = model.get_preds_with(&plain_dl, &progress);
+    let (plain, targets, _) = model.get_preds_with(&plain_dl, &progress)?;
     let mut sum = plain.zeros_like();
     for view in 0..N_VIEWS {
         let (probs, _, _) =
-            model.get_preds_with(&view_loader(&plain_dl, tfms, view, opts.scale), &progress);
+            model.get_preds_with(&view_loader(&plain_dl, tfms, view, opts.scale), &progress)?;
         sum += probs;
     }
     progress.finish();
     let mean = sum / N_VIEWS as f64;
-    (&plain * opts.beta + mean * (1.0 - opts.beta), targets)
+    Ok((&plain * opts.beta + mean * (1.0 - opts.beta), targets))
 }

@@ -12,16 +12,16 @@ use crate::learner::metrics::{self, MetricFn};
 impl Learner {
     /// Validation loss and metrics on the validation set.
     pub fn validate(&self) -> Result<(f64, Vec<f64>)> {
-        Ok(self.validate_on(&self.data.valid_dl))
+        self.validate_on(&self.data.valid_dl)
     }
 
     /// Loss and metrics over `dl`, accumulated on the device and read back once at the end.
-    pub(crate) fn validate_on(&self, dl: &DataLoader) -> (f64, Vec<f64>) {
+    pub(crate) fn validate_on(&self, dl: &DataLoader) -> Result<(f64, Vec<f64>)> {
         let mut totals = self.eval_totals();
         for batch in dl.epoch(0) {
-            self.eval_batch(&mut totals, &batch);
+            self.eval_batch(&mut totals, &batch?);
         }
-        totals.value()
+        Ok(totals.value())
     }
 
     /// Empty validation totals for this learner's metrics.

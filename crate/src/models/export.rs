@@ -106,19 +106,26 @@ impl Model {
         }
     }
 
-    /// An error unless the file at `path` (described by `info`) holds weights for this model.
+    /// An error unless the file at `path` (described by `info`) holds weights for this model:
+    /// the same architecture and the same classes in the same order (a file whose classes are
+    /// in another order would load and mislabel every prediction).
     pub(crate) fn check_compatible(&self, info: &ModelInfo, path: &Path) -> Result<()> {
-        if info.arch != self.arch.name() || info.classes.len() != self.classes.len() {
+        if info.arch != self.arch.name() {
             return Err(Error::Weights(format!(
-                "{} holds a {} model for {} classes; this model is {} for {} classes",
+                "{} holds a {} model; this model is {}: load a file saved from a {} learner",
                 path.display(),
                 info.arch,
-                info.classes.len(),
                 self.arch,
-                self.classes.len()
+                self.arch
             )));
         }
-        Ok(())
+        check_classes(
+            &info.classes,
+            &self.classes,
+            &format!("{}", path.display()),
+            "this learner",
+        )
+        .map_err(|e| Error::Weights(e.to_string()))
     }
 
     /// Copies every variable from `tensors` (read from `path`), after checking that each one
@@ -128,32 +135,7 @@ impl Model {
         tensors: &HashMap<String, Tensor>,
         path: &Path,
     ) -> Result<()> {
-        let vars = self.vs.variables();
-        for (name, var) in &vars {
-            match tensors.get(name) {
-                Some(t) if t.size() == var.size() => {}
-                Some(t) => {
-                    return Err(Error::Weights(format!(
-                        "{}: {name} has shape {:?}, this model needs {:?}",
-                        path.display(),
-                        t.size(),
-                        var.size()
-                    )));
-                }
-                None => {
-                    return Err(Error::Weights(format!(
-                        "{}: {name} is missing",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        let snapshot: Vec<(String, Tensor)> = vars
-            .keys()
-            .map(|n| (n.clone(), tensors[n].shallow_clone()))
-            .collect();
-        self.restore(&snapshot);
-        Ok(())
+        crate::models::weights::copy_checked(&self.vs, tensors, path, |_| true).map(|_| ())
     }
 
     /// Exports what inference needs (weights, architecture, classes, size, normalisation) to
@@ -167,6 +149,55 @@ impl Model {
     pub fn export(&self, path: &Path) -> Result<()> {
         write_file(path, &self.snapshot(), &self.info(HashMap::new()))
     }
+}
+
+/// An error unless `a` and `b` are the same class names in the same order; the message names
+/// the first difference. `a_name` and `b_name` say whose lists they are ("the model", "the
+/// data"). A model meeting data through this check cannot silently mislabel it.
+///
+/// ```
+/// use fastvision::models::export::check_classes;
+/// let model = vec!["apple".to_string(), "banana".to_string()];
+/// let data = vec!["banana".to_string(), "apple".to_string()];
+/// let err = check_classes(&model, &data, "the model", "the data").unwrap_err();
+/// assert!(err.to_string().contains("class 0 is \"apple\" in the model and \"banana\" in the data"));
+/// assert!(check_classes(&model, &model, "the model", "the data").is_ok());
+/// ```
+pub fn check_classes(a: &[String], b: &[String], a_name: &str, b_name: &str) -> Result<()> {
+    if a == b {
+        return Ok(());
+    }
+    let first = match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!(
+            "class {i} is {:?} in {a_name} and {:?} in {b_name}",
+            a[i], b[i]
+        ),
+        None => {
+            let (longer, name, n) = if a.len() > b.len() {
+                (a, a_name, b.len())
+            } else {
+                (b, b_name, a.len())
+            };
+            format!("only {name} has class {n}, {:?}", longer[n])
+        }
+    };
+    let reordered = a.len() == b.len() && {
+        let (mut x, mut y) = (a.to_vec(), b.to_vec());
+        x.sort();
+        y.sort();
+        x == y
+    };
+    let hint = if reordered {
+        "the same classes in another order, so every prediction would get the wrong name"
+    } else {
+        "not the same classes"
+    };
+    Err(Error::InvalidArgument(format!(
+        "{a_name} has {} classes and {b_name} {}: {hint} ({first}). Use the data the model was \
+         trained on, with its classes in the model's order",
+        a.len(),
+        b.len()
+    )))
 }
 
 /// Loads a model exported with [`Model::export`] (or `Learner::export`), on

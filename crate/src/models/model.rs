@@ -272,9 +272,9 @@ impl Model {
     ///
     /// ```no_run
     /// # let learn: fastvision::Learner = unimplemented!();
-    /// let (probs, targets, losses) = learn.model.get_preds(&learn.data.valid_dl);
+    /// let (probs, targets, losses) = learn.model.get_preds(&learn.data.valid_dl).unwrap();
     /// ```
-    pub fn get_preds(&self, dl: &DataLoader) -> (Tensor, Tensor, Tensor) {
+    pub fn get_preds(&self, dl: &DataLoader) -> Result<(Tensor, Tensor, Tensor)> {
         let progress = Progress::new("predicting", dl.len() as u64);
         self.get_preds_with(dl, &progress)
     }
@@ -284,9 +284,10 @@ impl Model {
         &self,
         dl: &DataLoader,
         progress: &Progress,
-    ) -> (Tensor, Tensor, Tensor) {
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (mut probs, mut targets, mut losses) = (Vec::new(), Vec::new(), Vec::new());
         for batch in dl.epoch(0) {
+            let batch = batch?;
             let logits = self.eval_logits(&batch.x);
             let loss =
                 logits.cross_entropy_loss::<Tensor>(&batch.y, None, Reduction::None, -100, 0.0);
@@ -296,7 +297,7 @@ impl Model {
             progress.inc(1);
         }
         let host = |parts: Vec<Tensor>| Tensor::cat(&parts, 0).to_device(Device::Cpu);
-        (host(probs), host(targets), host(losses))
+        Ok((host(probs), host(targets), host(losses)))
     }
 
     /// Each image's pooled body features `[N, C]` over a loader, in its order, scaled to unit
@@ -307,11 +308,11 @@ impl Model {
     ///
     /// ```no_run
     /// # let learn: fastvision::Learner = unimplemented!();
-    /// let f = learn.model.features(&learn.data.valid_dl, true);
+    /// let f = learn.model.features(&learn.data.valid_dl, true).unwrap();
     /// let self_similarity = f.get(0).dot(&f.get(0)).double_value(&[]);
     /// assert!((self_similarity - 1.0).abs() < 1e-4);
     /// ```
-    pub fn features(&self, dl: &DataLoader, mirrored: bool) -> Tensor {
+    pub fn features(&self, dl: &DataLoader, mirrored: bool) -> Result<Tensor> {
         let progress = Progress::new("features", dl.len() as u64);
         let pooled = |x: &Tensor| {
             self.body_features(x, Mode::Eval)
@@ -320,6 +321,7 @@ impl Model {
         };
         let mut parts = Vec::with_capacity(dl.len());
         for batch in dl.epoch(0) {
+            let batch = batch?;
             let f = tch::no_grad(|| {
                 let f = pooled(&batch.x);
                 if mirrored {
@@ -336,7 +338,7 @@ impl Model {
         let norm = f
             .norm_scalaropt_dim(2, [1i64].as_slice(), true)
             .clamp_min(1e-12);
-        f / norm
+        Ok(f / norm)
     }
 
     /// Classifies one image file with the validation transforms (resize, normalise). A
@@ -413,6 +415,59 @@ impl Model {
         out
     }
 
+    /// The network's input `[3, size, size]` for a decoded image: resized and centre-cropped
+    /// as validation does, scaled to [0, 1] and normalised with the model's statistics.
+    ///
+    /// ```no_run
+    /// # let model: fastvision::models::Model = unimplemented!();
+    /// let img = fastvision::data::image::open_image("apple.jpg".as_ref()).unwrap();
+    /// let x = model.input(img);
+    /// let p = model.predict_inputs(&x.unsqueeze(0)).unwrap();
+    /// ```
+    pub fn input(&self, img: image::DynamicImage) -> Tensor {
+        let rgb = crate::data::image::square_rgb(img, self.size);
+        rgb_to_input(&rgb, self.stats.as_ref())
+    }
+
+    /// Predictions for a batch of inputs `[B, 3, H, W]` (as [`Model::input`] makes them), in
+    /// one pass: what a server's batches go through.
+    pub fn predict_inputs(&self, x: &Tensor) -> Result<Vec<Prediction>> {
+        self.probs(x)
+    }
+
+    /// Grad-CAM heatmaps `[B, H, W]` in [0, 1] for a normalised batch `x` and one class per
+    /// image: the last body stage's activations weighted by the class score's mean gradient,
+    /// for the whole batch in one backward pass.
+    ///
+    /// ```no_run
+    /// # let model: fastvision::models::Model = unimplemented!();
+    /// # let x: tch::Tensor = unimplemented!();
+    /// let cams = model.gradcam(&x, &[0]);
+    /// assert_eq!(cams.size()[0], 1);
+    /// ```
+    pub fn gradcam(&self, x: &Tensor, classes: &[i64]) -> Tensor {
+        let x = x.to_device(self.device());
+        let features = tch::no_grad(|| self.body_features(&x, Mode::Eval))
+            .detach()
+            .set_requires_grad(true);
+        let logits = self.head_forward(&features, Mode::Eval);
+        let idx = Tensor::from_slice(classes)
+            .to_device(logits.device())
+            .unsqueeze(1);
+        logits.gather(1, &idx, false).sum(Kind::Float).backward();
+        let grads = features.grad();
+        let weights = grads.mean_dim(Some([2i64, 3].as_slice()), true, Kind::Float);
+        let cam = (weights * features.detach())
+            .sum_dim_intlist(Some([1i64].as_slice()), true, Kind::Float)
+            .relu();
+        let size = x.size();
+        let cam = cam
+            .upsample_bilinear2d([size[2], size[3]], false, None, None)
+            .squeeze_dim(1);
+        let max = cam.amax([1, 2], true).clamp_min(1e-12);
+        (cam / max).detach()
+    }
+
     /// Predictions for a batch of inputs `[B, 3, H, W]` on the CPU.
     fn probs(&self, x: &Tensor) -> Result<Vec<Prediction>> {
         let probs = self
@@ -432,7 +487,12 @@ impl Model {
 /// One image file as the network's input `[3, size, size]`, normalised, on the CPU.
 fn load_pixels(path: &Path, size: u32, stats: Option<&Stats>, mode: Decode) -> Result<Tensor> {
     let rgb = crate::data::image::load_rgb_with(path, size, mode)?;
-    let s = size as i64;
+    Ok(rgb_to_input(&rgb, stats))
+}
+
+/// A square RGB image as the network's input `[3, S, S]`, normalised, on the CPU.
+pub(crate) fn rgb_to_input(rgb: &image::RgbImage, stats: Option<&Stats>) -> Tensor {
+    let s = rgb.width() as i64;
     let x = Tensor::from_slice(rgb.as_raw())
         .view([1, s, s, 3])
         .permute([0, 3, 1, 2])
@@ -442,5 +502,5 @@ fn load_pixels(path: &Path, size: u32, stats: Option<&Stats>, mode: Decode) -> R
         Some(st) => st.norm(&x),
         None => x,
     };
-    Ok(x.squeeze_dim(0))
+    x.squeeze_dim(0)
 }

@@ -154,43 +154,74 @@ pub fn pretrained_weights(arch: Arch) -> Result<PathBuf> {
 
 /// Copies tensors from a safetensors file into the variables of `vs` with the same names,
 /// checking shapes. Every variable whose name starts with one of `required` must be found.
-/// Returns how many variables were loaded.
+/// Returns how many variables were loaded. Everything is checked before anything is copied,
+/// so on an error the model is exactly as it was.
+///
+/// ```no_run
+/// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+/// let path = fastvision::models::weights::pretrained_weights(fastvision::models::mobilenet_v2).unwrap();
+/// let n = fastvision::models::weights::load_into(&vs, &path, &["body."]).unwrap();
+/// ```
 pub fn load_into(vs: &VarStore, path: &Path, required: &[&str]) -> Result<usize> {
-    let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+    copy_checked(vs, &read_tensors(path)?, path, |name| {
+        required.iter().any(|r| name.starts_with(r))
+    })
+}
+
+/// Every tensor of a safetensors file, by name.
+pub(crate) fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    Ok(Tensor::read_safetensors(path)
         .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?
         .into_iter()
-        .collect();
-    let mut loaded = 0;
+        .collect())
+}
+
+/// The one way weights reach a model's variables, for pretrained bodies, `load` and
+/// `load_learner` alike: every variable that `tensors` names must have its shape, every one
+/// starting with a `required` prefix must be there, and only when all of that holds is any
+/// variable written. Returns how many were copied.
+pub(crate) fn copy_checked(
+    vs: &VarStore,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+    required: impl Fn(&str) -> bool,
+) -> Result<usize> {
+    let vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
     let mut missing = Vec::new();
-    tch::no_grad(|| -> Result<()> {
-        for (name, mut var) in vs.variables() {
-            match tensors.get(&name) {
-                Some(src) => {
-                    if src.size() != var.size() {
-                        return Err(Error::Weights(format!(
-                            "{}: {name} has shape {:?}, the model expects {:?} (a file for another architecture or class count?)",
-                            path.display(),
-                            src.size(),
-                            var.size()
-                        )));
-                    }
-                    var.copy_(&src.to_device(var.device()).to_kind(var.kind()));
-                    loaded += 1;
-                }
-                None if required.iter().any(|r| name.starts_with(r)) => missing.push(name),
-                None => {}
+    let mut found = Vec::new();
+    for name in names {
+        let var = &vars[name];
+        match tensors.get(name) {
+            Some(src) if src.size() != var.size() => {
+                return Err(Error::Weights(format!(
+                    "{}: {name} has shape {:?}, the model expects {:?} (a file for another \
+                     architecture or class count?); nothing was loaded",
+                    path.display(),
+                    src.size(),
+                    var.size()
+                )));
             }
+            Some(src) => found.push((var, src)),
+            None if required(name) => missing.push(name.clone()),
+            None => {}
         }
-        Ok(())
-    })?;
+    }
     if !missing.is_empty() {
-        missing.sort();
         return Err(Error::Weights(format!(
-            "{} lacks {} of the model's tensors (e.g. {}): a file for another architecture?",
+            "{} lacks {} of the model's tensors (e.g. {}): a file for another architecture? \
+             Nothing was loaded",
             path.display(),
             missing.len(),
             missing[..missing.len().min(3)].join(", ")
         )));
     }
-    Ok(loaded)
+    tch::no_grad(|| {
+        for (var, src) in &found {
+            let mut var = var.shallow_clone();
+            var.copy_(&src.to_device(var.device()).to_kind(var.kind()));
+        }
+    });
+    Ok(found.len())
 }

@@ -50,3 +50,21 @@ pub fn magma(t: f64) -> [u8; 3] {
 pub fn blues(t: f64) -> [u8; 3] {
     sample(colorous::BLUES, t)
 }
+
+/// Blends a heatmap (values in [0, 1], row by row, one per pixel) over an image in magma
+/// colours, fastai's `alpha=0.6` overlay.
+///
+/// ```
+/// let mut img = image::RgbImage::new(2, 1);
+/// fastvision::show::colors::overlay_heatmap(&mut img, &[0.0, 1.0], 1.0);
+/// assert_eq!(img.get_pixel(1, 0).0, fastvision::show::colors::magma(1.0));
+/// ```
+pub fn overlay_heatmap(img: &mut image::RgbImage, values: &[f32], alpha: f64) {
+    let w = img.width();
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let c = magma(values[(y * w + x) as usize] as f64);
+        p.0 = std::array::from_fn(|i| {
+            (p.0[i] as f64 * (1.0 - alpha) + c[i] as f64 * alpha).round() as u8
+        });
+    }
+}
