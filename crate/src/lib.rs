@@ -23,6 +23,7 @@ pub mod io;
 pub mod learner;
 pub mod lesson;
 pub mod models;
+pub mod serve;
 pub mod show;
 pub mod torch_ext;
 

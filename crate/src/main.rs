@@ -158,6 +158,42 @@ enum Command {
         #[arg(long)]
         accept_damaged: bool,
     },
+    /// Serve an exported model: a web page to classify a photo, and a JSON API (POST /predict,
+    /// POST /analyze, GET /model, /health/live, /health/ready, /metrics, /openapi.json).
+    /// Stops gracefully on Ctrl-C or SIGTERM.
+    Serve {
+        /// The exported model (.safetensors from `fastvision train` or Learner::export).
+        model: PathBuf,
+        /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Most images in one forward pass.
+        #[arg(long, default_value_t = 32)]
+        max_batch: usize,
+        /// How long a queued image waits for others to share its forward pass, in ms.
+        #[arg(long, default_value_t = 5)]
+        max_delay_ms: u64,
+        /// Images that may wait for the model; more are answered 503 with Retry-After.
+        #[arg(long, default_value_t = 256)]
+        queue: usize,
+        /// Largest request body, in bytes (default 10 MB).
+        #[arg(long, default_value_t = 10 * 1024 * 1024)]
+        max_body: usize,
+        /// Largest image decoded, in pixels (width x height).
+        #[arg(long, default_value_t = 40_000_000)]
+        max_pixels: u64,
+        /// libtorch threads for the model (default: one per core).
+        #[arg(long)]
+        threads: Option<i32>,
+        /// An origin whose pages may call the API (CORS), e.g. https://example.com; default none.
+        #[arg(long)]
+        cors_origin: Option<String>,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Save a grid of augmented training images as PNG (Fruits 360 layout: Training/ and Test/).
     ShowBatch {
         /// A folder with Training/ and Test/ (see --train, --valid), one sub-folder per class;
@@ -353,6 +389,43 @@ fn run() -> anyhow::Result<()> {
             }
             learn.export(&export)?;
             println!("exported to {}", export.display());
+        }
+        Command::Serve {
+            model,
+            host,
+            port,
+            max_batch,
+            max_delay_ms,
+            queue,
+            max_body,
+            max_pixels,
+            threads,
+            cors_origin,
+            device,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info,tower_http=info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            fastvision::device::load_cuda_backend();
+            let device = fastvision::device::parse_device(&device, tch::Cuda::device_count())?;
+            let opts = fastvision::serve::ServeOptions {
+                host,
+                port,
+                max_batch,
+                max_delay: std::time::Duration::from_millis(max_delay_ms),
+                queue,
+                max_body,
+                max_pixels,
+                threads,
+                cors_origin,
+                device,
+                ..Default::default()
+            };
+            fastvision::serve::serve(&model, opts)?;
         }
         Command::Predict {
             model,

@@ -73,6 +73,28 @@ pub fn decode_file(path: &Path, mode: Decode) -> Result<Decoded> {
 
 /// [`decode_file`] on bytes already read; `path` names them in errors.
 pub fn decode_bytes(path: &Path, bytes: &[u8], mode: Decode) -> Result<Decoded> {
+    decode_bytes_limited(path, bytes, mode, MAX_PIXELS)
+}
+
+/// [`decode_bytes`] refusing images over `max_pixels` (width times height), checked from the
+/// header before any pixel memory is allocated: what a server takes from strangers.
+///
+/// ```
+/// use fastvision::data::image::{Decode, decode_bytes_limited};
+/// let mut png = Vec::new();
+/// image::DynamicImage::new_rgb8(40, 30)
+///     .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+///     .unwrap();
+/// assert!(decode_bytes_limited("a.png".as_ref(), &png, Decode::Strict, 1200).is_ok());
+/// let err = decode_bytes_limited("a.png".as_ref(), &png, Decode::Strict, 1199).unwrap_err();
+/// assert!(err.to_string().contains("40x30 pixels is over the 1199-pixel limit"));
+/// ```
+pub fn decode_bytes_limited(
+    path: &Path,
+    bytes: &[u8],
+    mode: Decode,
+    max_pixels: u64,
+) -> Result<Decoded> {
     if bytes.is_empty() {
         return Err(image_error(path, "empty file (0 bytes)"));
     }
@@ -90,10 +112,10 @@ pub fn decode_bytes(path: &Path, bytes: &[u8], mode: Decode) -> Result<Decoded> 
     let (w, h) = reader()
         .into_dimensions()
         .map_err(|e| image_error(path, e))?;
-    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+    if u64::from(w) * u64::from(h) > max_pixels {
         return Err(image_error(
             path,
-            format!("{w}x{h} pixels is over the {MAX_PIXELS}-pixel limit (a decompression bomb?)"),
+            format!("{w}x{h} pixels is over the {max_pixels}-pixel limit (a decompression bomb?)"),
         ));
     }
     if format == ImageFormat::Jpeg {
