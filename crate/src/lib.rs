@@ -38,6 +38,8 @@ pub mod prelude {
     pub use crate::clean::{DatasetFormatter, ImageCleaner, Leakage, Similars};
     pub use crate::data::download::{download_kaggle_dataset, fruits360_layout, untar_data};
     pub use crate::data::folder::DatasetType;
+    pub use crate::data::from_names::get_image_files;
+    pub use crate::data::image::ResizeMethod;
     pub use crate::interpret::{ConfusionPlot, TopLosses};
     pub use crate::learner::CnnOptions;
     pub use crate::learner::lr_find::LrFind;

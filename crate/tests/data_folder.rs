@@ -398,13 +398,20 @@ fn the_loaders_fast_path_matches_fastais_order() {
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let fast = dl
-        .finish(prepare_batch(ds, &idx, Some(&tfms), &mut rng, Device::Cpu))
+        .finish(prepare_batch(
+            ds,
+            &idx,
+            Some(&tfms),
+            &mut rng,
+            Device::Cpu,
+            false,
+        ))
         .x;
 
     // The form a GPU loader sends (homographies, grid built by the device), finished here on
     // the CPU: the same batch.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    let prepared = prepare_batch(ds, &idx, Some(&tfms), &mut rng, Device::Cuda(0));
+    let prepared = prepare_batch(ds, &idx, Some(&tfms), &mut rng, Device::Cuda(0), false);
     assert!(matches!(prepared.warp, Some(Warp::Homographies(_))));
     let from_homographies = dl.finish(prepared).x;
     let diff = (&from_homographies - &fast).abs();

@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::files::{Depth, is_hidden, list_files};
-use crate::data::image::is_image_file;
+use crate::data::image::{ResizeMethod, is_image_file};
 use crate::data::loader::{DataLoader, ImageDataset, Storage};
 use crate::data::transforms::{Stats, Transforms};
 use crate::{Error, Result};
@@ -35,8 +35,11 @@ pub struct FromFolder {
     pub valid_pct: Option<f64>,
     /// Seed for the random split, shuffling and augmentation.
     pub seed: u64,
-    /// Images are made `size` x `size` (shorter side resized, centre cropped).
+    /// Images are made `size` x `size`, as `resize_method` says.
     pub size: u32,
+    /// How photos of any shape become squares: cropped (at random for training, the centre
+    /// for validation; fastai's default), squished or padded.
+    pub resize_method: ResizeMethod,
     /// Batch size.
     pub bs: usize,
     /// Validation batch size; `None` = [`default_val_bs`] for the device.
@@ -59,6 +62,7 @@ impl Default for FromFolder {
             valid_pct: None,
             seed: 42,
             size: 224,
+            resize_method: ResizeMethod::Crop,
             bs: 64,
             val_bs: None,
             ds_tfms: None,
@@ -97,6 +101,13 @@ impl FromFolder {
     /// Images are made `size` x `size` (fastai's `size=`).
     pub fn size(mut self, size: u32) -> Self {
         self.size = size;
+        self
+    }
+
+    /// How photos become squares (fastai's `resize_method=`): [`ResizeMethod::Crop`],
+    /// `Squish` or `Pad`.
+    pub fn resize_method(mut self, method: ResizeMethod) -> Self {
+        self.resize_method = method;
         self
     }
 
@@ -406,20 +417,26 @@ impl ImageDataBunch {
             None => crate::default_device()?,
         };
         let total = (train.len() + valid.len()) as u64;
+        // Decided from square images; photos kept for random crops can take more, and then
+        // the training set falls back to decoding per batch by itself (ImageDataset::with_resize).
         let in_memory =
             total * ImageDataset::bytes_per_image(opts.size) as u64 <= opts.memory_budget;
-        let make = |items: Vec<(PathBuf, String)>| {
+        let storage = if in_memory {
+            Storage::InMemory
+        } else {
+            Storage::OnTheFly
+        };
+        let make = |items: Vec<(PathBuf, String)>, train: bool, budget: u64| {
             let labels = items.iter().map(|(_, l)| index[l.as_str()]).collect();
             let files = items.into_iter().map(|(f, _)| f).collect();
-            ImageDataset::new(
+            ImageDataset::with_resize(
                 files,
                 labels,
                 opts.size,
-                if in_memory {
-                    Storage::InMemory
-                } else {
-                    Storage::OnTheFly
-                },
+                storage,
+                opts.resize_method,
+                train,
+                budget,
             )
         };
         let pool = rayon::ThreadPoolBuilder::new()
@@ -428,7 +445,13 @@ impl ImageDataBunch {
             .map_err(|e| {
                 Error::InvalidArgument(format!("num_workers={}: {e}", opts.num_workers))
             })?;
-        let (train_ds, valid_ds) = pool.install(|| (make(train), make(valid)));
+        let (train_ds, valid_ds) = pool.install(|| {
+            let valid_ds = make(valid, false, u64::MAX);
+            let rest = opts
+                .memory_budget
+                .saturating_sub(valid_ds.in_memory_bytes() as u64);
+            (make(train, true, rest), valid_ds)
+        });
         let val_bs = opts
             .val_bs
             .unwrap_or_else(|| default_val_bs(opts.bs, device));
@@ -485,7 +508,8 @@ impl ImageDataBunch {
         let mb = |bytes: u64| bytes.div_ceil(1 << 20);
         let decoded = ((t.len() + v.len()) * ImageDataset::bytes_per_image(t.size)) as u64;
         let memory = if t.in_memory() {
-            format!("decoded into memory ({} MB)", mb(decoded))
+            let held = (t.in_memory_bytes() + v.in_memory_bytes()) as u64;
+            format!("decoded into memory ({} MB)", mb(held))
         } else {
             format!(
                 "decoded every epoch: the decoded images ({} MB) are over the memory budget \

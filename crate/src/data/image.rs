@@ -220,3 +220,121 @@ pub fn square_rgb(img: DynamicImage, size: u32) -> RgbImage {
     let (x, y) = ((nw - size) / 2, (nh - size) / 2);
     image::imageops::crop_imm(&resized, x, y, size, size).to_image()
 }
+
+/// How a photo of any shape becomes the network's square input: fastai's `ResizeMethod`.
+///
+/// ```
+/// use fastvision::data::image::ResizeMethod;
+/// assert_eq!(ResizeMethod::default(), ResizeMethod::Crop);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ResizeMethod {
+    /// The shorter side resized to the size, then a square cropped: at a random place along
+    /// the longer side for training, the centre for validation and prediction (fastai's
+    /// default).
+    #[default]
+    Crop,
+    /// Both sides resized to the size: the whole photo, its shapes stretched.
+    Squish,
+    /// The longer side resized to the size, the shorter one filled out by reflection (fastai's
+    /// `pad_mode` reflection): the whole photo, undistorted.
+    Pad,
+}
+
+/// The square `size` x `size` image that validation and prediction see: [`ResizeMethod`]'s
+/// centre view.
+///
+/// ```
+/// use fastvision::data::image::{ResizeMethod, fit_rgb};
+/// let img = image::DynamicImage::new_rgb8(200, 100);
+/// for m in [ResizeMethod::Crop, ResizeMethod::Squish, ResizeMethod::Pad] {
+///     assert_eq!(fit_rgb(img.clone(), 50, m).dimensions(), (50, 50));
+/// }
+/// ```
+pub fn fit_rgb(img: DynamicImage, size: u32, method: ResizeMethod) -> RgbImage {
+    match method {
+        ResizeMethod::Crop => square_rgb(img, size),
+        ResizeMethod::Squish => {
+            if img.width() == size && img.height() == size {
+                img.into_rgb8()
+            } else {
+                img.resize_exact(size, size, FilterType::Triangle)
+                    .into_rgb8()
+            }
+        }
+        ResizeMethod::Pad => pad_rgb(img, size),
+    }
+}
+
+/// The longer side resized to `size`, the shorter side reflected out to `size` around the
+/// centred photo.
+fn pad_rgb(img: DynamicImage, size: u32) -> RgbImage {
+    let (w, h) = (img.width(), img.height());
+    let scale = size as f64 / w.max(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * scale).round() as u32).clamp(1, size),
+        ((h as f64 * scale).round() as u32).clamp(1, size),
+    );
+    let small = img.resize_exact(nw, nh, FilterType::Triangle).into_rgb8();
+    let (x0, y0) = ((size - nw) / 2, (size - nh) / 2);
+    // Reflection without repeating the edge (numpy's and PyTorch's "reflect"): -1 -> 1.
+    let reflect = |i: i64, n: i64| -> u32 {
+        if n == 1 {
+            return 0;
+        }
+        let period = 2 * (n - 1);
+        let m = i.rem_euclid(period);
+        (if m < n { m } else { period - m }) as u32
+    };
+    RgbImage::from_fn(size, size, |x, y| {
+        let sx = reflect(x as i64 - x0 as i64, nw as i64);
+        let sy = reflect(y as i64 - y0 as i64, nh as i64);
+        *small.get_pixel(sx, sy)
+    })
+}
+
+/// What a training set keeps of a photo for random crops: the shorter side resized to `size`,
+/// and of the longer side at most `2 * size` around the centre (a panorama's far ends are
+/// left out, which bounds the memory an image takes). A square photo is stored as
+/// [`square_rgb`] makes it.
+///
+/// ```
+/// let img = image::DynamicImage::new_rgb8(300, 100);
+/// assert_eq!(fastvision::data::image::crop_source_rgb(img, 50).dimensions(), (100, 50));
+/// ```
+pub fn crop_source_rgb(img: DynamicImage, size: u32) -> RgbImage {
+    let (w, h) = (img.width(), img.height());
+    if w == h || size == 0 {
+        return square_rgb(img, size);
+    }
+    let scale = size as f64 / w.min(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * scale).round() as u32).max(size),
+        ((h as f64 * scale).round() as u32).max(size),
+    );
+    let resized = img.resize_exact(nw, nh, FilterType::Triangle).into_rgb8();
+    let (cw, ch) = (nw.min(2 * size), nh.min(2 * size));
+    let (x, y) = ((nw - cw) / 2, (nh - ch) / 2);
+    image::imageops::crop_imm(&resized, x, y, cw, ch).to_image()
+}
+
+/// The `size` x `size` square of an HWC RGB buffer `w` x `h` whose top-left corner is at
+/// fraction `at` of the room along the longer side (0: left or top, 1: right or bottom).
+///
+/// ```
+/// use fastvision::data::image::crop_at;
+/// let px: Vec<u8> = (0..4u8).flat_map(|x| [x, x, x]).collect(); // 4 x 1, values 0..4
+/// assert_eq!(crop_at(&px, 4, 1, 1, 1.0), vec![3, 3, 3]);
+/// assert_eq!(crop_at(&px, 4, 1, 1, 0.0), vec![0, 0, 0]);
+/// ```
+pub fn crop_at(pixels: &[u8], w: u32, h: u32, size: u32, at: f64) -> Vec<u8> {
+    let (w, h, s) = (w as usize, h as usize, size as usize);
+    let pos = |room: usize| ((room as f64 * at.clamp(0.0, 1.0)).round() as usize).min(room);
+    let (x0, y0) = (pos(w - s), pos(h - s));
+    let mut out = Vec::with_capacity(s * s * 3);
+    for y in y0..y0 + s {
+        let row = (y * w + x0) * 3;
+        out.extend_from_slice(&pixels[row..row + s * 3]);
+    }
+    out
+}

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::image::load_rgb;
+use crate::data::image::{Decode, ResizeMethod, crop_at, crop_source_rgb, decode_file, fit_rgb};
 use crate::data::transforms::{
     Stats, Transforms, apply_lighting_u8, homographies, homography_grid, sampling_grid,
 };
@@ -28,13 +28,25 @@ pub struct ImageDataset {
     pub items: Vec<PathBuf>,
     /// Class index of each item.
     pub labels: Vec<i64>,
-    /// Side of the square images, in pixels.
+    /// Side of the square images the network sees, in pixels.
     pub size: u32,
-    /// All images as `[N, size, size, 3]` u8, when kept in memory.
-    pixels: Option<Vec<u8>>,
+    /// How a photo of any shape becomes that square.
+    pub resize: ResizeMethod,
+    /// Whether [`ResizeMethod::Crop`] crops at a random place along a photo's longer side
+    /// (training) rather than its centre (validation).
+    pub random_crop: bool,
+    /// Every image as stored (see [`ImageDataset::with_resize`]), when kept in memory.
+    pixels: Option<Vec<Stored>>,
     /// Items found unreadable while decoding on the fly, each reported once: a damaged file
     /// would otherwise repeat its warning every epoch.
     reported: std::sync::Mutex<std::collections::HashSet<usize>>,
+}
+
+/// One decoded image as a dataset keeps it: HWC RGB, `w` x `h`.
+struct Stored {
+    w: u32,
+    h: u32,
+    px: Box<[u8]>,
 }
 
 // By hand: the derived Debug would print every decoded pixel (hundreds of MB), and a notebook
@@ -44,10 +56,9 @@ impl std::fmt::Debug for ImageDataset {
         f.debug_struct("ImageDataset")
             .field("items", &self.items.len())
             .field("size", &self.size)
-            .field(
-                "in_memory_bytes",
-                &self.pixels.as_ref().map_or(0, |p| p.len()),
-            )
+            .field("resize", &self.resize)
+            .field("random_crop", &self.random_crop)
+            .field("in_memory_bytes", &self.in_memory_bytes())
             .finish()
     }
 }
@@ -62,8 +73,8 @@ pub enum Storage {
 }
 
 impl ImageDataset {
-    /// Builds a dataset; `Storage::InMemory` decodes every image now, in parallel, dropping
-    /// (with a warning naming it) any that cannot be read.
+    /// Builds a dataset of centre-cropped squares; `Storage::InMemory` decodes every image
+    /// now, in parallel, dropping (with a warning naming it) any that cannot be read.
     ///
     /// ```no_run
     /// use fastvision::data::loader::{ImageDataset, Storage};
@@ -71,66 +82,124 @@ impl ImageDataset {
     /// assert!(!ds.in_memory());
     /// ```
     pub fn new(items: Vec<PathBuf>, labels: Vec<i64>, size: u32, storage: Storage) -> Self {
-        let in_memory = storage == Storage::InMemory;
+        Self::with_resize(
+            items,
+            labels,
+            size,
+            storage,
+            ResizeMethod::Crop,
+            false,
+            u64::MAX,
+        )
+    }
+
+    /// Builds a dataset whose photos become squares by `resize`; with `random_crop` (and
+    /// [`ResizeMethod::Crop`]) each image is kept with its shorter side at `size` (see
+    /// [`crop_source_rgb`]) and every batch crops it at a random place. `Storage::InMemory`
+    /// decodes every image now, and falls back to decoding per batch, saying so, if the
+    /// decoded images pass `budget` bytes.
+    ///
+    /// ```no_run
+    /// use fastvision::data::image::ResizeMethod;
+    /// use fastvision::data::loader::{ImageDataset, Storage};
+    /// let ds = ImageDataset::with_resize(vec!["wide.jpg".into()], vec![0], 224,
+    ///     Storage::InMemory, ResizeMethod::Crop, true, 1 << 30);
+    /// ```
+    pub fn with_resize(
+        items: Vec<PathBuf>,
+        labels: Vec<i64>,
+        size: u32,
+        storage: Storage,
+        resize: ResizeMethod,
+        random_crop: bool,
+        budget: u64,
+    ) -> Self {
         let mut ds = ImageDataset {
             items,
             labels,
             size,
+            resize,
+            random_crop: random_crop && resize == ResizeMethod::Crop,
             pixels: None,
             reported: Default::default(),
         };
-        if in_memory {
-            // Each image is decoded straight into its place in the one buffer, so building the
-            // data peaks at the decoded size (plus one image per thread), not twice it.
-            let per = Self::bytes_per_image(size);
-            let mut pixels = vec![0u8; per * ds.items.len()];
-            let progress = Progress::new(
-                format!("decoding {} images", ds.items.len()),
-                ds.items.len() as u64,
-            );
-            let keep: Vec<bool> = pixels
-                .par_chunks_mut(per)
-                .zip(ds.items.par_iter())
-                .map(|(slot, p)| {
-                    let ok = match load_rgb(p, size) {
-                        Ok(img) => {
-                            slot.copy_from_slice(img.as_raw());
-                            true
-                        }
-                        Err(e) => {
-                            log::warn!("skipping {e}");
-                            false
-                        }
-                    };
-                    progress.inc(1);
-                    ok
-                })
-                .collect();
-            progress.finish();
-            // Close the gaps the unreadable images left, in place.
-            let mut kept = 0;
-            for (i, &ok) in keep.iter().enumerate() {
-                if ok {
-                    if kept != i {
-                        pixels.copy_within(i * per..(i + 1) * per, kept * per);
-                    }
-                    kept += 1;
-                }
-            }
-            pixels.truncate(kept * per);
-            pixels.shrink_to_fit();
-            let mut k = keep.iter();
-            ds.items.retain(|_| *k.next().unwrap());
-            let mut k = keep.iter();
-            ds.labels.retain(|_| *k.next().unwrap());
-            ds.pixels = Some(pixels);
+        if storage == Storage::InMemory {
+            ds.decode_all(budget);
         }
         ds
     }
 
-    /// Bytes one decoded image takes in memory.
+    /// Decodes every image into memory, in parallel, dropping the unreadable ones (each named
+    /// in a warning); stops and keeps nothing if the images pass `budget` bytes.
+    fn decode_all(&mut self, budget: u64) {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let progress = Progress::new(
+            format!("decoding {} images", self.items.len()),
+            self.items.len() as u64,
+        );
+        let (used, over) = (AtomicU64::new(0), AtomicBool::new(false));
+        let decoded: Vec<Option<Stored>> = self
+            .items
+            .par_iter()
+            .map(|p| {
+                if over.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let img = match self.decode(p) {
+                    Ok(img) => img,
+                    Err(e) => {
+                        log::warn!("skipping {e}");
+                        progress.inc(1);
+                        return None;
+                    }
+                };
+                let (w, h) = img.dimensions();
+                let px = img.into_raw().into_boxed_slice();
+                if used.fetch_add(px.len() as u64, Ordering::Relaxed) + px.len() as u64 > budget {
+                    over.store(true, Ordering::Relaxed);
+                }
+                progress.inc(1);
+                Some(Stored { w, h, px })
+            })
+            .collect();
+        progress.finish();
+        if over.load(Ordering::Relaxed) {
+            log::info!(
+                "the decoded images passed the memory budget ({} MB): they are decoded batch by \
+                 batch instead (raise memory_budget to keep them)",
+                budget >> 20
+            );
+            return;
+        }
+        let keep: Vec<bool> = decoded.iter().map(Option::is_some).collect();
+        let mut k = keep.iter();
+        self.items.retain(|_| *k.next().unwrap());
+        let mut k = keep.iter();
+        self.labels.retain(|_| *k.next().unwrap());
+        self.pixels = Some(decoded.into_iter().flatten().collect());
+    }
+
+    /// One file as this dataset keeps it.
+    fn decode(&self, path: &std::path::Path) -> crate::Result<image::RgbImage> {
+        let img = decode_file(path, Decode::Strict)?.image;
+        Ok(if self.random_crop {
+            crop_source_rgb(img, self.size)
+        } else {
+            fit_rgb(img, self.size, self.resize)
+        })
+    }
+
+    /// Bytes one square `size` x `size` image takes in memory (a photo kept for random crops
+    /// takes up to twice that).
     pub fn bytes_per_image(size: u32) -> usize {
         size as usize * size as usize * 3
+    }
+
+    /// Bytes of decoded images held in memory (0 when decoding per batch).
+    pub fn in_memory_bytes(&self) -> usize {
+        self.pixels
+            .as_ref()
+            .map_or(0, |p| p.iter().map(|s| s.px.len()).sum())
     }
 
     /// Number of items.
@@ -148,14 +217,19 @@ impl ImageDataset {
         self.pixels.is_some()
     }
 
-    /// The RGB pixels (HWC) of item `i`: from memory, or decoded now. None if unreadable, with
-    /// a warning naming the file the first time.
-    pub fn pixels(&self, i: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
-        let per = Self::bytes_per_image(self.size);
+    /// The stored RGB pixels (HWC) of item `i` with their width and height: from memory, or
+    /// decoded now. None if unreadable, with a warning naming the file the first time.
+    fn stored(&self, i: usize) -> Option<(std::borrow::Cow<'_, [u8]>, u32, u32)> {
         match &self.pixels {
-            Some(all) => Some(std::borrow::Cow::Borrowed(&all[i * per..(i + 1) * per])),
-            None => match load_rgb(&self.items[i], self.size) {
-                Ok(img) => Some(std::borrow::Cow::Owned(img.into_raw())),
+            Some(all) => {
+                let s = &all[i];
+                Some((std::borrow::Cow::Borrowed(&s.px[..]), s.w, s.h))
+            }
+            None => match self.decode(&self.items[i]) {
+                Ok(img) => {
+                    let (w, h) = img.dimensions();
+                    Some((std::borrow::Cow::Owned(img.into_raw()), w, h))
+                }
                 Err(e) => {
                     let first = self
                         .reported
@@ -169,6 +243,18 @@ impl ImageDataset {
                 }
             },
         }
+    }
+
+    /// The square RGB pixels (HWC, `size` x `size`) of item `i` as validation sees it (the
+    /// centre of a photo kept for random crops): from memory, or decoded now. None if
+    /// unreadable, with a warning naming the file the first time.
+    pub fn pixels(&self, i: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let (px, w, h) = self.stored(i)?;
+        Some(if w == self.size && h == self.size {
+            px
+        } else {
+            std::borrow::Cow::Owned(crop_at(&px, w, h, self.size, 0.5))
+        })
     }
 
     /// The files found unreadable so far while decoding on the fly (each was skipped, and
@@ -188,22 +274,39 @@ impl ImageDataset {
     }
 
     /// The pixels (`[B, H, W, 3]` u8, items one after another) and labels of the given items,
-    /// skipping unreadable ones.
+    /// skipping unreadable ones; each the centre square.
     pub fn gather(&self, idx: &[usize]) -> (Vec<u8>, Vec<i64>) {
+        self.gather_with(idx, None)
+    }
+
+    /// [`ImageDataset::gather`], cropping photos kept for random crops at a place drawn from
+    /// `rng` (one draw per image that is not already square, in the order of `idx`, so a batch
+    /// is the same whether its images come from memory or are decoded now).
+    pub fn gather_with(&self, idx: &[usize], rng: Option<&mut ChaCha8Rng>) -> (Vec<u8>, Vec<i64>) {
         let per = Self::bytes_per_image(self.size);
-        let got: Vec<(usize, std::borrow::Cow<'_, [u8]>)> = if self.in_memory() {
+        type Got<'a> = (usize, std::borrow::Cow<'a, [u8]>, u32, u32);
+        let got: Vec<Got<'_>> = if self.in_memory() {
             idx.iter()
-                .filter_map(|&i| Some((i, self.pixels(i)?)))
+                .filter_map(|&i| self.stored(i).map(|(p, w, h)| (i, p, w, h)))
                 .collect()
         } else {
             idx.par_iter()
-                .filter_map(|&i| Some((i, self.pixels(i)?)))
+                .filter_map(|&i| self.stored(i).map(|(p, w, h)| (i, p, w, h)))
                 .collect()
         };
+        let mut rng = rng;
         let mut buf = Vec::with_capacity(per * got.len());
         let mut labels = Vec::with_capacity(got.len());
-        for (i, px) in &got {
-            buf.extend_from_slice(px);
+        for (i, px, w, h) in &got {
+            if *w == self.size && *h == self.size {
+                buf.extend_from_slice(px);
+            } else {
+                let at = match rng.as_mut() {
+                    Some(r) => r.random::<f64>(),
+                    None => 0.5,
+                };
+                buf.extend_from_slice(&crop_at(px, *w, *h, self.size, at));
+            }
             labels.push(self.labels[*i]);
         }
         (buf, labels)
@@ -243,17 +346,23 @@ impl Warp {
     }
 }
 
-/// Gathers items and does the host half of augmentation: draws each item's parameters, applies
-/// lighting to the 8-bit pixels and describes the batch's geometric augmentation in the form
-/// that suits `device` (see [`Warp`]).
+/// Gathers items (cropped at random places when `random_crop`, else at the centre) and does
+/// the host half of augmentation: draws each item's parameters, applies lighting to the 8-bit
+/// pixels and describes the batch's geometric augmentation in the form that suits `device`
+/// (see [`Warp`]).
 pub fn prepare_batch(
     ds: &ImageDataset,
     idx: &[usize],
     tfms: Option<&Transforms>,
     rng: &mut ChaCha8Rng,
     device: Device,
+    random_crop: bool,
 ) -> Prepared {
-    let (mut buf, labels) = ds.gather(idx);
+    let (mut buf, labels) = if random_crop {
+        ds.gather_with(idx, Some(rng))
+    } else {
+        ds.gather(idx)
+    };
     let (n, s) = (labels.len(), ds.size as usize);
     let warp = tfms.filter(|_| n > 0).map(|t| {
         let params: Vec<_> = (0..n).map(|_| t.draw(rng)).collect();
@@ -442,7 +551,8 @@ impl DataLoader {
     pub fn batch_of(&self, idx: &[usize], augment: bool) -> Batch {
         let tfms = self.tfms.as_ref().filter(|_| augment);
         let mut rng = self.augment_rng(0);
-        let mut p = prepare_batch(&self.dataset, idx, tfms, &mut rng, self.device);
+        let random_crop = augment && self.dataset.random_crop;
+        let mut p = prepare_batch(&self.dataset, idx, tfms, &mut rng, self.device, random_crop);
         if let Some(f) = self.before_batch.as_ref().filter(|_| augment) {
             p.x = f.apply(p.x);
         }
@@ -533,6 +643,7 @@ impl Batches {
             self.tfms.as_ref(),
             &mut self.rng,
             self.device,
+            self.dataset.random_crop,
         );
         if let Some(f) = &self.before_batch {
             p.x = f.apply(p.x);

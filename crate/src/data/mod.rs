@@ -6,6 +6,7 @@ pub mod download;
 pub mod files;
 pub mod folder;
 pub mod from_csv;
+pub mod from_names;
 pub mod fruits360;
 pub mod image;
 pub mod loader;

@@ -63,6 +63,7 @@ pub fn cnn_learner_with(
         data.stats,
         data.train_dl.device,
     )?;
+    model.resize = data.train_dl.dataset.resize;
     if let Some(on) = opts.channels_last {
         model.set_layout(on);
     }

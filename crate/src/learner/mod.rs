@@ -98,6 +98,14 @@ impl Learner {
             "the model",
             "the data",
         )?;
+        let resize = data.train_dl.dataset.resize;
+        if model.resize != resize {
+            return Err(Error::InvalidArgument(format!(
+                "the model makes photos square by {:?} and the data by {resize:?}: build the \
+                 data with .resize_method(ResizeMethod::{:?})",
+                model.resize, model.resize
+            )));
+        }
         let size = data.train_dl.dataset.size;
         if model.size != size {
             return Err(Error::InvalidArgument(format!(

@@ -10,6 +10,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::data::image::ResizeMethod;
 use crate::data::transforms::Stats;
 use crate::models::{Arch, Model};
 use crate::{Error, Result};
@@ -27,6 +28,9 @@ pub struct ModelInfo {
     pub size: u32,
     /// Normalisation mean and std, if the data was normalised.
     pub stats: Option<([f32; 3], [f32; 3])>,
+    /// How photos become squares (files from before it was recorded: crop).
+    #[serde(default)]
+    pub resize: ResizeMethod,
     /// Optimizer step count per parameter (saves with optimizer state only).
     #[serde(default)]
     pub opt_steps: HashMap<String, i64>,
@@ -102,6 +106,7 @@ impl Model {
             classes: self.classes.clone(),
             size: self.size,
             stats: self.stats.map(|s| (s.mean, s.std)),
+            resize: self.resize,
             opt_steps,
         }
     }
@@ -224,6 +229,7 @@ pub fn load_learner_on(path: &Path, device: tch::Device) -> Result<Model> {
     let stats = info.stats.map(|(mean, std)| Stats { mean, std });
     // In the device's faster layout (Model::new); the file itself is always NCHW.
     let mut model = Model::new(arch, info.classes.clone(), info.size, stats, device)?;
+    model.resize = info.resize;
     model.load_tensors(&tensors, path)?;
     Ok(model)
 }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::data::image::Decode;
+use crate::data::image::{Decode, ResizeMethod};
 use crate::data::loader::DataLoader;
 use crate::data::transforms::Stats;
 use crate::models::archs::{Stage, forward_stages};
@@ -38,6 +38,8 @@ pub struct Model {
     pub size: u32,
     /// Normalisation the model expects.
     pub stats: Option<Stats>,
+    /// How a photo becomes its square input (the centre view of the data's method).
+    pub resize: ResizeMethod,
     /// All weights and BatchNorm statistics, under torchvision names (`head.*` for the head).
     pub vs: nn::VarStore,
     pub(crate) body: Vec<Stage>,
@@ -129,6 +131,7 @@ impl Model {
             classes,
             size,
             stats,
+            resize: ResizeMethod::Crop,
             vs,
             body,
             head,
@@ -154,6 +157,7 @@ impl Model {
             self.device(),
         )?;
         model.set_layout(self.channels_last);
+        model.resize = self.resize;
         // Straight from these variables: a snapshot would copy every weight twice.
         model.vs.copy(&self.vs).map_err(Error::Torch)?;
         Ok(model)
@@ -363,7 +367,7 @@ impl Model {
     /// let p = model.predict_with("cut-short.jpg".as_ref(), Decode::Lenient).unwrap();
     /// ```
     pub fn predict_with(&self, path: &Path, mode: Decode) -> Result<Prediction> {
-        let x = load_pixels(path, self.size, self.stats.as_ref(), mode)?.unsqueeze(0);
+        let x = load_pixels(path, self.size, self.resize, self.stats.as_ref(), mode)?.unsqueeze(0);
         let probs = self.probs(&x)?;
         Ok(probs.into_iter().next().expect("one image in, one out"))
     }
@@ -392,10 +396,10 @@ impl Model {
     ) -> Vec<Result<Prediction>> {
         let mut out = Vec::with_capacity(files.len());
         for chunk in files.chunks(bs.max(1)) {
-            let (size, stats) = (self.size, self.stats.as_ref());
+            let (size, resize, stats) = (self.size, self.resize, self.stats.as_ref());
             let pixels: Vec<Result<Tensor>> = chunk
                 .par_iter()
-                .map(|f| load_pixels(f, size, stats, mode))
+                .map(|f| load_pixels(f, size, resize, stats, mode))
                 .collect();
             let good: Vec<&Tensor> = pixels.iter().filter_map(|p| p.as_ref().ok()).collect();
             let mut preds = if good.is_empty() {
@@ -415,8 +419,8 @@ impl Model {
         out
     }
 
-    /// The network's input `[3, size, size]` for a decoded image: resized and centre-cropped
-    /// as validation does, scaled to [0, 1] and normalised with the model's statistics.
+    /// The network's input `[3, size, size]` for a decoded image: made square as validation
+    /// does ([`Model::resize`]), scaled to [0, 1] and normalised with the model's statistics.
     ///
     /// ```no_run
     /// # let model: fastvision::models::Model = unimplemented!();
@@ -425,7 +429,7 @@ impl Model {
     /// let p = model.predict_inputs(&x.unsqueeze(0)).unwrap();
     /// ```
     pub fn input(&self, img: image::DynamicImage) -> Tensor {
-        let rgb = crate::data::image::square_rgb(img, self.size);
+        let rgb = crate::data::image::fit_rgb(img, self.size, self.resize);
         rgb_to_input(&rgb, self.stats.as_ref())
     }
 
@@ -485,8 +489,15 @@ impl Model {
 }
 
 /// One image file as the network's input `[3, size, size]`, normalised, on the CPU.
-fn load_pixels(path: &Path, size: u32, stats: Option<&Stats>, mode: Decode) -> Result<Tensor> {
-    let rgb = crate::data::image::load_rgb_with(path, size, mode)?;
+fn load_pixels(
+    path: &Path,
+    size: u32,
+    resize: ResizeMethod,
+    stats: Option<&Stats>,
+    mode: Decode,
+) -> Result<Tensor> {
+    let img = crate::data::image::decode_file(path, mode)?.image;
+    let rgb = crate::data::image::fit_rgb(img, size, resize);
     Ok(rgb_to_input(&rgb, stats))
 }
 

@@ -38,7 +38,7 @@ use tower_http::trace::TraceLayer;
 
 use super::ServeOptions;
 use super::batcher::{Answer, Batcher, Job, Refused};
-use crate::data::image::{Decode, decode_bytes_limited, square_rgb};
+use crate::data::image::{Decode, decode_bytes_limited, fit_rgb};
 use crate::show::colors::overlay_heatmap;
 
 const PAGE: &str = include_str!("page.html");
@@ -197,6 +197,7 @@ async fn model_card(State(s): State<AppState>) -> Response {
             "classes": c.classes,
             "n_classes": c.classes.len(),
             "size": c.size,
+            "resize": c.resize,
             "normalize": c.stats.map(|(mean, std)| json!({"mean": mean, "std": std})),
             "device": c.device,
             "max_batch": s.opts.max_batch,
@@ -585,7 +586,7 @@ async fn decode(s: &AppState, u: Upload) -> Result<Decoded, ApiError> {
     tokio::task::spawn_blocking(move || {
         let d = decode_bytes_limited(Path::new(&u.name), &u.bytes, Decode::Strict, max_pixels)
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-        let view = square_rgb(d.image, card.size);
+        let view = fit_rgb(d.image, card.size, card.resize);
         let x = crate::models::model::rgb_to_input(&view, stats.as_ref());
         Ok(Decoded { x, view })
     })

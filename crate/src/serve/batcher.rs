@@ -43,6 +43,7 @@ pub(crate) struct ModelCard {
     pub classes: Vec<String>,
     pub size: u32,
     pub stats: Option<([f32; 3], [f32; 3])>,
+    pub resize: crate::data::image::ResizeMethod,
     pub device: String,
 }
 
@@ -128,6 +129,7 @@ impl Batcher {
                     classes: model.classes.clone(),
                     size: model.size,
                     stats: model.stats.map(|s| (s.mean, s.std)),
+                    resize: model.resize,
                     device: crate::device::device_name(model.device()),
                 });
                 b.ready.store(true, Ordering::SeqCst);
