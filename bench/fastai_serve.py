@@ -14,9 +14,9 @@ from io import BytesIO
 import torch
 from fastai.vision.all import (
     CategoryBlock, DataBlock, ImageBlock, PILImage, Resize, GrandparentSplitter, error_rate,
-    get_image_files, imagenet_stats, Normalize, parent_label, vision_learner, model_meta,
-    _default_meta,
+    get_image_files, imagenet_stats, Normalize, parent_label, vision_learner,
 )
+from fastai.vision.learner import model_meta, _default_meta
 from safetensors import safe_open
 from safetensors.torch import load_file
 from starlette.applications import Starlette

@@ -7,7 +7,7 @@ template's multipart field `file` for fastai's /analyze). Memory is the server p
 resident set, sampled every 0.1 s. A soak at concurrency 8 then checks that the resident set
 stays flat. Results go to stdout and the "## Serving" section of bench/RESULTS.md.
 """
-import argparse, datetime, json, os, signal, statistics, subprocess, sys, tempfile, threading, time
+import argparse, csv as csv_mod, datetime, json, os, signal, statistics, subprocess, sys, tempfile, threading, time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,7 +58,7 @@ def wait_ready(url, proc, seconds=300):
     sys.exit(f"{url} was not ready after {seconds} s")
 
 
-def oha(args, url, concurrency, seconds, body, content_type=None, form=None):
+def oha(args, url, concurrency, seconds, body=None, content_type=None, form=None):
     cmd = [args.oha, "-z", f"{seconds}s", "-c", str(concurrency), "--no-tui", "--output-format", "json",
            "-m", "POST", url]
     if form:
@@ -71,7 +71,11 @@ def oha(args, url, concurrency, seconds, body, content_type=None, form=None):
     r = json.loads(out.stdout)
     codes = {str(k): v for k, v in (r.get("statusCodeDistribution") or {}).items()}
     ok = codes.get("200", 0)
-    errors = sum(v for k, v in codes.items() if k != "200") + sum((r.get("errorDistribution") or {}).values())
+    # oha ends each run by cutting the requests still in flight ("aborted due to deadline"):
+    # those are the load generator's, not the server's.
+    cut = {k: v for k, v in (r.get("errorDistribution") or {}).items() if "deadline" in k}
+    errors = sum(v for k, v in codes.items() if k != "200") + sum(
+        v for k, v in (r.get("errorDistribution") or {}).items() if k not in cut)
     lat = r.get("latencyPercentiles") or {}
     return {
         "concurrency": concurrency,
@@ -81,6 +85,7 @@ def oha(args, url, concurrency, seconds, body, content_type=None, form=None):
         "ok": ok,
         "errors": errors,
         "codes": codes,
+        "cut_at_deadline": sum(cut.values()),
     }
 
 
@@ -99,7 +104,7 @@ def load_levels(args, proc, url, **kw):
 
 def limit(args, model, photos):
     """predict_folder's images/s and one predict's latency, from the bench example."""
-    out = subprocess.run([args.bench, "serve-limit", model, photos, args.photo], capture_output=True, text=True)
+    out = subprocess.run([args.bench, "serve-limit", photos, "--model", model], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"bench serve-limit failed:\n{out.stderr[-2000:]}")
     return json.loads([l for l in out.stdout.splitlines() if "BENCH_JSON " in l][-1].split("BENCH_JSON ", 1)[1])
@@ -126,6 +131,7 @@ def main():
     p.add_argument("--duration", type=int, default=20)
     p.add_argument("--soak", type=int, default=300, help="seconds at concurrency 8 (0: none)")
     p.add_argument("--skip-fastai", action="store_true")
+    p.add_argument("--serve-flags", default="", help="more flags for fastvision serve, e.g. \"--threads 1\"")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     args = p.parse_args()
 
@@ -143,7 +149,8 @@ def main():
     print(json.dumps(lim), flush=True)
 
     port = 8765
-    proc = subprocess.Popen([args.cli, "serve", model, "--port", str(port)], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([args.cli, "serve", model, "--port", str(port), *args.serve_flags.split()],
+                            stderr=subprocess.DEVNULL)
     wait_ready(f"http://127.0.0.1:{port}/health/ready", proc)
     ours = load_levels(args, proc, f"http://127.0.0.1:{port}/predict", body=args.photo, content_type="image/jpeg")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
@@ -162,7 +169,29 @@ def main():
     code = stop(proc)
 
     fastai = None
+    agree = None
     if not args.skip_fastai:
+        # Same weights: both tools' top class and its probability on the first Test photo of
+        # every class.
+        files = [os.path.join(test, c, sorted(os.listdir(os.path.join(test, c)))[0]) for c in sorted(os.listdir(test))]
+        out = subprocess.run([args.python, os.path.join(HERE, "fastai_serve.py"), "--model", model, "--data", args.data,
+                              "--check", *files], capture_output=True, text=True)
+        theirs = {}
+        for l in out.stdout.splitlines():
+            if "CHECK " in l:
+                d = json.loads(l.split("CHECK ", 1)[1])
+                theirs[d["file"]] = (d["index"], max(d["probs"]))
+        csv = os.path.join(work, "preds.csv")
+        subprocess.run([args.cli, "predict", model, *files, "--csv", csv], capture_output=True)
+        ours = {}
+        with open(csv) as f:
+            for row in csv_mod.DictReader(f):
+                ours[row["file"]] = (row["class"], float(row["probability"]))
+        classes = sorted(os.listdir(os.path.join(args.data, "Training")))
+        same = sum(1 for f in files if f in theirs and f in ours and classes[theirs[f][0]] == ours[f][0])
+        diff = max((abs(theirs[f][1] - ours[f][1]) for f in files if f in theirs and f in ours), default=float("nan"))
+        agree = {"files": len(files), "same_class": same, "max_prob_diff": diff}
+        print(json.dumps(agree), flush=True)
         fport = 8766
         fproc = subprocess.Popen([args.python, os.path.join(HERE, "fastai_serve.py"), "--model", model,
                                   "--data", args.data, "--port", str(fport)], stderr=subprocess.DEVNULL)
@@ -210,6 +239,8 @@ def main():
         + (f"- At concurrency 32: {c32['rps'] / lim['predict_folder_ips']:.2f}x predict_folder's images/s.\n" if c32 else "")
         + (f"- At concurrency 1: p99 {ours[0]['p99_ms']:.1f} ms, {ours[0]['p99_ms'] / lim['predict_p50_ms']:.2f}x one predict.\n" if ours and ours[0]['concurrency'] == 1 else "")
         + f"- Mean batch size over the whole run (`/metrics`): {mean_batch:.2f}.\n"
+        + (f"- The same weights: on the first Test photo of each of {agree['files']} classes the two tools give the same class "
+           f"{agree['same_class']} times, their probabilities at most {agree['max_prob_diff']:.4f} apart (fastai resizes with PIL).\n" if agree else "")
         + (f"- Soak, {soak['seconds']} s at concurrency 8: {soak['rps']:.1f} images/s, {soak['errors']} errors; resident set "
            f"{soak['rss_first_minute_mb']:.0f} MB (median of the first minute) and {soak['rss_last_minute_mb']:.0f} MB "
            f"(the last minute), peak {soak['peak_rss_mb']:.0f} MB.\n" if soak else "")

@@ -178,6 +178,9 @@ enum Command {
         /// Images that may wait for the model; more are answered 503 with Retry-After.
         #[arg(long, default_value_t = 256)]
         queue: usize,
+        /// Most image files in one request; more are answered 413.
+        #[arg(long, default_value_t = 64)]
+        max_files: usize,
         /// Largest request body, in bytes (default 10 MB).
         #[arg(long, default_value_t = 10 * 1024 * 1024)]
         max_body: usize,
@@ -397,6 +400,7 @@ fn run() -> anyhow::Result<()> {
             max_batch,
             max_delay_ms,
             queue,
+            max_files,
             max_body,
             max_pixels,
             threads,
@@ -418,6 +422,7 @@ fn run() -> anyhow::Result<()> {
                 max_batch,
                 max_delay: std::time::Duration::from_millis(max_delay_ms),
                 queue,
+                max_files,
                 max_body,
                 max_pixels,
                 threads,

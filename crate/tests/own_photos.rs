@@ -198,33 +198,59 @@ fn a_wide_photo_is_cropped_at_random_in_training_and_at_the_centre_in_validation
     let fit = fit_rgb(image::open(&file).unwrap(), size, ResizeMethod::Crop);
     assert_eq!(fit.into_raw(), centre);
 
-    // Through the loader: epochs crop in different places, validation never does.
-    let dl = DataLoader {
-        dataset: Arc::new(train),
-        bs: 1,
-        shuffle: true,
-        drop_last: false,
-        tfms: None,
-        stats: None,
-        device: tch::Device::Cpu,
-        seed: 3,
-        prefetch: 0,
-        before_batch: None,
+    // Through the loader: the crop is part of the training augmentation. With transforms that
+    // change nothing else, epochs crop in different places; without transforms, the centre.
+    let still = get_transforms()
+        .do_flip(false)
+        .max_rotate(0.0)
+        .max_zoom(1.0)
+        .max_lighting(0.0)
+        .max_warp(0.0);
+    let train = Arc::new(train);
+    let epochs = |tfms| {
+        let dl = DataLoader {
+            dataset: Arc::clone(&train),
+            bs: 1,
+            shuffle: true,
+            drop_last: false,
+            tfms,
+            stats: None,
+            device: tch::Device::Cpu,
+            seed: 3,
+            prefetch: 0,
+            before_batch: None,
+        };
+        (0..6)
+            .map(|e| {
+                let b = dl.epoch(e).next().unwrap().unwrap();
+                // The left column's red: where the crop starts.
+                (b.x.double_value(&[0, 0, 25, 0]) * 255.0).round() as i64
+            })
+            .collect::<Vec<_>>()
     };
-    let first: Vec<Vec<u8>> = (0..6)
-        .map(|e| {
-            let b = dl.epoch(e).next().unwrap().unwrap();
-            Vec::<f32>::try_from(b.x.flatten(0, -1))
-                .unwrap()
-                .iter()
-                .map(|v| (v * 255.0).round() as u8)
-                .collect()
-        })
-        .collect();
+    let augmented = epochs(Some(still));
     assert!(
-        first.windows(2).any(|w| w[0] != w[1]),
-        "every epoch cropped alike"
+        augmented.windows(2).any(|w| w[0] != w[1]),
+        "every epoch cropped alike: {augmented:?}"
     );
+    let plain = epochs(None);
+    assert!(plain.iter().all(|&r| r == plain[0]), "{plain:?}");
+
+    // An odd margin (a 99 x 50 image kept for a 50 px crop): the centre is the prediction's.
+    let odd = tmp.path().join("odd.png");
+    gradient(198, 100).save(&odd).unwrap();
+    let ds = ImageDataset::with_resize(
+        vec![odd.clone()],
+        vec![0],
+        size,
+        Storage::InMemory,
+        ResizeMethod::Crop,
+        true,
+        u64::MAX,
+    );
+    assert_eq!(ds.in_memory_bytes(), 99 * 50 * 3);
+    let fit = fit_rgb(image::open(&odd).unwrap(), size, ResizeMethod::Crop);
+    assert_eq!(ds.gather(&[0]).0, fit.into_raw());
 }
 
 #[test]
@@ -283,7 +309,7 @@ fn squish_and_pad_give_the_pixels_computed_by_hand() {
     assert_eq!(c.get_pixel(49, 40).0, blue);
     // crop_at agrees with the centre crop.
     let wide = gradient(100, 50);
-    let centre = crop_at(wide.as_raw(), 100, 50, 50, 0.5);
+    let centre = crop_at(wide.as_raw(), 100, 50, 50, None);
     assert_eq!(centre[0], wide.get_pixel(25, 0).0[0]);
 }
 

@@ -76,6 +76,9 @@ struct Reply {
     json: Value,
 }
 
+/// Every JSON answer the tests received, to check that none names a path of this machine.
+static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn send(url: &str, content_type: &str, body: &[u8]) -> Reply {
     let mut r = agent()
         .post(url)
@@ -170,6 +173,7 @@ fn answers_equal_predict_and_bad_uploads_get_their_own_errors() {
         ServeOptions {
             max_body: 2 * 1024 * 1024,
             max_pixels: 10_000_000,
+            max_files: 4,
             body_timeout: Duration::from_secs(1),
             ..Default::default()
         },
@@ -314,6 +318,21 @@ fn answers_equal_predict_and_bad_uploads_get_their_own_errors() {
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     check_good("a slow body");
 
+    // More files than --max-files: 413.
+    let five: Vec<(&str, &str, &[u8])> = (0..5).map(|_| ("file", "a.jpg", &bytes[..])).collect();
+    let (ct, body) = multipart(&five);
+    let r = send(&format!("{base}/predict"), &ct, &body);
+    assert_eq!(r.status, 413, "{}", r.json);
+    assert!(
+        r.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than 4 files"),
+        "{}",
+        r.json
+    );
+    check_good("too many files");
+
     // The other routes; no route serves a file.
     let (status, text) = get(&format!("{base}/model"));
     assert_eq!(status, 200);
@@ -338,8 +357,37 @@ fn answers_equal_predict_and_bad_uploads_get_their_own_errors() {
         text.contains("fastvision_http_requests_total{route=\"/predict\",status=\"415\"}"),
         "{text}"
     );
-    // No answer above carried a path of this machine.
-    assert!(!text.contains(fx.model.parent().unwrap().to_str().unwrap()));
+    // A model file that is not one: not ready, saying why, naming the file but not its folder.
+    let bad = fx._tmp.path().join("not-a-model.safetensors");
+    std::fs::write(&bad, b"plain text").unwrap();
+    let broken = Server::start(
+        &bad,
+        ServeOptions {
+            port: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let url = format!("http://{}/health/ready", broken.addr());
+    let mut why = String::new();
+    for _ in 0..200 {
+        let (status, text) = get(&url);
+        assert_eq!(status, 503);
+        if text.contains("failed to load") {
+            why = text;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(why.contains("not-a-model.safetensors"), "{why}");
+    SEEN.lock().unwrap_or_else(|p| p.into_inner()).push(why);
+    broken.shutdown().unwrap();
+
+    // No answer carried a path of this machine.
+    let here = fx.model.parent().unwrap().to_str().unwrap().to_string();
+    for body in SEEN.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        assert!(!body.contains(&here), "an answer names {here}: {body}");
+    }
     server.shutdown().unwrap();
 }
 
@@ -455,7 +503,13 @@ fn concurrent_clients_share_batches_a_full_queue_refuses_and_shutdown_answers_al
             .map(|c| {
                 let (base, photos) = (&base, &fx.photos);
                 s.spawn(move || {
-                    let r = predict_file(base, &photos[c % photos.len()]);
+                    // With its heatmap each pass takes a backward too: the queue fills.
+                    let bytes = std::fs::read(&photos[c % photos.len()]).unwrap();
+                    let r = send(
+                        &format!("{base}/predict?heatmap=true"),
+                        "image/jpeg",
+                        &bytes,
+                    );
                     (r.status, r.retry_after)
                 })
             })
@@ -477,20 +531,31 @@ fn concurrent_clients_share_batches_a_full_queue_refuses_and_shutdown_answers_al
     // second later): all of them are answered, and only then does the server stop.
     let (server, base) = start(&fx.model, ServeOptions::default());
     let addr = server.addr();
+    let in_flight = std::sync::atomic::AtomicUsize::new(0);
     let replies = std::thread::scope(|s| {
         let handles: Vec<_> = (0..16)
             .map(|c| {
-                let photos = &fx.photos;
+                let (photos, in_flight) = (&fx.photos, &in_flight);
                 s.spawn(move || {
                     let bytes = std::fs::read(&photos[c]).unwrap();
                     let mut sock = TcpStream::connect(addr).unwrap();
                     write!(
                         sock,
                         "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n\
-                         Content-Length: {}\r\nConnection: close\r\n\r\n",
+                         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
                         bytes.len()
                     )
                     .unwrap();
+                    // The server says continue once its handler reads the body: from then on
+                    // the request is in flight.
+                    let mut cont = [0u8; 25];
+                    sock.read_exact(&mut cont).unwrap();
+                    assert!(
+                        cont.starts_with(b"HTTP/1.1 100 Continue"),
+                        "{}",
+                        String::from_utf8_lossy(&cont)
+                    );
+                    in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let half = bytes.len() / 2;
                     sock.write_all(&bytes[..half]).unwrap();
                     std::thread::sleep(Duration::from_millis(1000));
@@ -501,7 +566,9 @@ fn concurrent_clients_share_batches_a_full_queue_refuses_and_shutdown_answers_al
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
+        while in_flight.load(std::sync::atomic::Ordering::SeqCst) < 16 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let t = std::time::Instant::now();
         server.shutdown().unwrap();
         let waited = t.elapsed();
@@ -628,7 +695,17 @@ fn the_cli_serves_until_sigterm_then_exits_cleanly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // Killed if the test fails before its SIGTERM, so no server outlives it.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
     let base = loop {
         let line = lines
             .next()
@@ -652,8 +729,8 @@ fn the_cli_serves_until_sigterm_then_exits_cleanly() {
     let r = predict_file(&base, &fx.photos[0]);
     assert_eq!(r.status, 200, "{}", r.json);
     // SAFETY: kill(2) on the child's own pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let status = child.wait().unwrap();
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     let logs = logs.join().unwrap().join("\n");
     assert!(logs.contains("shutting down"), "{logs}");

@@ -24,6 +24,7 @@ pub(crate) fn plain(dl: &DataLoader) -> DataLoader {
         shuffle: false,
         drop_last: false,
         tfms: None,
+        before_batch: None,
         ..dl.clone()
     }
 }

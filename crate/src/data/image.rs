@@ -318,18 +318,28 @@ pub fn crop_source_rgb(img: DynamicImage, size: u32) -> RgbImage {
     image::imageops::crop_imm(&resized, x, y, cw, ch).to_image()
 }
 
-/// The `size` x `size` square of an HWC RGB buffer `w` x `h` whose top-left corner is at
-/// fraction `at` of the room along the longer side (0: left or top, 1: right or bottom).
+/// The `size` x `size` square of an HWC RGB buffer `w` x `h` (both at least `size`) whose
+/// top-left corner is at fraction `at` of the room along the longer side (0: left or top, 1:
+/// right or bottom), or at the centre as [`square_rgb`] crops it when `at` is `None`.
 ///
 /// ```
 /// use fastvision::data::image::crop_at;
 /// let px: Vec<u8> = (0..4u8).flat_map(|x| [x, x, x]).collect(); // 4 x 1, values 0..4
-/// assert_eq!(crop_at(&px, 4, 1, 1, 1.0), vec![3, 3, 3]);
-/// assert_eq!(crop_at(&px, 4, 1, 1, 0.0), vec![0, 0, 0]);
+/// assert_eq!(crop_at(&px, 4, 1, 1, Some(1.0)), vec![3, 3, 3]);
+/// assert_eq!(crop_at(&px, 4, 1, 1, Some(0.0)), vec![0, 0, 0]);
+/// assert_eq!(crop_at(&px, 4, 1, 1, None), vec![1, 1, 1]);
 /// ```
-pub fn crop_at(pixels: &[u8], w: u32, h: u32, size: u32, at: f64) -> Vec<u8> {
+pub fn crop_at(pixels: &[u8], w: u32, h: u32, size: u32, at: Option<f64>) -> Vec<u8> {
+    assert!(
+        w >= size && h >= size && pixels.len() == (w * h * 3) as usize,
+        "crop_at: a {w}x{h} image has no {size}x{size} square"
+    );
     let (w, h, s) = (w as usize, h as usize, size as usize);
-    let pos = |room: usize| ((room as f64 * at.clamp(0.0, 1.0)).round() as usize).min(room);
+    let pos = |room: usize| match at {
+        // Every place from 0 to room equally likely for `at` uniform in [0, 1).
+        Some(at) => ((at.clamp(0.0, 1.0) * (room + 1) as f64) as usize).min(room),
+        None => room / 2,
+    };
     let (x0, y0) = (pos(w - s), pos(h - s));
     let mut out = Vec::with_capacity(s * s * 3);
     for y in y0..y0 + s {

@@ -33,7 +33,9 @@ pub struct ImageDataset {
     /// How a photo of any shape becomes that square.
     pub resize: ResizeMethod,
     /// Whether [`ResizeMethod::Crop`] crops at a random place along a photo's longer side
-    /// (training) rather than its centre (validation).
+    /// (training) rather than its centre (validation). The crop is part of the training
+    /// augmentation: a loader without transforms, and every unaugmented view of the data,
+    /// takes the centre.
     pub random_crop: bool,
     /// Every image as stored (see [`ImageDataset::with_resize`]), when kept in memory.
     pixels: Option<Vec<Stored>>,
@@ -253,7 +255,7 @@ impl ImageDataset {
         Some(if w == self.size && h == self.size {
             px
         } else {
-            std::borrow::Cow::Owned(crop_at(&px, w, h, self.size, 0.5))
+            std::borrow::Cow::Owned(crop_at(&px, w, h, self.size, None))
         })
     }
 
@@ -301,10 +303,7 @@ impl ImageDataset {
             if *w == self.size && *h == self.size {
                 buf.extend_from_slice(px);
             } else {
-                let at = match rng.as_mut() {
-                    Some(r) => r.random::<f64>(),
-                    None => 0.5,
-                };
+                let at = rng.as_mut().map(|r| r.random::<f64>());
                 buf.extend_from_slice(&crop_at(px, *w, *h, self.size, at));
             }
             labels.push(self.labels[*i]);
@@ -551,7 +550,7 @@ impl DataLoader {
     pub fn batch_of(&self, idx: &[usize], augment: bool) -> Batch {
         let tfms = self.tfms.as_ref().filter(|_| augment);
         let mut rng = self.augment_rng(0);
-        let random_crop = augment && self.dataset.random_crop;
+        let random_crop = augment && self.tfms.is_some() && self.dataset.random_crop;
         let mut p = prepare_batch(&self.dataset, idx, tfms, &mut rng, self.device, random_crop);
         if let Some(f) = self.before_batch.as_ref().filter(|_| augment) {
             p.x = f.apply(p.x);
@@ -643,7 +642,7 @@ impl Batches {
             self.tfms.as_ref(),
             &mut self.rng,
             self.device,
-            self.dataset.random_crop,
+            self.dataset.random_crop && self.tfms.is_some(),
         );
         if let Some(f) = &self.before_batch {
             p.x = f.apply(p.x);

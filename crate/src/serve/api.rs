@@ -451,6 +451,16 @@ async fn read_uploads(s: &AppState, req: Request) -> Result<Vec<Upload>, ApiErro
                 name: file,
                 bytes: data,
             });
+            if files.len() > s.opts.max_files {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "more than {} files in one request: send them in several requests (or \
+                         start the server with a larger --max-files)",
+                        s.opts.max_files
+                    ),
+                ));
+            }
         }
         if files.is_empty() {
             return Err(ApiError::new(
@@ -488,21 +498,28 @@ async fn read_uploads(s: &AppState, req: Request) -> Result<Vec<Upload>, ApiErro
     ))
 }
 
+/// One image's answer, with the square the model saw when a heatmap was asked for.
+type Classified = Result<(Answer, Option<image::RgbImage>), ApiError>;
+
 /// Decodes every upload (in parallel, at most one per core at a time), queues those that
 /// decoded, and waits for their answers; one answer per upload, in order.
 async fn classify_all(
     s: &AppState,
     uploads: Vec<Upload>,
     heatmap: bool,
-) -> Vec<(String, Result<(Answer, Option<image::RgbImage>), ApiError>)> {
-    let mut pending = Vec::with_capacity(uploads.len());
-    for u in uploads {
+) -> Vec<(String, Classified)> {
+    // A JoinSet aborts its tasks when dropped: a client that goes away takes its images out
+    // of the queue (their replies close, and the worker skips them).
+    let mut tasks = tokio::task::JoinSet::new();
+    let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
+    for (i, u) in uploads.into_iter().enumerate() {
         let s2 = s.clone();
-        let name = u.name.clone();
         let on_its_way = s.batcher.incoming();
-        let handle = tokio::spawn(async move {
-            let decoded = decode(&s2, u).await;
-            let decoded = decoded?;
+        tasks.spawn(async move {
+            let decoded = match decode(&s2, u).await {
+                Ok(d) => d,
+                Err(e) => return (i, Err(e)),
+            };
             let (tx, rx) = oneshot::channel();
             let job = Job {
                 x: decoded.x,
@@ -510,45 +527,57 @@ async fn classify_all(
                 enqueued: Instant::now(),
                 reply: tx,
             };
-            let queued = s2.batcher.submit(job);
-            drop(on_its_way);
-            match queued {
+            match s2.batcher.submit(job, on_its_way) {
                 Ok(()) => {}
                 Err(Refused::Full) => {
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the server is busy (its queue is full); retry after a second",
-                    ));
+                    return (
+                        i,
+                        Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the server is busy (its queue is full); retry after a second",
+                        )),
+                    );
                 }
                 Err(Refused::NotReady) => {
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the model is not ready yet; retry when GET /health/ready answers 200",
-                    ));
+                    return (
+                        i,
+                        Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the model is not ready yet; retry when GET /health/ready answers 200",
+                        )),
+                    );
                 }
             }
-            match rx.await {
+            let answer = match rx.await {
                 Ok(Ok(a)) => Ok((a, heatmap.then_some(decoded.view))),
                 Ok(Err(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
                 Err(_) => Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the server is shutting down; retry shortly",
                 )),
-            }
+            };
+            (i, answer)
         });
-        pending.push((name, handle));
     }
-    let mut out = Vec::with_capacity(pending.len());
-    for (name, h) in pending {
-        let r = h.await.unwrap_or_else(|_| {
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the server failed on this image (it is logged)",
-            ))
-        });
-        out.push((name, r));
+    let mut results: Vec<Option<Classified>> = names.iter().map(|_| None).collect();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((i, r)) = done {
+            results[i] = Some(r);
+        }
     }
-    out
+    names
+        .into_iter()
+        .zip(results)
+        .map(|(name, r)| {
+            let r = r.unwrap_or_else(|| {
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the server failed on this image (it is logged)",
+                ))
+            });
+            (name, r)
+        })
+        .collect()
 }
 
 /// Magic bytes, then the strict decode `predict` uses, refusing too many pixels before any

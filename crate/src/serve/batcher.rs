@@ -110,7 +110,13 @@ impl Batcher {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::error!("the model could not be loaded: {e}");
-                        let _ = b.load_error.set(e.to_string());
+                        // What clients may read names the file, not where it lives.
+                        let name = path.file_name().map_or_else(
+                            || "the model file".to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        let msg = e.to_string().replace(&path.display().to_string(), &name);
+                        let _ = b.load_error.set(msg);
                         return;
                     }
                 };
@@ -157,8 +163,9 @@ impl Batcher {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// Queues `job`, or says why not without waiting.
-    pub fn submit(&self, job: Job) -> Result<(), Refused> {
+    /// Queues `job`, or says why not without waiting. `on_its_way` (the job's own count as
+    /// decoding) ends just before the send, so the worker never waits for the job it holds.
+    pub fn submit(&self, job: Job, on_its_way: Incoming) -> Result<(), Refused> {
         if !self.is_ready() {
             return Err(Refused::NotReady);
         }
@@ -166,6 +173,7 @@ impl Batcher {
         let tx = guard.as_ref().ok_or(Refused::NotReady)?;
         // Counted before the send, so the worker's decrement never goes below zero.
         self.depth.fetch_add(1, Ordering::SeqCst);
+        drop(on_its_way);
         match tx.try_send(job) {
             Ok(()) => {
                 metrics::gauge!("fastvision_queue_depth")

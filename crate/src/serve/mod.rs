@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub max_delay: Duration,
     /// Images that may wait for the model; more are refused with 503.
     pub queue: usize,
+    /// Most image files in one request; more are refused with 413.
+    pub max_files: usize,
     /// Largest request body in bytes; more is refused with 413.
     pub max_body: usize,
     /// Largest image (width x height) decoded; more is refused with 422 before any pixel
@@ -63,6 +65,7 @@ impl Default for ServeOptions {
             max_batch: 32,
             max_delay: Duration::from_millis(5),
             queue: 256,
+            max_files: 64,
             max_body: 10 * 1024 * 1024,
             max_pixels: 40_000_000,
             threads: None,
@@ -119,12 +122,15 @@ impl Server {
     pub fn start(model: &Path, opts: ServeOptions) -> Result<Server> {
         let listener = bind(&opts)?;
         let addr = listener.local_addr().map_err(|e| Error::io("socket", e))?;
+        // Everything that can fail fails here, before the server's thread exists.
+        let metrics = prometheus()?;
+        let runtime = runtime()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let model = model.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("fastvision-serve".into())
             .spawn(move || {
-                run(model, opts, listener, async {
+                run(model, opts, listener, runtime, metrics, async {
                     let _ = stopped.await;
                 })
             })
@@ -181,9 +187,28 @@ pub fn serve(model: &Path, opts: ServeOptions) -> Result<()> {
     }
     let listener = bind(&opts)?;
     let addr = listener.local_addr().map_err(|e| Error::io("socket", e))?;
+    let (metrics, runtime) = (prometheus()?, runtime()?);
     tracing::info!("serving {} on http://{addr}", model.display());
-    run(model.to_path_buf(), opts, listener, shutdown_signal())
+    run(
+        model.to_path_buf(),
+        opts,
+        listener,
+        runtime,
+        metrics,
+        shutdown_signal(),
+    )
 }
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("fastvision-http")
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))
+}
+
+/// How long a shutdown waits for the requests in flight before it closes their connections.
+const GRACE: Duration = Duration::from_secs(30);
 
 fn bind(opts: &ServeOptions) -> Result<std::net::TcpListener> {
     let at = format!("{}:{}", opts.host, opts.port);
@@ -222,14 +247,15 @@ async fn shutdown_signal() {
 }
 
 /// The server's life: start the model's worker, serve until `stop`, answer what is in
-/// flight, close the queue and wait for the worker.
+/// flight (for up to [`GRACE`]), close the queue and wait for the worker.
 fn run(
     model: PathBuf,
     opts: ServeOptions,
     listener: std::net::TcpListener,
+    runtime: tokio::runtime::Runtime,
+    metrics: PrometheusHandle,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let metrics = prometheus()?;
     let (batcher, worker) = Batcher::start(
         model,
         opts.device,
@@ -240,18 +266,33 @@ fn run(
             threads: opts.threads,
         },
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("fastvision-http")
-        .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
     let state = api::AppState::new(batcher.clone(), opts, metrics);
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(stop)
-            .await
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop.await;
+            let _ = tx.send(true);
+        });
+        let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        };
+        let graceful = axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(stopping(rx.clone()));
+        let deadline = async {
+            stopping(rx).await;
+            tokio::time::sleep(GRACE).await;
+        };
+        tokio::select! {
+            r = graceful => r,
+            _ = deadline => {
+                tracing::warn!("requests still open {} s after the stop: closing them", GRACE.as_secs());
+                Ok(())
+            }
+        }
     });
+    // Dropping the runtime ends what the deadline cut short; then the queue closes.
+    drop(runtime);
     batcher.close();
     let _ = worker.join();
     served.map_err(|e| Error::io("serving", e))?;
