@@ -8,7 +8,7 @@ resident set, sampled every 0.1 s. A soak at concurrency 8 then checks that the 
 stays flat. Results go to stdout and the "## Serving" section of bench/RESULTS.md.
 """
 import argparse, csv as csv_mod, datetime, json, os, signal, statistics, subprocess, sys, tempfile, threading, time
-import urllib.request
+import urllib.error, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,6 +42,18 @@ class Sampler:
 
     def reset_peak(self):
         self.peak = rss_mb(self.pid)
+
+
+def ensure_free(port):
+    """Stops the run if something already answers on `port` (a server left from an earlier
+    run would be measured in place of the one started)."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+    except urllib.error.HTTPError:
+        pass
+    except OSError:
+        return
+    sys.exit(f"something already answers on port {port}: stop it first")
 
 
 def wait_ready(url, proc, seconds=300):
@@ -149,6 +161,7 @@ def main():
     print(json.dumps(lim), flush=True)
 
     port = 8765
+    ensure_free(port)
     proc = subprocess.Popen([args.cli, "serve", model, "--port", str(port), *args.serve_flags.split()],
                             stderr=subprocess.DEVNULL)
     wait_ready(f"http://127.0.0.1:{port}/health/ready", proc)
@@ -176,25 +189,28 @@ def main():
         files = [os.path.join(test, c, sorted(os.listdir(os.path.join(test, c)))[0]) for c in sorted(os.listdir(test))]
         out = subprocess.run([args.python, os.path.join(HERE, "fastai_serve.py"), "--model", model, "--data", args.data,
                               "--check", *files], capture_output=True, text=True)
-        theirs = {}
+        fa_check = {}
         for l in out.stdout.splitlines():
             if "CHECK " in l:
                 d = json.loads(l.split("CHECK ", 1)[1])
-                theirs[d["file"]] = (d["index"], max(d["probs"]))
+                fa_check[d["file"]] = (d["index"], max(d["probs"]))
         csv = os.path.join(work, "preds.csv")
         subprocess.run([args.cli, "predict", model, *files, "--csv", csv], capture_output=True)
-        ours = {}
+        fv_check = {}
         with open(csv) as f:
             for row in csv_mod.DictReader(f):
-                ours[row["file"]] = (row["class"], float(row["probability"]))
+                fv_check[row["file"]] = (row["class"], float(row["probability"]))
         classes = sorted(os.listdir(os.path.join(args.data, "Training")))
-        same = sum(1 for f in files if f in theirs and f in ours and classes[theirs[f][0]] == ours[f][0])
-        diff = max((abs(theirs[f][1] - ours[f][1]) for f in files if f in theirs and f in ours), default=float("nan"))
+        both = [f for f in files if f in fa_check and f in fv_check]
+        same = sum(1 for f in both if classes[fa_check[f][0]] == fv_check[f][0])
+        diff = max((abs(fa_check[f][1] - fv_check[f][1]) for f in both), default=float("nan"))
         agree = {"files": len(files), "same_class": same, "max_prob_diff": diff}
         print(json.dumps(agree), flush=True)
         fport = 8766
+        ensure_free(fport)
         fproc = subprocess.Popen([args.python, os.path.join(HERE, "fastai_serve.py"), "--model", model,
-                                  "--data", args.data, "--port", str(fport)], stderr=subprocess.DEVNULL)
+                                  "--data", args.data, "--port", str(fport)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # The template has no health route: wait for the port to answer a request.
         for _ in range(3000):
             if fproc.poll() is not None:
@@ -206,6 +222,8 @@ def main():
             except OSError:
                 time.sleep(0.1)
         fastai = load_levels(args, fproc, f"http://127.0.0.1:{fport}/analyze", form=args.photo)
+        if fproc.poll() is not None:
+            sys.exit("fastai's app exited during the load: its figures are not its own")
         stop(fproc)
 
     sums = {}
@@ -240,7 +258,7 @@ def main():
         + (f"- At concurrency 1: p99 {ours[0]['p99_ms']:.1f} ms, {ours[0]['p99_ms'] / lim['predict_p50_ms']:.2f}x one predict.\n" if ours and ours[0]['concurrency'] == 1 else "")
         + f"- Mean batch size over the whole run (`/metrics`): {mean_batch:.2f}.\n"
         + (f"- The same weights: on the first Test photo of each of {agree['files']} classes the two tools give the same class "
-           f"{agree['same_class']} times, their probabilities at most {agree['max_prob_diff']:.4f} apart (fastai resizes with PIL).\n" if agree else "")
+           f"{agree['same_class']} times, their probabilities at most {agree['max_prob_diff']:.4f} apart (fastai decodes the JPEGs with PIL, fastvision with zune-jpeg).\n" if agree else "")
         + (f"- Soak, {soak['seconds']} s at concurrency 8: {soak['rps']:.1f} images/s, {soak['errors']} errors; resident set "
            f"{soak['rss_first_minute_mb']:.0f} MB (median of the first minute) and {soak['rss_last_minute_mb']:.0f} MB "
            f"(the last minute), peak {soak['peak_rss_mb']:.0f} MB.\n" if soak else "")

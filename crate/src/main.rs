@@ -164,38 +164,8 @@ enum Command {
     Serve {
         /// The exported model (.safetensors from `fastvision train` or Learner::export).
         model: PathBuf,
-        /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        #[arg(long, default_value_t = 8000)]
-        port: u16,
-        /// Most images in one forward pass.
-        #[arg(long, default_value_t = 32)]
-        max_batch: usize,
-        /// How long a queued image waits for others to share its forward pass, in ms.
-        #[arg(long, default_value_t = 5)]
-        max_delay_ms: u64,
-        /// Images that may wait for the model; more are answered 503 with Retry-After.
-        #[arg(long, default_value_t = 256)]
-        queue: usize,
-        /// Most image files in one request; more are answered 413.
-        #[arg(long, default_value_t = 64)]
-        max_files: usize,
-        /// Largest request body, in bytes (default 10 MB).
-        #[arg(long, default_value_t = 10 * 1024 * 1024)]
-        max_body: usize,
-        /// Largest image decoded, in pixels (width x height).
-        #[arg(long, default_value_t = 40_000_000)]
-        max_pixels: u64,
-        /// libtorch threads for the model (default: one per core).
-        #[arg(long)]
-        threads: Option<i32>,
-        /// An origin whose pages may call the API (CORS), e.g. https://example.com; default none.
-        #[arg(long)]
-        cors_origin: Option<String>,
-        /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[command(flatten)]
+        flags: ServeFlags,
     },
     /// Save a grid of augmented training images as PNG (Fruits 360 layout: Training/ and Test/).
     ShowBatch {
@@ -255,6 +225,64 @@ impl Folders {
 /// The architectures `--arch` accepts: every one the library ships.
 fn arch_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(fastvision::models::Arch::ALL.map(|a| a.name()))
+}
+
+/// The flags of `serve`, as [`fastvision::serve::ServeOptions`] names them.
+#[derive(clap::Args)]
+struct ServeFlags {
+    /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0: any free one).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Most images in one forward pass.
+    #[arg(long, default_value_t = 32)]
+    max_batch: usize,
+    /// How long a queued image waits for others to share its forward pass, in ms.
+    #[arg(long, default_value_t = 5)]
+    max_delay_ms: u64,
+    /// Images that may wait for the model; more are answered 503 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    queue: usize,
+    /// Most image files in one request; more are answered 413.
+    #[arg(long, default_value_t = 64)]
+    max_files: usize,
+    /// Largest request body, in bytes (default 10 MB).
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    max_body: usize,
+    /// Largest image decoded, in pixels (width x height).
+    #[arg(long, default_value_t = 40_000_000)]
+    max_pixels: u64,
+    /// libtorch threads for the model (default: one per core).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// An origin whose pages may call the API (CORS), e.g. https://example.com; default none.
+    #[arg(long)]
+    cors_origin: Option<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+impl ServeFlags {
+    fn options(self) -> anyhow::Result<fastvision::serve::ServeOptions> {
+        fastvision::device::load_cuda_backend();
+        Ok(fastvision::serve::ServeOptions {
+            device: fastvision::device::parse_device(&self.device, tch::Cuda::device_count())?,
+            host: self.host,
+            port: self.port,
+            max_batch: self.max_batch,
+            max_delay: std::time::Duration::from_millis(self.max_delay_ms),
+            queue: self.queue,
+            max_files: self.max_files,
+            max_body: self.max_body,
+            max_pixels: self.max_pixels,
+            threads: self.threads,
+            cors_origin: self.cors_origin,
+            ..Default::default()
+        })
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -393,20 +421,7 @@ fn run() -> anyhow::Result<()> {
             learn.export(&export)?;
             println!("exported to {}", export.display());
         }
-        Command::Serve {
-            model,
-            host,
-            port,
-            max_batch,
-            max_delay_ms,
-            queue,
-            max_files,
-            max_body,
-            max_pixels,
-            threads,
-            cors_origin,
-            device,
-        } => {
+        Command::Serve { model, flags } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -414,22 +429,7 @@ fn run() -> anyhow::Result<()> {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            fastvision::device::load_cuda_backend();
-            let device = fastvision::device::parse_device(&device, tch::Cuda::device_count())?;
-            let opts = fastvision::serve::ServeOptions {
-                host,
-                port,
-                max_batch,
-                max_delay: std::time::Duration::from_millis(max_delay_ms),
-                queue,
-                max_files,
-                max_body,
-                max_pixels,
-                threads,
-                cors_origin,
-                device,
-                ..Default::default()
-            };
+            let opts = flags.options()?;
             fastvision::serve::serve(&model, opts)?;
         }
         Command::Predict {

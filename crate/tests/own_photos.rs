@@ -138,21 +138,26 @@ fn gradient(w: u32, h: u32) -> RgbImage {
     })
 }
 
+/// A data set of the one photo `file`, decoded into memory, cropped at random when `train`.
+fn one_photo(file: &Path, size: u32, train: bool) -> ImageDataset {
+    ImageDataset::with_resize(
+        vec![file.to_path_buf()],
+        vec![0],
+        size,
+        Storage::InMemory,
+        ResizeMethod::Crop,
+        train,
+        u64::MAX,
+    )
+}
+
 #[test]
 fn a_wide_photo_is_cropped_at_random_in_training_and_at_the_centre_in_validation() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("wide.png");
     gradient(400, 200).save(&file).unwrap();
     let size = 50;
-    let train = ImageDataset::with_resize(
-        vec![file.clone()],
-        vec![0],
-        size,
-        Storage::InMemory,
-        ResizeMethod::Crop,
-        true,
-        u64::MAX,
-    );
+    let train = one_photo(&file, size, true);
     // Kept at 100 x 50: the shorter side at the size, the whole width.
     assert_eq!(train.in_memory_bytes(), 100 * 50 * 3);
     let red = |px: &[u8], x: usize| px[x * 3];
@@ -175,15 +180,7 @@ fn a_wide_photo_is_cropped_at_random_in_training_and_at_the_centre_in_validation
     );
 
     // Validation, and the training set without an rng: the centre, every time.
-    let valid = ImageDataset::with_resize(
-        vec![file.clone()],
-        vec![0],
-        size,
-        Storage::InMemory,
-        ResizeMethod::Crop,
-        false,
-        u64::MAX,
-    );
+    let valid = one_photo(&file, size, false);
     let centre = valid.gather(&[0]).0;
     for _ in 0..5 {
         assert_eq!(valid.gather(&[0]).0, centre);
@@ -239,15 +236,7 @@ fn a_wide_photo_is_cropped_at_random_in_training_and_at_the_centre_in_validation
     // An odd margin (a 99 x 50 image kept for a 50 px crop): the centre is the prediction's.
     let odd = tmp.path().join("odd.png");
     gradient(198, 100).save(&odd).unwrap();
-    let ds = ImageDataset::with_resize(
-        vec![odd.clone()],
-        vec![0],
-        size,
-        Storage::InMemory,
-        ResizeMethod::Crop,
-        true,
-        u64::MAX,
-    );
+    let ds = one_photo(&odd, size, true);
     assert_eq!(ds.in_memory_bytes(), 99 * 50 * 3);
     let fit = fit_rgb(image::open(&odd).unwrap(), size, ResizeMethod::Crop);
     assert_eq!(ds.gather(&[0]).0, fit.into_raw());

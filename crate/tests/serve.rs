@@ -240,52 +240,48 @@ fn answers_equal_predict_and_bad_uploads_get_their_own_errors() {
     let img = image::load_from_memory(&png).unwrap();
     assert_eq!((img.width(), img.height()), (model.size, model.size));
 
-    // Empty body: 400.
-    let r = send(&format!("{base}/predict"), "image/jpeg", b"");
+    // A bad query string: 400, as JSON too.
+    let r = send(&format!("{base}/predict?k=many"), "image/jpeg", &bytes);
     assert_eq!(r.status, 400, "{}", r.json);
-    assert!(r.json["error"].as_str().unwrap().contains("empty"));
-    check_good("an empty body");
+    assert!(
+        r.json["error"].as_str().unwrap().contains("?k=5"),
+        "{}",
+        r.json
+    );
+    // Empty body: 400.
+    expect_error(&base, "image/jpeg", b"", 400, "empty", &check_good);
     // A text file named .jpg: 415, from its bytes.
     let (ct, body) = multipart(&[("file", "photo.jpg", b"hello, this is text")]);
-    let r = send(&format!("{base}/predict"), &ct, &body);
-    assert_eq!(r.status, 415, "{}", r.json);
-    assert!(
-        r.json["error"]
-            .as_str()
-            .unwrap()
-            .contains("photo.jpg: not an image"),
-        "{}",
-        r.json
+    expect_error(
+        &base,
+        &ct,
+        &body,
+        415,
+        "photo.jpg: not an image",
+        &check_good,
     );
-    check_good("a text file");
     // A truncated JPEG: 422, naming the damage.
     let (ct, body) = multipart(&[("file", "cut.jpg", &bytes[..bytes.len() / 2])]);
-    let r = send(&format!("{base}/predict"), &ct, &body);
-    assert_eq!(r.status, 422, "{}", r.json);
-    assert!(
-        r.json["error"]
-            .as_str()
-            .unwrap()
-            .contains("truncated or corrupt JPEG"),
-        "{}",
-        r.json
+    expect_error(
+        &base,
+        &ct,
+        &body,
+        422,
+        "truncated or corrupt JPEG",
+        &check_good,
     );
-    check_good("a truncated JPEG");
     // A decompression bomb: a small PNG declaring 60000 x 60000 pixels, refused from its header.
     let bomb = png_declaring(60_000, 60_000);
     assert!(bomb.len() < 1000);
     let (ct, body) = multipart(&[("file", "bomb.png", &bomb)]);
-    let r = send(&format!("{base}/predict"), &ct, &body);
-    assert_eq!(r.status, 422, "{}", r.json);
-    assert!(
-        r.json["error"]
-            .as_str()
-            .unwrap()
-            .contains("60000x60000 pixels is over"),
-        "{}",
-        r.json
+    expect_error(
+        &base,
+        &ct,
+        &body,
+        422,
+        "60000x60000 pixels is over",
+        &check_good,
     );
-    check_good("a decompression bomb");
     // Over --max-body: 413, from the declared length, before the body is read (a client that
     // keeps sending would see the connection closed, as curl does, so this one only reads).
     let reply = raw(
@@ -301,14 +297,7 @@ fn answers_equal_predict_and_bad_uploads_get_their_own_errors() {
     check_good("a body over the limit");
     // A misnamed field: 400 naming the field expected.
     let (ct, body) = multipart(&[("image", "a.jpg", &bytes)]);
-    let r = send(&format!("{base}/predict"), &ct, &body);
-    assert_eq!(r.status, 400, "{}", r.json);
-    let msg = r.json["error"].as_str().unwrap();
-    assert!(
-        msg.contains("`file`") && msg.contains("found: image"),
-        "{msg}"
-    );
-    check_good("a misnamed field");
+    expect_error(&base, &ct, &body, 400, "`file` (found: image)", &check_good);
     // A body sent too slowly: 408.
     let reply = raw(
         server.addr(),
@@ -321,17 +310,7 @@ fn answers_equal_predict_and_bad_uploads_get_their_own_errors() {
     // More files than --max-files: 413.
     let five: Vec<(&str, &str, &[u8])> = (0..5).map(|_| ("file", "a.jpg", &bytes[..])).collect();
     let (ct, body) = multipart(&five);
-    let r = send(&format!("{base}/predict"), &ct, &body);
-    assert_eq!(r.status, 413, "{}", r.json);
-    assert!(
-        r.json["error"]
-            .as_str()
-            .unwrap()
-            .contains("more than 4 files"),
-        "{}",
-        r.json
-    );
-    check_good("too many files");
+    expect_error(&base, &ct, &body, 413, "more than 4 files", &check_good);
 
     // The other routes; no route serves a file.
     let (status, text) = get(&format!("{base}/model"));
@@ -401,6 +380,23 @@ fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
     let mut reply = Vec::new();
     let _ = s.read_to_end(&mut reply);
     String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// Sends `body`, expects `status` with an error message containing `needle`, then checks that
+/// a good request is still answered.
+fn expect_error(
+    base: &str,
+    ct: &str,
+    body: &[u8],
+    status: u16,
+    needle: &str,
+    check_good: &dyn Fn(&str),
+) {
+    let r = send(&format!("{base}/predict"), ct, body);
+    assert_eq!(r.status, status, "{}", r.json);
+    let msg = r.json["error"].as_str().unwrap_or_default();
+    assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
+    check_good(needle);
 }
 
 /// A PNG whose header declares `w` x `h` pixels, with almost no data behind it.

@@ -261,9 +261,23 @@ struct Decoded {
 
 async fn predict(
     State(s): State<AppState>,
-    Query(q): Query<PredictQuery>,
+    q: Result<Query<PredictQuery>, axum::extract::rejection::QueryRejection>,
     req: Request,
 ) -> Response {
+    // Even a bad query string gets a JSON error.
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}: k is a whole number (?k=5) and heatmap is true or false (?heatmap=true)",
+                    e.body_text()
+                ),
+            )
+            .into_response();
+        }
+    };
     let uploads = match read_uploads(&s, req).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
