@@ -37,14 +37,20 @@ pub fn get_image_files(path: &Path, recurse: bool) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// How many of `names` to show in a message, and how many more there are.
-fn some_of(names: &[String]) -> String {
-    let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
-    if names.len() > 5 {
-        format!("{shown} and {} more", names.len() - 5)
-    } else {
-        shown
+/// An error naming the first few of the `bad` files out of `total` (the rest counted), unless
+/// there are none: "`caller`: 2 of 40 files `says`: a.jpg, b.jpg`fix`".
+fn refuse_any(caller: &str, bad: &[String], total: usize, says: &str, fix: &str) -> Result<()> {
+    if bad.is_empty() {
+        return Ok(());
     }
+    let mut shown = bad.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if bad.len() > 5 {
+        shown += &format!(" and {} more", bad.len() - 5);
+    }
+    Err(Error::InvalidArgument(format!(
+        "{caller}: {} of {total} files {says}: {shown}{fix}",
+        bad.len()
+    )))
 }
 
 impl ImageDataBunch {
@@ -88,15 +94,13 @@ impl ImageDataBunch {
                 _ => unmatched.push(text),
             }
         }
-        if !unmatched.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "from_name_re: {} of {} files do not match {pat:?} (or match it with an empty \
-                 group): {}. Change the pattern, or leave those files out of fnames",
-                unmatched.len(),
-                fnames.len(),
-                some_of(&unmatched)
-            )));
-        }
+        refuse_any(
+            "from_name_re",
+            &unmatched,
+            fnames.len(),
+            &format!("do not match {pat:?} (or match it with an empty group)"),
+            ". Change the pattern, or leave those files out of fnames",
+        )?;
         Self::from_lists(path, fnames, &labels, opts)
     }
 
@@ -125,14 +129,13 @@ impl ImageDataBunch {
             .filter(|(_, l)| l.trim().is_empty())
             .map(|(f, _)| f.display().to_string())
             .collect();
-        if !empty.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "from_name_func: the label function gave {} of {} files an empty label: {}",
-                empty.len(),
-                fnames.len(),
-                some_of(&empty)
-            )));
-        }
+        refuse_any(
+            "from_name_func",
+            &empty,
+            fnames.len(),
+            "got an empty label from the label function",
+            "",
+        )?;
         Self::from_lists(path, fnames, &labels, opts)
     }
 
@@ -164,14 +167,7 @@ impl ImageDataBunch {
             .filter(|f| !f.is_file())
             .map(|f| f.display().to_string())
             .collect();
-        if !missing.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "from_lists: {} of {} files do not exist: {}",
-                missing.len(),
-                fnames.len(),
-                some_of(&missing)
-            )));
-        }
+        refuse_any("from_lists", &missing, fnames.len(), "do not exist", "")?;
         let items: Vec<(PathBuf, String)> = fnames
             .iter()
             .cloned()

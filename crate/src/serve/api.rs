@@ -182,7 +182,7 @@ async fn ready(State(s): State<AppState>) -> Response {
     } else if let Some(e) = s.batcher.load_error.get() {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the model failed to load: {}", strip_paths(e)),
+            format!("the model failed to load: {e}"),
         )
         .into_response()
     } else {
@@ -650,20 +650,6 @@ fn base_name(f: &str) -> String {
     } else {
         name.chars().take(200).collect()
     }
-}
-
-/// An error message with any absolute path cut down to its file name.
-fn strip_paths(msg: &str) -> String {
-    msg.split(' ')
-        .map(|w| {
-            if w.starts_with('/') {
-                base_name(w)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn human_bytes(n: usize) -> String {
