@@ -28,6 +28,8 @@ char* error(const char* what) { return strdup(what); }
     return nullptr;                        \
   } catch (const std::exception& e) {      \
     return error(e.what());                \
+  } catch (...) {                          \
+    return error("unknown C++ exception"); \
   }
 
 extern "C" {

@@ -50,10 +50,21 @@ pub fn autocast<T>(device: Device, precision: Precision, f: impl FnOnce() -> T) 
 /// drop(on);
 /// assert_eq!(a.matmul(&a).kind(), Kind::Float);
 /// ```
+///
+/// Autocast's state belongs to the thread that set it, so the guard stays on that thread: it
+/// is neither `Send` nor `Sync`, and dropping it elsewhere does not compile.
+///
+/// ```compile_fail
+/// use fastvision::torch_ext::autocast::{AutocastGuard, Precision};
+/// let on = AutocastGuard::enter(tch::Device::Cpu, Precision::BFloat16);
+/// std::thread::spawn(move || drop(on));
+/// ```
 #[derive(Debug)]
 pub struct AutocastGuard {
     cuda: c_int,
     previous: c_int,
+    /// A raw pointer's marker: the guard restores thread-local state, so it must not move.
+    _thread_bound: std::marker::PhantomData<*const ()>,
 }
 
 impl AutocastGuard {
@@ -70,7 +81,11 @@ impl AutocastGuard {
             previous >= 0,
             "libtorch refused autocast on {device:?} in {precision:?}"
         );
-        AutocastGuard { cuda, previous }
+        AutocastGuard {
+            cuda,
+            previous,
+            _thread_bound: std::marker::PhantomData,
+        }
     }
 }
 
