@@ -1,4 +1,5 @@
-//! Where fastvision keeps things: datasets and pretrained weights.
+//! Where fastvision keeps things (datasets, pretrained weights) and the environment it reads.
+//! A leaf: it imports no other module of the crate, so every module may read it.
 //!
 //! Weights live in torch's own cache so that files already downloaded by PyTorch or torchvision
 //! are found and reused, as fastai does.
@@ -10,27 +11,6 @@ use std::path::{Path, PathBuf};
 /// arguments, so a notebook cell or a test can change them without touching the process.
 pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The Python interpreter with torch installed, used once per checkpoint to convert `.pth`
-/// files: `$FASTVISION_PYTHON`, else the environment of the torch this process loaded, else
-/// `python3` from `PATH`.
-pub fn torch_python() -> Option<PathBuf> {
-    if let Some(p) = var("FASTVISION_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    // <venv>/lib/python3.X/site-packages/torch/lib -> <venv>/bin/python
-    if let Some(lib) = crate::device::loaded_libtorch_dir()
-        && let Some(py) = lib.ancestors().nth(5).map(|venv| venv.join("bin/python"))
-        && py.is_file()
-    {
-        return Some(py);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("python3"))
-            .find(|p| p.is_file())
-    })
 }
 
 /// Environment variable naming the folder datasets are downloaded to and read from.
@@ -106,6 +86,10 @@ pub fn weights_dir() -> PathBuf {
     torch_home.join("hub").join("checkpoints")
 }
 
+/// How often a plain progress line is printed without a terminal, as fastprogress does in a
+/// plain console (`FASTVISION_PROGRESS_EVERY` changes it: [`progress_every`]).
+pub const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How often a fit prints a plain progress line when stderr is no terminal (a log file, CI):
 /// `$FASTVISION_PROGRESS_EVERY` seconds, else 10 s as fastprogress does.
 ///
@@ -116,10 +100,7 @@ pub fn progress_every() -> std::time::Duration {
     var("FASTVISION_PROGRESS_EVERY")
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(
-            crate::show::progress::PLAIN_EVERY,
-            std::time::Duration::from_secs_f64,
-        )
+        .map_or(PLAIN_EVERY, std::time::Duration::from_secs_f64)
 }
 
 /// Whether this code runs inside an evcxr notebook kernel (evcxr marks the process that runs

@@ -183,8 +183,6 @@ pub struct ImageDataBunch {
     pub train_dl: DataLoader,
     /// Validation batches in order, not augmented.
     pub valid_dl: DataLoader,
-    /// Normalisation, once [`ImageDataBunch::normalize`] has been called.
-    pub stats: Option<Stats>,
     /// The memory budget the decoded images were held to ([`FromFolder::memory_budget`]).
     pub memory_budget: u64,
 }
@@ -472,7 +470,6 @@ impl ImageDataBunch {
             classes,
             train_dl: loader(train_ds, true),
             valid_dl: loader(valid_ds, false),
-            stats: None,
             memory_budget: opts.memory_budget,
         })
     }
@@ -485,16 +482,28 @@ impl ImageDataBunch {
     /// let data = data.normalize(fastvision::imagenet_stats).unwrap();
     /// ```
     pub fn normalize(mut self, stats: Stats) -> Result<Self> {
-        if let Some(old) = self.stats {
+        if let Some(old) = self.stats() {
             return Err(Error::InvalidArgument(format!(
                 "the data is already normalised (mean {:?}, std {:?}); call normalize once",
                 old.mean, old.std
             )));
         }
-        self.stats = Some(stats);
         self.train_dl.stats = Some(stats);
         self.valid_dl.stats = Some(stats);
         Ok(self)
+    }
+
+    /// The normalisation of its batches, once [`ImageDataBunch::normalize`] has been called.
+    /// Each loader normalises its own batches, so the stats live in the loaders, which
+    /// `normalize` sets together; this reads them.
+    ///
+    /// ```no_run
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// let data = data.normalize(fastvision::imagenet_stats).unwrap();
+    /// assert_eq!(data.stats().unwrap().mean, fastvision::imagenet_stats.mean);
+    /// ```
+    pub fn stats(&self) -> Option<Stats> {
+        self.train_dl.stats
     }
 
     /// Number of classes.

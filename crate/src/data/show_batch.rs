@@ -44,7 +44,7 @@ impl ImageDataBunch {
         // A loader batch holds at most bs images; a bigger grid takes the next ones too.
         let idx: Vec<usize> = dl.order(0).into_iter().take(n).collect();
         let batch = dl.batch_of(&idx, true);
-        let x = match &self.stats {
+        let x = match &dl.stats {
             Some(s) => s.denorm(&batch.x),
             None => batch.x,
         };

@@ -60,7 +60,7 @@ pub fn cnn_learner_with(
         arch,
         data.classes.clone(),
         data.train_dl.dataset.size,
-        data.stats,
+        data.stats(),
         data.train_dl.device,
     )?;
     model.resize = data.train_dl.dataset.resize;

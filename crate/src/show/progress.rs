@@ -58,9 +58,7 @@ pub enum Unit {
     Bytes,
 }
 
-/// How often a plain progress line is printed without a terminal, as fastprogress does in a
-/// plain console (`FASTVISION_PROGRESS_EVERY` changes it: [`crate::config::progress_every`]).
-pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
+pub use crate::config::PLAIN_EVERY;
 
 /// How often an in-place line is redrawn, and how long a step runs before it shows at all.
 pub const IN_PLACE_EVERY: Duration = Duration::from_secs(1);
