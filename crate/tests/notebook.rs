@@ -495,3 +495,82 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
     assert!(tmp.path().join("out/cleaned.csv").is_file());
     assert!(tmp.path().join("out/predictions.csv").is_file());
 }
+
+/// The own-photos notebook: labels from file names, photos of every shape at 224 px.
+const NOTEBOOK3: &str = "notebooks/lesson1-own-photos.ipynb";
+
+/// The cells of the own-photos notebook that must show a picture.
+const PICTURES3: [&str; 4] = ["show_batch", "top_losses", "confusion_matrix", "lr_find"];
+
+/// What the own-photos notebook shows once executed on `photos` photos of `classes` classes:
+/// no errors, every picture, the data's summary, a four-row fit table and a prediction.
+fn assert_own_photos_notebook(nb: &Value, photos: usize, classes: usize) {
+    for cell in nb["cells"].as_array().unwrap() {
+        for o in cell["outputs"].as_array().into_iter().flatten() {
+            assert_ne!(
+                o["output_type"], "error",
+                "a cell of {NOTEBOOK3} failed: {o}"
+            );
+        }
+    }
+    for tag in PICTURES3 {
+        let pngs = output_data(tagged(nb, tag), "image/png");
+        assert_eq!(
+            pngs.len(),
+            1,
+            "{NOTEBOOK3}: cell {tag:?} should show one picture"
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(pngs[0].trim())
+            .unwrap();
+        let img = image::load_from_memory(&bytes).unwrap();
+        assert!(
+            img.width() >= 300 && img.height() >= 200,
+            "cell {tag:?}: {}x{}",
+            img.width(),
+            img.height()
+        );
+    }
+    let fnames = streams(tagged(nb, "fnames"));
+    assert!(fnames.contains(&format!("{photos} photos")), "{fnames}");
+    let databunch = output_data(tagged(nb, "databunch"), "text/html").concat();
+    assert!(
+        databunch.contains(&format!("{classes} classes")) && databunch.contains("224"),
+        "the data should show its summary: {databunch}"
+    );
+    let fit = output_data(tagged(nb, "fit"), "text/html").concat();
+    assert_eq!(
+        fit.matches("<tr>").count(),
+        5,
+        "the header and four epochs: {fit}"
+    );
+    let predicted = output_data(tagged(nb, "predict"), "text/html").concat();
+    assert!(predicted.contains("predicted: <b>"), "{predicted}");
+}
+
+/// The committed own-photos notebook ran on the whole 20-class set, without errors.
+#[test]
+fn the_committed_own_photos_notebook_ran_on_the_whole_set() {
+    let path = common::repo_root().join(NOTEBOOK3);
+    let nb: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_own_photos_notebook(&nb, 1875, 20);
+}
+
+/// The own-photos notebook, executed on the 90-photo slice that comes with the project (what
+/// a fresh clone without the whole set runs on).
+#[test]
+fn the_own_photos_notebook_runs_on_the_committed_slice() {
+    let root = common::repo_root().canonicalize().unwrap();
+    let jupyter = jupyter(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    // No FASTVISION_PHOTOS and an empty data folder: the notebook must find the slice itself.
+    execute(&jupyter, &root, NOTEBOOK3, tmp.path(), "synthetic");
+    let raw = std::fs::read_to_string(tmp.path().join("lesson1-own-photos.ipynb")).unwrap();
+    assert!(!raw.contains(SECRET_KEY));
+    assert_own_photos_notebook(&serde_json::from_str(&raw).unwrap(), 90, 6);
+    assert!(
+        tmp.path()
+            .join("out/models/photos-stage-1.safetensors")
+            .is_file()
+    );
+}
