@@ -108,7 +108,7 @@ impl ClassificationInterpretation {
 
     /// Interprets the learner on any loader of its data (for example the training set).
     pub fn from_learner_on(learn: &Learner, dl: &DataLoader) -> Result<Self> {
-        let (probs, y_true, losses) = learn.model.get_preds(dl)?;
+        let (probs, y_true, losses) = learn.get_preds(dl)?;
         Self::from_preds(&learn.model, dl, probs, y_true, losses)
     }
 

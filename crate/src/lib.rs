@@ -22,6 +22,7 @@ pub mod interpret;
 pub mod io;
 pub mod learner;
 pub mod lesson;
+pub mod loss;
 pub mod models;
 pub mod serve;
 pub mod show;
@@ -46,6 +47,7 @@ pub mod prelude {
     pub use crate::learner::recorder::LrPlot;
     pub use crate::learner::tta::Tta;
     pub use crate::lesson::{DataSource, Settings, photos_path};
+    pub use crate::loss::{CrossEntropyFlat, LabelSmoothingCrossEntropy, LossFunc};
     pub use crate::models::{Arch, Model, Prediction};
     pub use crate::{
         ClassificationInterpretation, Error, Figure, FromFolder, ImageDataBunch, Learner, Lr,

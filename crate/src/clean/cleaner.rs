@@ -51,7 +51,7 @@ impl DatasetFormatter {
     /// ```
     pub fn from_toplosses(learn: &Learner, ds_type: DatasetType) -> Result<(Items, Vec<usize>)> {
         let dl = super::plain(learn.data.dl(ds_type));
-        let (probs, targets, losses) = learn.model.get_preds(&dl)?;
+        let (probs, targets, losses) = learn.get_preds(&dl)?;
         let classes = learn.data.classes.clone();
         let pred: Vec<i64> = Vec::try_from(probs.argmax(-1, false))?;
         let targets: Vec<i64> = Vec::try_from(targets)?;

@@ -64,7 +64,7 @@ impl Leakage {
         let ft = learn.model.features(&train, true)?;
         let fv = learn.model.features(&valid, true)?;
         let (sim, idx) = super::nearest(&fv, &ft, 1, false);
-        let (probs, targets, _) = learn.model.get_preds(&valid)?;
+        let (probs, targets, _) = learn.get_preds(&valid)?;
         let wrong: Vec<bool> = Vec::try_from(probs.argmax(-1, false).ne_tensor(&targets))?;
         let classes = &learn.data.classes;
         let names = |l: &[i64]| l.iter().map(|&l| classes[l as usize].clone()).collect();

@@ -294,10 +294,16 @@ pub trait Callback: std::any::Any {
 }
 
 /// Calls one hook on every callback, in order, stopping at the first error, which then names
-/// the callback and the hook.
+/// the callback and the hook. Callbacks a hook added with `learn.add_cb` join first, so they
+/// hear every event from this one on (after the fit's own, whatever their order).
 macro_rules! hook {
-    ($cbs:expr, $cx:expr, $name:ident) => {
+    ($cbs:expr, $added:expr, $cx:expr, $name:ident) => {
+        $added.append(&mut $cx.learn.callbacks);
         for cb in $cbs.iter_mut() {
+            cb.$name($cx)
+                .map_err(|e| in_callback(&**cb, stringify!($name), e))?;
+        }
+        for cb in $added.iter_mut() {
             cb.$name($cx)
                 .map_err(|e| in_callback(&**cb, stringify!($name), e))?;
         }
@@ -321,17 +327,26 @@ pub use crate::show::progress::format_time;
 
 /// Runs `n_epochs` epochs over the learner's data with `cbs` (already in order). Every
 /// special case lives in a callback; this is only the loop.
-pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Result<()> {
+///
+/// `added` collects the callbacks hooks add during the fit (they are the learner's from then
+/// on). A panic in a hook or in libtorch (CUDA out of memory, a failed kernel check) still
+/// ends the fit as an error would: every callback hears `on_train_end` (bars close, autocast
+/// ends), and then the panic goes on to the caller.
+pub(crate) fn run_fit(
+    cx: &mut FitContext,
+    cbs: &mut [&mut dyn Callback],
+    added: &mut Vec<Box<dyn Callback>>,
+) -> Result<()> {
     let train_dl = cx.learn.data.train_dl.clone();
     let valid_dl = cx.learn.data.valid_dl.clone();
-    let outcome = (|| -> Result<()> {
-        hook!(cbs, cx, on_train_begin);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
+        hook!(cbs, added, cx, on_train_begin);
         for epoch in 0..cx.n_epochs {
             cx.epoch = epoch;
             cx.epoch_start = Instant::now();
             cx.valid = None;
             cx.stop_epoch = false;
-            hook!(cbs, cx, on_epoch_begin);
+            hook!(cbs, added, cx, on_epoch_begin);
             // Each epoch of a learner's life gets its own shuffle and augmentation draw.
             let epoch_id = cx.learn.epochs_done;
             cx.learn.epochs_done += 1;
@@ -342,24 +357,24 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
                 cx.y = batch.y;
                 cx.skip_backward = false;
                 cx.skip_step = false;
-                hook!(cbs, cx, on_batch_begin);
+                hook!(cbs, added, cx, on_batch_begin);
                 Optimizer::set_hypers(&mut cx.learn.opt, &cx.lrs, cx.mom);
                 cx.logits = cx.learn.model.forward(&cx.x, Mode::Train);
-                hook!(cbs, cx, on_loss_begin);
-                cx.loss = cx.learn.loss_func(&cx.logits, &cx.y);
-                hook!(cbs, cx, on_loss);
+                hook!(cbs, added, cx, on_loss_begin);
+                cx.loss = cx.learn.loss_func.loss(&cx.logits, &cx.y);
+                hook!(cbs, added, cx, on_loss);
                 cx.losses.push(&cx.loss);
-                hook!(cbs, cx, on_backward_begin);
+                hook!(cbs, added, cx, on_backward_begin);
                 if !cx.skip_backward {
                     Optimizer::zero_grad(&mut cx.learn.opt);
                     cx.loss.backward();
                 }
-                hook!(cbs, cx, on_backward_end);
+                hook!(cbs, added, cx, on_backward_end);
                 if !(cx.skip_backward || cx.skip_step) {
                     Optimizer::step(&mut cx.learn.opt);
                 }
-                hook!(cbs, cx, on_step_end);
-                hook!(cbs, cx, on_batch_end);
+                hook!(cbs, added, cx, on_step_end);
+                hook!(cbs, added, cx, on_batch_end);
                 cx.iteration += 1;
                 if cx.stop_epoch || cx.stop_training {
                     break;
@@ -367,32 +382,41 @@ pub(crate) fn run_fit(cx: &mut FitContext, cbs: &mut [&mut dyn Callback]) -> Res
             }
             if cx.validate {
                 cx.n_valid_batches = valid_dl.len();
-                hook!(cbs, cx, on_validate_begin);
+                hook!(cbs, added, cx, on_validate_begin);
                 let mut totals = cx.learn.eval_totals();
                 for (b, batch) in valid_dl.epoch(0).enumerate() {
                     cx.learn.eval_batch(&mut totals, &batch?);
                     cx.valid_batch = b;
-                    hook!(cbs, cx, on_validate_batch_end);
+                    hook!(cbs, added, cx, on_validate_batch_end);
                 }
                 cx.valid = Some(totals.value());
-                hook!(cbs, cx, on_validate_end);
+                hook!(cbs, added, cx, on_validate_end);
             }
-            hook!(cbs, cx, on_epoch_end);
+            hook!(cbs, added, cx, on_epoch_end);
             if cx.stop_training {
                 break;
             }
         }
         Ok(())
-    })();
-    // Every callback hears the end, even after an error, so bars close and state is restored.
+    }));
+    // Every callback hears the end, even after an error or a panic, so bars close and state
+    // is restored.
+    added.append(&mut cx.learn.callbacks);
     let mut end = Ok(());
-    for cb in cbs.iter_mut() {
+    for cb in cbs
+        .iter_mut()
+        .map(|cb| &mut **cb)
+        .chain(added.iter_mut().map(|cb| &mut **cb))
+    {
         let r = cb
             .on_train_end(cx)
-            .map_err(|e| in_callback(&**cb, "on_train_end", e));
+            .map_err(|e| in_callback(&*cb, "on_train_end", e));
         if end.is_ok() {
             end = r;
         }
     }
-    outcome.and(end)
+    match outcome {
+        Ok(outcome) => outcome.and(end),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }

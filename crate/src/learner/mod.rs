@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use tch::{Tensor, nn};
 
 use crate::data::folder::ImageDataBunch;
+use crate::loss::{CrossEntropyFlat, LossFunc};
 use crate::models::predict_folder::FolderPredictions;
 use crate::models::{Arch, Model, Prediction};
 use crate::{Error, Result};
@@ -49,6 +50,10 @@ pub struct Learner {
     pub data: ImageDataBunch,
     /// The optimizer.
     pub opt: AdamW,
+    /// The loss the fit trains on, validation reports and the interpretation ranks by
+    /// (fastai's `loss_func`; [`crate::loss::CrossEntropyFlat`] unless set, e.g. to
+    /// [`crate::loss::LabelSmoothingCrossEntropy`]).
+    pub loss_func: Box<dyn LossFunc>,
     /// What happened in the last fit.
     pub recorder: Recorder,
     /// Metrics shown after each epoch.
@@ -124,6 +129,7 @@ impl Learner {
             model,
             data,
             opt,
+            loss_func: Box::new(CrossEntropyFlat),
             recorder: Recorder::default(),
             metrics: metrics.to_vec(),
             callbacks,
@@ -294,6 +300,8 @@ impl Learner {
     /// The one place a fit is set up: the recorder and the learner's callbacks (the defaults,
     /// mixed precision, those from `add_cb`) join the call's, sorted by order. The learner's
     /// callbacks of the types in `sit_out` stay out of this fit (fastai's `removed_cbs`).
+    /// Callbacks a hook adds join from the next event and stay the learner's; after a panic in
+    /// the fit the learner keeps its recorder, callbacks and weights, and the next fit works.
     fn run(
         &mut self,
         epochs: usize,
@@ -312,6 +320,7 @@ impl Learner {
         let n_batches = train_dl.len();
         let mut recorder = std::mem::take(&mut self.recorder);
         let mut own = std::mem::take(&mut self.callbacks);
+        let mut added: Vec<Box<dyn Callback>> = Vec::new();
         let result = {
             let mut all: Vec<&mut dyn Callback> = vec![&mut recorder];
             for cb in cbs.iter_mut() {
@@ -324,16 +333,33 @@ impl Learner {
             }
             all.sort_by_key(|cb| cb.order());
             let mut cx = FitContext::new(&mut *self, epochs, n_batches, lrs);
-            fit::run_fit(&mut cx, &mut all)
+            // A panic (a callback's, or libtorch's on CUDA out of memory) must not take the
+            // recorder and the callbacks with it: they go back first, then the panic goes on.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                fit::run_fit(&mut cx, &mut all, &mut added)
+            }))
         };
         self.callbacks = own;
+        self.callbacks.append(&mut added);
         self.recorder = recorder;
-        result.map(|_| &self.recorder)
+        match result {
+            Ok(result) => result.map(|_| &self.recorder),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
-    /// The training loss: cross-entropy over the batch (fastai's default for classification).
-    pub fn loss_func(&self, logits: &Tensor, targets: &Tensor) -> Tensor {
-        logits.cross_entropy_for_logits(targets)
+    /// Probabilities `[N, C]`, targets `[N]` and per-item losses `[N]` over `dl`, by this
+    /// learner's loss ([`Model::get_preds_with_loss`]).
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let (probs, targets, losses) = learn.get_preds(&learn.data.valid_dl).unwrap();
+    /// ```
+    pub fn get_preds(
+        &self,
+        dl: &crate::data::loader::DataLoader,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.model.get_preds_with_loss(dl, &*self.loss_func)
     }
 
     /// Classifies one image file ([`Model::predict`]).

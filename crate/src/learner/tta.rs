@@ -9,6 +9,7 @@ use crate::data::folder::DatasetType;
 use crate::data::loader::DataLoader;
 use crate::data::transforms::Transforms;
 use crate::learner::Learner;
+use crate::loss::LossFunc;
 use crate::models::Model;
 use crate::show::Progress;
 
@@ -67,7 +68,13 @@ impl Learner {
             .train_dl
             .tfms
             .unwrap_or_else(crate::get_transforms);
-        tta_preds(&self.model, self.data.dl(opts.ds_type), tfms, opts)
+        tta_preds(
+            &self.model,
+            &*self.loss_func,
+            self.data.dl(opts.ds_type),
+            tfms,
+            opts,
+        )
     }
 }
 
@@ -86,6 +93,7 @@ pub fn view_loader(dl: &DataLoader, tfms: Transforms, view: usize, scale: f64) -
 /// `beta * plain + (1 - beta) * mean of the eight views`, and the targets: the whole of TTA.
 pub(crate) fn tta_preds(
     model: &Model,
+    loss: &dyn LossFunc,
     dl: &DataLoader,
     tfms: Transforms,
     opts: Tta,
@@ -96,11 +104,14 @@ pub(crate) fn tta_preds(
         ..dl.clone()
     };
     let progress = Progress::new("TTA", ((N_VIEWS + 1) * plain_dl.len()) as u64);
-    let (plain, targets, _) = model.get_preds_with(&plain_dl, &progress)?;
+    let (plain, targets, _) = model.get_preds_with(&plain_dl, loss, &progress)?;
     let mut sum = plain.zeros_like();
     for view in 0..N_VIEWS {
-        let (probs, _, _) =
-            model.get_preds_with(&view_loader(&plain_dl, tfms, view, opts.scale), &progress)?;
+        let (probs, _, _) = model.get_preds_with(
+            &view_loader(&plain_dl, tfms, view, opts.scale),
+            loss,
+            &progress,
+        )?;
         sum += probs;
     }
     progress.finish();

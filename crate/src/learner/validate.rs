@@ -40,7 +40,7 @@ impl Learner {
         tch::no_grad(|| {
             let bs = batch.y.size()[0];
             // The batch mean times its size, in f64 as the mean would be read back.
-            let batch_loss = self.loss_func(&logits, &batch.y).to_kind(Kind::Double);
+            let batch_loss = self.loss_func.loss(&logits, &batch.y).to_kind(Kind::Double);
             totals.loss.add_sum(batch_loss * bs as f64, bs);
             for m in totals.metrics.iter_mut() {
                 m.accumulate(&logits, &batch.y);

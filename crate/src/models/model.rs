@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use tch::nn::{self, ModuleT};
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::data::image::{Decode, ResizeMethod};
 use crate::data::loader::DataLoader;
 use crate::data::transforms::Stats;
+use crate::loss::{CrossEntropyFlat, LossFunc};
 use crate::models::archs::{Stage, forward_stages};
 use crate::models::head::create_head;
 use crate::models::{Arch, Mode};
@@ -279,23 +280,41 @@ impl Model {
     /// let (probs, targets, losses) = learn.model.get_preds(&learn.data.valid_dl).unwrap();
     /// ```
     pub fn get_preds(&self, dl: &DataLoader) -> Result<(Tensor, Tensor, Tensor)> {
-        let progress = Progress::new("predicting", dl.len() as u64);
-        self.get_preds_with(dl, &progress)
+        self.get_preds_with_loss(dl, &CrossEntropyFlat)
     }
 
-    /// [`Model::get_preds`], counting its batches on `progress` (TTA's passes share one).
+    /// [`Model::get_preds`] with the probabilities and losses of `loss` (its activation and
+    /// per-item loss): what a learner's `get_preds` calls with its own `loss_func`.
+    ///
+    /// ```no_run
+    /// use fastvision::loss::LabelSmoothingCrossEntropy;
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let (probs, y, losses) = learn.model
+    ///     .get_preds_with_loss(&learn.data.valid_dl, &LabelSmoothingCrossEntropy::default()).unwrap();
+    /// ```
+    pub fn get_preds_with_loss(
+        &self,
+        dl: &DataLoader,
+        loss: &dyn LossFunc,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let progress = Progress::new("predicting", dl.len() as u64);
+        self.get_preds_with(dl, loss, &progress)
+    }
+
+    /// [`Model::get_preds_with_loss`], counting its batches on `progress` (TTA's passes
+    /// share one).
     pub(crate) fn get_preds_with(
         &self,
         dl: &DataLoader,
+        loss_func: &dyn LossFunc,
         progress: &Progress,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (mut probs, mut targets, mut losses) = (Vec::new(), Vec::new(), Vec::new());
         for batch in dl.epoch(0) {
             let batch = batch?;
             let logits = self.eval_logits(&batch.x);
-            let loss =
-                logits.cross_entropy_loss::<Tensor>(&batch.y, None, Reduction::None, -100, 0.0);
-            probs.push(logits.softmax(-1, Kind::Float));
+            let loss = loss_func.per_item(&logits, &batch.y);
+            probs.push(loss_func.activation(&logits));
             targets.push(batch.y);
             losses.push(loss);
             progress.inc(1);
