@@ -294,6 +294,10 @@ fn execute(jupyter: &Path, root: &Path, notebook: &str, dir: &Path, data: &str) 
     );
 }
 
+/// One notebook executes at a time: two kernels training at once on a small machine each take
+/// far more than twice as long.
+static ONE_KERNEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn jupyter(root: &Path) -> std::path::PathBuf {
     let jupyter = root.join(".venv/bin/jupyter");
     let spec = root.join(".venv/share/jupyter/kernels/fastvision/kernel.json");
@@ -308,6 +312,7 @@ fn jupyter(root: &Path) -> std::path::PathBuf {
 
 #[test]
 fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
+    let _one = ONE_KERNEL.lock().unwrap_or_else(|e| e.into_inner());
     let root = common::repo_root().canonicalize().unwrap();
     let jupyter = jupyter(&root);
     let tmp = tempfile::tempdir().unwrap();
@@ -560,6 +565,7 @@ fn the_committed_own_photos_notebook_ran_on_the_whole_set() {
 /// a fresh clone without the whole set runs on).
 #[test]
 fn the_own_photos_notebook_runs_on_the_committed_slice() {
+    let _one = ONE_KERNEL.lock().unwrap_or_else(|e| e.into_inner());
     let root = common::repo_root().canonicalize().unwrap();
     let jupyter = jupyter(&root);
     let tmp = tempfile::tempdir().unwrap();
