@@ -12,13 +12,7 @@ use fastvision::{
 };
 
 fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().split(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    common::peak_rss_kb() as f64 / 1024.0
 }
 
 fn trained() -> (fastvision::Learner, Option<tempfile::TempDir>) {

@@ -5,6 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::peak_rss_kb;
 use fastvision::{VerifyOptions, verify_images};
 use image::{ImageBuffer, Rgb, RgbImage, Rgba, RgbaImage};
 
@@ -81,15 +82,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     out
-}
-
-fn peak_rss_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().split(' ').next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

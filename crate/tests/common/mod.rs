@@ -81,3 +81,16 @@ pub fn sample_jpeg(seed: u64) -> Vec<u8> {
 pub fn weights_equal(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.equal(&y.1))
 }
+
+/// This process's peak resident memory in kB (`VmHWM` in /proc/self/status). The memory tests
+/// measure with it, so where it cannot be read they fail instead of passing on a zero.
+pub fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_else(|e| {
+        panic!("the memory tests read /proc/self/status, which this system lacks (Linux only): {e}")
+    });
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM line in /proc/self/status:\n{status}"))
+}
