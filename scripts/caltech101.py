@@ -8,8 +8,9 @@ Its photos are natural, of many shapes (most 300 px wide, 114 to 300 px tall), s
 
 SRC is Caltech's `101_ObjectCategories` folder, its `101_ObjectCategories.tar.gz`, or the
 `caltech-101.zip` that CaltechDATA serves (which holds that archive). Nothing is overwritten:
-an existing destination is left as it is. The classes are the 20 with 80 to 130 photos
-(1,875 in all), leaving out the four large ones (airplanes, Motorbikes, faces, background).
+an existing destination is left as it is. The classes are the 20 with 80 to 128 photos
+(1,875 in all): all but the seven largest classes (airplanes, Motorbikes, Faces, Faces_easy,
+BACKGROUND_Google, watch and Leopards) and the many smaller ones.
 """
 import io, os, shutil, sys, tarfile, tempfile, zipfile
 
@@ -73,7 +74,9 @@ def main():
         with open(os.path.join(tmp, "LICENSE.md"), "w") as out:
             out.write("Caltech 101 (L. Fei-Fei, R. Fergus, P. Perona, 2004), 20 of its classes.\n"
                       "CC BY 4.0: https://creativecommons.org/licenses/by/4.0/\n"
-                      "Source: https://doi.org/10.22002/D1.20086\n")
+                      "Source: https://doi.org/10.22002/D1.20086\n"
+                      "The photos are unchanged; only their names differ (bonsai/image_0001.jpg is "
+                      "bonsai_0001.jpg).\n")
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
