@@ -9,9 +9,9 @@ file) against the cached run, and, with --scale, 10,000 photos at 224 px.
 
 Results go to stdout and to bench/RESULTS.md, section "Own photos".
 """
-import argparse, datetime, json, os, re, statistics, subprocess, tempfile
+import argparse, datetime, json, os, re, statistics, tempfile
 
-from run import HERE, cpu_name, env_with_weights, replace_section, run
+from run import HERE, cpu_name, env_with_weights, replace_section, run, versions
 
 
 def mean_sd(xs):
@@ -168,8 +168,7 @@ def main():
     per_seed = ", ".join(f"seed {r['seed']}: {int(r['errors'])} vs {int(s['errors'])}"
                          for r, s in zip(runs["fastvision"], runs["fastai"]))
     cached, fb = epoch(first), epoch(fallback)
-    torch_v = subprocess.run([args.python, "-c", "import torch, fastai; print(torch.__version__, fastai.__version__)"],
-                             capture_output=True, text=True).stdout.split()
+    torch_v = versions(args.python)
     body = (
         f"Latest `make bench-photos` run, {datetime.date.today().isoformat()}: {cpu_name()}, "
         f"{os.cpu_count()} cores, {args.threads} threads for both tools; fastai {torch_v[1]} on torch "

@@ -70,6 +70,13 @@ def env_with_weights(weights):
     return env
 
 
+def versions(python):
+    """[torch version, fastai version] of the fastai venv's python ('?' for one it lacks)."""
+    out = subprocess.run([python, "-c", "import torch, fastai; print(torch.__version__, fastai.__version__)"],
+                         capture_output=True, text=True).stdout.split()
+    return (out + ["?", "?"])[:2]
+
+
 def replace_section(path, title, body):
     """Rewrites the `## title` section of RESULTS.md (appended when missing), atomically,
     leaving every other section as it was."""
@@ -229,14 +236,13 @@ def main():
         shutil.rmtree(subset)
     print("\n" + table)
 
-    torch_v = subprocess.run([args.python, "-c", "import torch, fastai; print(torch.__version__, fastai.__version__)"],
-                             capture_output=True, text=True).stdout.split()
+    torch_v = versions(args.python)
     header = (
         f"# Benchmarks: fastvision against fastai\n\n"
         f"Latest `make bench` run, {datetime.date.today().isoformat()}: median of {args.rounds} rounds, "
         f"tools alternating, each phase a fresh process.\n\n"
         f"- Machine: {cpu_name()}, {os.cpu_count()} cores; {args.threads} threads for both tools\n"
-        f"- fastai {torch_v[1] if len(torch_v) > 1 else '?'} on torch {torch_v[0] if torch_v else '?'}; "
+        f"- fastai {torch_v[1]} on torch {torch_v[0]}; "
         f"fastvision on tch 0.24 / libtorch 2.11.0\n"
         f"- Data: `{args.data}`; 100 px, bs 64, fastai's default augmentation "
         f"(`aug_transforms()` / `get_transforms()`) and ImageNet normalisation; fastai with "

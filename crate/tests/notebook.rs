@@ -170,34 +170,45 @@ fn the_committed_second_notebook_shows_every_tool() {
     assert_second_notebook(&nb);
 }
 
+/// An executed notebook's common checks: no cell failed, and each cell tagged in `tags` shows
+/// one picture of at least 300 x 200. Returns the pictures, by tag, for further checks.
+fn assert_ran_with_pictures(
+    nb: &Value,
+    name: &str,
+    tags: &[&'static str],
+) -> Vec<(&'static str, image::DynamicImage)> {
+    for cell in nb["cells"].as_array().unwrap() {
+        for o in cell["outputs"].as_array().into_iter().flatten() {
+            assert_ne!(o["output_type"], "error", "a cell of {name} failed: {o}");
+        }
+    }
+    tags.iter()
+        .map(|&tag| {
+            let pngs = output_data(tagged(nb, tag), "image/png");
+            assert_eq!(
+                pngs.len(),
+                1,
+                "{name}: cell {tag:?} should show one picture"
+            );
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(pngs[0].trim())
+                .unwrap();
+            let img = image::load_from_memory(&bytes).unwrap();
+            assert!(
+                img.width() >= 300 && img.height() >= 200,
+                "{name}: cell {tag:?}: {}x{}",
+                img.width(),
+                img.height()
+            );
+            (tag, img)
+        })
+        .collect()
+}
+
 /// What the second notebook must show once executed: no errors, a picture in each picture
 /// cell, the cleaner's gallery, the TTA line, the leakage table and the folder's predictions.
 fn assert_second_notebook(nb: &Value) {
-    for cell in nb["cells"].as_array().unwrap() {
-        for o in cell["outputs"].as_array().into_iter().flatten() {
-            assert_ne!(
-                o["output_type"], "error",
-                "a cell of {NOTEBOOK2} failed: {o}"
-            );
-        }
-    }
-    for tag in PICTURES2 {
-        let pngs = output_data(tagged(nb, tag), "image/png");
-        assert_eq!(
-            pngs.len(),
-            1,
-            "{NOTEBOOK2}: cell {tag:?} should show one picture"
-        );
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(pngs[0].trim())
-            .unwrap();
-        let img = image::load_from_memory(&bytes).unwrap();
-        assert!(
-            img.width() >= 300 && img.height() >= 200,
-            "cell {tag:?}: {}x{}",
-            img.width(),
-            img.height()
-        );
+    for (tag, img) in assert_ran_with_pictures(nb, NOTEBOOK2, &PICTURES2) {
         // Not a blank figure: many distinct colours.
         let colours: std::collections::HashSet<[u8; 3]> =
             img.to_rgb8().pixels().map(|p| p.0).collect();
@@ -510,32 +521,7 @@ const PICTURES3: [&str; 4] = ["show_batch", "top_losses", "confusion_matrix", "l
 /// What the own-photos notebook shows once executed on `photos` photos of `classes` classes:
 /// no errors, every picture, the data's summary, a four-row fit table and a prediction.
 fn assert_own_photos_notebook(nb: &Value, photos: usize, classes: usize) {
-    for cell in nb["cells"].as_array().unwrap() {
-        for o in cell["outputs"].as_array().into_iter().flatten() {
-            assert_ne!(
-                o["output_type"], "error",
-                "a cell of {NOTEBOOK3} failed: {o}"
-            );
-        }
-    }
-    for tag in PICTURES3 {
-        let pngs = output_data(tagged(nb, tag), "image/png");
-        assert_eq!(
-            pngs.len(),
-            1,
-            "{NOTEBOOK3}: cell {tag:?} should show one picture"
-        );
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(pngs[0].trim())
-            .unwrap();
-        let img = image::load_from_memory(&bytes).unwrap();
-        assert!(
-            img.width() >= 300 && img.height() >= 200,
-            "cell {tag:?}: {}x{}",
-            img.width(),
-            img.height()
-        );
-    }
+    assert_ran_with_pictures(nb, NOTEBOOK3, &PICTURES3);
     let fnames = streams(tagged(nb, "fnames"));
     assert!(fnames.contains(&format!("{photos} photos")), "{fnames}");
     let databunch = output_data(tagged(nb, "databunch"), "text/html").concat();
