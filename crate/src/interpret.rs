@@ -221,7 +221,7 @@ impl ClassificationInterpretation {
 
     /// Grad-CAM heatmaps for a normalised batch and one class per image
     /// ([`Model::gradcam`]).
-    pub fn gradcam(&self, x: &Tensor, classes: &[i64]) -> Tensor {
+    pub fn gradcam(&self, x: &Tensor, classes: &[i64]) -> Result<Tensor> {
         self.model.gradcam(x, classes)
     }
 
@@ -276,7 +276,7 @@ impl ClassificationInterpretation {
                 .iter()
                 .map(|&i| self.pred_class.int64_value(&[i]))
                 .collect();
-            let cams = self.gradcam(&batch.x, &predicted).to_device(Device::Cpu);
+            let cams = self.gradcam(&batch.x, &predicted)?.to_device(Device::Cpu);
             for (i, img) in images.iter_mut().enumerate() {
                 let cam = cams.get(i as i64);
                 if cam.max().double_value(&[]) > 0.0 {

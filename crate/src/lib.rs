@@ -44,11 +44,12 @@ pub mod prelude {
     pub use crate::interpret::{ConfusionPlot, TopLosses};
     pub use crate::learner::CnnOptions;
     pub use crate::learner::lr_find::LrFind;
+    pub use crate::learner::optim::{AdamW, OptFunc, Optimizer, Sgd, adamw, sgd};
     pub use crate::learner::recorder::LrPlot;
     pub use crate::learner::tta::Tta;
     pub use crate::lesson::{DataSource, Settings, photos_path};
     pub use crate::loss::{CrossEntropyFlat, LabelSmoothingCrossEntropy, LossFunc};
-    pub use crate::models::{Arch, Model, Prediction};
+    pub use crate::models::{Arch, Cnn, Mode, Model, Network, Prediction, Stage};
     pub use crate::{
         ClassificationInterpretation, Error, Figure, FromFolder, ImageDataBunch, Learner, Lr,
         Result, Stats, Transforms, VerifyOptions, VerifyReport, accuracy, cnn_learner,

@@ -157,9 +157,9 @@ fn training_on_cuda_reaches_the_error_and_round_trips_to_the_cpu() {
         assert!(a.equal(b), "lr_find changed {n}");
     }
     for (a, b) in opt_before.iter().zip(learn.opt.state().iter()) {
-        assert_eq!((&a.0, a.1), (&b.0, b.1));
-        if let (Some(x), Some(y)) = (&a.2, &b.2) {
-            assert!(x.equal(y), "exp_avg of {}", a.0);
+        assert_eq!((&a.name, a.step), (&b.name, b.step));
+        for ((name, x), (_, y)) in a.buffers.iter().zip(&b.buffers) {
+            assert!(x.equal(y), "{name} of {}", a.name);
         }
     }
     assert!(learn.recorder.suggestions().is_ok());

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fastvision::data::loader::BatchTfm;
+use fastvision::learner::optim::adamw;
+use fastvision::loss::CrossEntropyFlat;
 use fastvision::models::weights::load_into;
 use fastvision::{Error, Learner, cnn_learner, error_rate, load_learner, mobilenet_v2};
 
@@ -64,7 +66,7 @@ fn a_model_is_refused_by_data_whose_classes_are_in_another_order() {
         "{err}"
     );
     let model = load_learner(&export).unwrap();
-    assert!(Learner::new(model, other, &[error_rate]).is_err());
+    assert!(Learner::new(other, model, CrossEntropyFlat, adamw(1e-2)).is_err());
 
     // Other names in the same count are refused too, naming the first that differs.
     let mut renamed = data.clone();

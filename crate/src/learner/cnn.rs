@@ -1,9 +1,12 @@
 //! `cnn_learner`: a pretrained body from [`Arch`], fastai's head for the data's classes, and
-//! the body frozen, as the lesson starts.
+//! the body frozen, as the lesson starts: one way to build a [`Learner`], with fastai's loss
+//! (cross-entropy) and optimizer (AdamW).
 
 use crate::data::folder::ImageDataBunch;
 use crate::learner::Learner;
 use crate::learner::metrics::MetricFn;
+use crate::learner::optim::adamw;
+use crate::loss::CrossEntropyFlat;
 use crate::models::weights::{copy_checked, pretrained_weights, read_tensors};
 use crate::models::{Arch, Model};
 use crate::{Error, Result};
@@ -70,8 +73,8 @@ pub fn cnn_learner_with(
     // The draws a fit makes start from the seed itself, not from wherever the head's
     // initialisation left the generator, so the first fit is the same whatever the head's size.
     crate::seed_everything(opts.seed);
-    let mut learn = Learner::new(model, data.clone(), metrics)?;
-    learn.opt.wd = opts.wd;
+    let mut learn =
+        Learner::new(data.clone(), model, CrossEntropyFlat, adamw(opts.wd))?.with_metrics(metrics);
     if opts.pretrained {
         let weights = pretrained_weights(arch)?;
         // Only the body comes from ImageNet; the head is new (and the file has no `head.*`).

@@ -23,7 +23,6 @@ use tch::{Device, Kind, Tensor};
 
 use crate::Result;
 use crate::learner::Learner;
-use crate::learner::optim::Optimizer;
 use crate::models::Mode;
 
 /// The training loss of every batch, kept on the device until someone reads it, so the loop
@@ -88,7 +87,7 @@ pub struct FitContext<'a> {
     /// Learning rate of each layer group for the coming step (schedulers set it in
     /// `on_batch_begin`).
     pub lrs: Vec<f64>,
-    /// Adam's beta1 ("momentum") for the coming step.
+    /// The momentum for the coming step (Adam's beta1, SGD's momentum).
     pub mom: f64,
     /// The batch's images `[B, 3, H, W]`, augmented and normalised, on the device.
     pub x: Tensor,
@@ -358,7 +357,7 @@ pub(crate) fn run_fit(
                 cx.skip_backward = false;
                 cx.skip_step = false;
                 hook!(cbs, added, cx, on_batch_begin);
-                Optimizer::set_hypers(&mut cx.learn.opt, &cx.lrs, cx.mom);
+                cx.learn.opt.set_hypers(&cx.lrs, cx.mom);
                 cx.logits = cx.learn.model.forward(&cx.x, Mode::Train);
                 hook!(cbs, added, cx, on_loss_begin);
                 cx.loss = cx.learn.loss_func.loss(&cx.logits, &cx.y);
@@ -366,12 +365,12 @@ pub(crate) fn run_fit(
                 cx.losses.push(&cx.loss);
                 hook!(cbs, added, cx, on_backward_begin);
                 if !cx.skip_backward {
-                    Optimizer::zero_grad(&mut cx.learn.opt);
+                    cx.learn.opt.zero_grad();
                     cx.loss.backward();
                 }
                 hook!(cbs, added, cx, on_backward_end);
                 if !(cx.skip_backward || cx.skip_step) {
-                    Optimizer::step(&mut cx.learn.opt);
+                    cx.learn.opt.step();
                 }
                 hook!(cbs, added, cx, on_step_end);
                 hook!(cbs, added, cx, on_batch_end);

@@ -2,10 +2,10 @@
 //! rate exponentially batch by batch and stops once the loss runs away. `Learner::lr_find`
 //! runs it over `fit` and then puts the weights and optimizer state back.
 
+use crate::learner::Learner;
 use crate::learner::callbacks::NanGuard;
 use crate::learner::fit::{Callback, FitContext};
 use crate::learner::recorder::Recorder;
-use crate::learner::{Learner, N_GROUPS};
 use crate::{Error, Result};
 
 /// Options of the sweep (`Learner::lr_find_with`), with fastai's defaults: from 1e-7 to 10
@@ -214,7 +214,7 @@ impl Learner {
         let result = self
             .run(
                 epochs,
-                vec![start_lr; N_GROUPS],
+                vec![start_lr; self.n_groups()],
                 &mut [&mut finder],
                 &[std::any::TypeId::of::<NanGuard>()],
             )

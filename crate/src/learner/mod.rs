@@ -24,23 +24,20 @@ pub use cnn::{CnnOptions, cnn_learner, cnn_learner_with};
 
 use std::path::{Path, PathBuf};
 
-use tch::{Tensor, nn};
+use tch::Tensor;
 
 use crate::data::folder::ImageDataBunch;
-use crate::loss::{CrossEntropyFlat, LossFunc};
+use crate::loss::LossFunc;
 use crate::models::predict_folder::FolderPredictions;
-use crate::models::{Arch, Model, Prediction};
+use crate::models::{Model, Prediction};
 use crate::{Error, Result};
 use callbacks::{MixedPrecision, NanGuard, Precision};
 use fit::{Callback, FitContext};
 use metrics::MetricFn;
 use one_cycle::{Lr, OneCycle};
-use optim::AdamW;
+use optim::{OptFunc, Optimizer, ParamGroups};
 use progress::ProgressTable;
 use recorder::Recorder;
-
-/// Layer groups: two for the body, one for the head.
-pub const N_GROUPS: usize = 3;
 
 /// A model, its data, optimizer and training history: fastai's `Learner`.
 pub struct Learner {
@@ -48,8 +45,8 @@ pub struct Learner {
     pub model: Model,
     /// The data it trains and validates on.
     pub data: ImageDataBunch,
-    /// The optimizer.
-    pub opt: AdamW,
+    /// The optimizer, built by the learner's `opt_func` ([`optim::adamw`] unless given).
+    pub opt: Box<dyn Optimizer>,
     /// The loss the fit trains on, validation reports and the interpretation ranks by
     /// (fastai's `loss_func`; [`crate::loss::CrossEntropyFlat`] unless set, e.g. to
     /// [`crate::loss::LabelSmoothingCrossEntropy`]).
@@ -65,6 +62,8 @@ pub struct Learner {
     pub callbacks: Vec<Box<dyn Callback>>,
     /// Where `save` and `load` put models; default `<data path>/models`.
     pub model_dir: PathBuf,
+    opt_func: Box<dyn OptFunc>,
+    layer_groups: ParamGroups,
     frozen_to: usize,
     epochs_done: u64,
 }
@@ -73,30 +72,40 @@ impl std::fmt::Debug for Learner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Learner({}, {} classes, {}px, {} frozen group(s), device {})",
-            self.model.arch,
+            "Learner({}, {} classes, {}px, {} of {} layer group(s) frozen, device {})",
+            self.model.name(),
             self.model.classes.len(),
             self.model.size,
             self.frozen_to,
+            self.n_groups(),
             crate::device::device_name(self.model.device())
         )
     }
 }
 
 impl Learner {
-    /// A learner training `model` on `data`, judged by `metrics`, with AdamW over the model's
-    /// three layer groups (two for the body, one for the head) and nothing frozen. The model
-    /// must know the data's classes in the data's order, and take its image size: anything
-    /// else is an error that names the first difference, never a learner that mislabels.
+    /// A learner training `model` on `data` with `loss_func` and the optimizer `opt_func`
+    /// builds over the model's layer groups, nothing frozen: fastai's
+    /// `Learner(dls, model, loss_func, opt_func)`. Metrics ([`Learner::with_metrics`]) and a
+    /// splitter ([`Learner::split`]) are options. The model must know the data's classes in
+    /// the data's order and take its image size: anything else is an error that names the
+    /// first difference, never a learner that mislabels. [`crate::cnn_learner`] builds its
+    /// CNN and calls this.
     ///
     /// ```no_run
-    /// use fastvision::{Learner, error_rate, models::Model};
+    /// use fastvision::{Learner, error_rate, loss::CrossEntropyFlat, learner::optim::sgd};
+    /// use fastvision::models::{Model, mobilenet_v2};
     /// # let data: fastvision::ImageDataBunch = unimplemented!();
-    /// let model = Model::new(fastvision::mobilenet_v2, data.classes.clone(), 100, data.stats(), tch::Device::Cpu).unwrap();
-    /// let mut learn = Learner::new(model, data, &[error_rate]).unwrap();
+    /// let model = Model::new(mobilenet_v2, data.classes.clone(), 100, data.stats(), tch::Device::Cpu).unwrap();
+    /// let mut learn = Learner::new(data, model, CrossEntropyFlat, sgd(0.0)).unwrap().with_metrics(&[error_rate]);
     /// learn.fit_one_cycle(1, 1e-3).unwrap();
     /// ```
-    pub fn new(model: Model, data: ImageDataBunch, metrics: &[MetricFn]) -> Result<Learner> {
+    pub fn new(
+        data: ImageDataBunch,
+        model: Model,
+        loss_func: impl LossFunc + 'static,
+        opt_func: impl OptFunc,
+    ) -> Result<Learner> {
         crate::models::export::check_classes(
             &model.classes,
             &data.classes,
@@ -119,7 +128,15 @@ impl Learner {
                 model.size, size
             )));
         }
-        let opt = AdamW::new(Self::param_groups(&model.vs, model.arch));
+        let layer_groups = model.param_groups();
+        if layer_groups.iter().all(Vec::is_empty) {
+            return Err(Error::InvalidArgument(format!(
+                "the {} network has no trainable parameters: build its layers from the path \
+                 Model::from_network gives it",
+                model.name()
+            )));
+        }
+        let opt = opt_func(Self::copy_groups(&layer_groups));
         let callbacks: Vec<Box<dyn Callback>> = vec![
             Box::new(ProgressTable::default()),
             Box::new(NanGuard::new(model.device())),
@@ -129,51 +146,93 @@ impl Learner {
             model,
             data,
             opt,
-            loss_func: Box::new(CrossEntropyFlat),
+            loss_func: Box::new(loss_func),
             recorder: Recorder::default(),
-            metrics: metrics.to_vec(),
+            metrics: Vec::new(),
             callbacks,
+            opt_func: Box::new(opt_func),
+            layer_groups,
             frozen_to: 0,
             epochs_done: 0,
         })
     }
 
-    /// Trainable parameters by layer group, sorted by name.
-    fn param_groups(vs: &nn::VarStore, arch: Arch) -> Vec<Vec<(String, Tensor)>> {
-        let mut groups: Vec<Vec<(String, Tensor)>> = (0..N_GROUPS).map(|_| Vec::new()).collect();
-        // Fresh variables: those requiring gradients are the trainable ones (BatchNorm running
-        // statistics are not).
-        let mut vars: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, t) in vars {
-            let g = if name.starts_with("head.") {
-                N_GROUPS - 1
-            } else {
-                arch.group_of(&name)
-            };
-            groups[g].push((name, t));
-        }
-        groups
+    /// The learner with `metrics` shown after each epoch (fastai's `metrics=`).
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let learn = learn.with_metrics(&[fastvision::error_rate, fastvision::accuracy]);
+    /// ```
+    pub fn with_metrics(mut self, metrics: &[MetricFn]) -> Learner {
+        self.metrics = metrics.to_vec();
+        self
     }
 
-    /// Freezes layer groups before `n`: their weights stop training, except BatchNorm layers,
-    /// which keep adapting to the new data (fastai's `train_bn`). Resets the optimizer state.
+    fn copy_groups(groups: &ParamGroups) -> ParamGroups {
+        groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Layer groups: each trains at its own learning rate (`slice(lo, hi)` spreads them) and
+    /// `freeze_to(n)` freezes those before `n`.
+    pub fn n_groups(&self) -> usize {
+        self.layer_groups.len()
+    }
+
+    /// Regroups the trainable parameters by `splitter` (a parameter's name → its layer group,
+    /// fastai's `split`), builds the optimizer afresh over the new groups and freezes as many
+    /// groups as before (at most all but the last).
+    ///
+    /// ```no_run
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// // Two groups: the head, and everything before it.
+    /// learn.split(|name| usize::from(name.starts_with("head.")));
+    /// assert_eq!(learn.n_groups(), 2);
+    /// ```
+    pub fn split(&mut self, splitter: impl Fn(&str) -> usize) -> &mut Self {
+        let mut all: Vec<(String, Tensor)> = self
+            .layer_groups
+            .iter()
+            .flatten()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let n = all
+            .iter()
+            .map(|(name, _)| splitter(name) + 1)
+            .max()
+            .unwrap_or(1);
+        let mut groups: ParamGroups = (0..n).map(|_| Vec::new()).collect();
+        for (name, t) in all {
+            let g = splitter(&name);
+            groups[g].push((name, t));
+        }
+        self.opt = (self.opt_func)(Self::copy_groups(&groups));
+        self.layer_groups = groups;
+        self.freeze_to(self.frozen_to);
+        self
+    }
+
+    /// Freezes layer groups before `n`: their weights stop training, except BatchNorm layers
+    /// (found by kind, [`crate::models::network::batchnorm_params`]), which keep adapting to
+    /// the new data (fastai's `train_bn`). Resets the optimizer state.
     ///
     /// ```no_run
     /// # let mut learn: fastvision::Learner = unimplemented!();
     /// learn.freeze_to(1); // train the later body stages and the head
     /// ```
     pub fn freeze_to(&mut self, n: usize) {
-        let n = n.min(N_GROUPS - 1);
-        for (group, g) in self.opt.groups.iter_mut().enumerate() {
-            for p in g.params.iter_mut() {
-                // In the body, one-dimensional parameters are exactly the BatchNorm weights and biases.
-                let is_bn = !p.name.starts_with("head.") && p.tensor.dim() == 1;
-                let _ = p.tensor.set_requires_grad(group >= n || is_bn);
+        let n = n.min(self.n_groups() - 1);
+        let bn = crate::models::network::batchnorm_params(&self.model.vs);
+        for (group, params) in self.layer_groups.iter().enumerate() {
+            for (name, t) in params {
+                let _ = t.set_requires_grad(group >= n || bn.contains(name));
             }
         }
         self.frozen_to = n;
@@ -182,7 +241,7 @@ impl Learner {
 
     /// Trains only the head (and BatchNorm layers): `freeze_to(last group)`.
     pub fn freeze(&mut self) {
-        self.freeze_to(N_GROUPS - 1);
+        self.freeze_to(self.n_groups() - 1);
     }
 
     /// Trains every layer.
@@ -276,7 +335,7 @@ impl Learner {
         max_lr: impl Into<Lr>,
         cbs: &mut [&mut dyn Callback],
     ) -> Result<&Recorder> {
-        let mut schedule = OneCycle::new(max_lr.into().expand(N_GROUPS));
+        let mut schedule = OneCycle::new(max_lr.into().expand(self.n_groups()));
         let lrs = schedule.max_lrs.clone();
         let mut all: Vec<&mut dyn Callback> = vec![&mut schedule];
         for cb in cbs.iter_mut() {
@@ -293,7 +352,7 @@ impl Learner {
         lr: impl Into<Lr>,
         cbs: &mut [&mut dyn Callback],
     ) -> Result<&Recorder> {
-        let lrs = lr.into().expand(N_GROUPS);
+        let lrs = lr.into().expand(self.n_groups());
         self.run(epochs, lrs, cbs, &[])
     }
 

@@ -1,5 +1,7 @@
-//! AdamW with decoupled weight decay and per-group learning rates (fastai v1's `AdamW`:
-//! betas 0.9/0.99, wd 1e-2 applied as `p *= 1 - lr * wd` before the Adam step).
+//! Optimizers: the [`Optimizer`] trait the training loop and every callback use, and two
+//! implementations, [`AdamW`] (fastai v1's default: betas 0.9/0.99, wd 1e-2 applied as
+//! `p *= 1 - lr * wd` before the Adam step) and [`Sgd`] with momentum. A learner builds its
+//! optimizer with an [`OptFunc`] ([`adamw`], [`sgd`]), as fastai's `opt_func`.
 //!
 //! Written over plain tensors rather than libtorch's optimizer so its state can be saved,
 //! snapshotted and restored (`lr_find`, `save`), and so frozen parameters are simply skipped.
@@ -11,9 +13,31 @@ use tch::{Kind, Tensor};
 
 use crate::torch_ext::foreach::{self, AdamWHyper, AdamWLists};
 
-/// A deep copy of an optimizer's state, from [`AdamW::state`]: per parameter its name, step
-/// count and the two moment buffers.
-pub type OptimizerState = Vec<(String, i64, Option<Tensor>, Option<Tensor>)>;
+/// Named parameters by layer group, as a learner hands them to its [`OptFunc`].
+pub type ParamGroups = Vec<Vec<(String, Tensor)>>;
+
+/// One parameter's optimizer state: its name, the steps it has taken and the optimizer's
+/// buffers for it by name (Adam's `exp_avg` and `exp_avg_sq`, SGD's `momentum_buffer`), deep
+/// copies. A parameter that has not stepped has no buffers.
+#[derive(Debug)]
+pub struct ParamState {
+    /// The parameter's variable name.
+    pub name: String,
+    /// Steps it has taken.
+    pub step: i64,
+    /// The optimizer's buffers for it, by name.
+    pub buffers: Vec<(String, Tensor)>,
+}
+
+impl ParamState {
+    /// The buffer called `name`.
+    pub fn buffer(&self, name: &str) -> Option<&Tensor> {
+        self.buffers.iter().find(|b| b.0 == name).map(|b| &b.1)
+    }
+}
+
+/// A deep copy of an optimizer's state ([`Optimizer::state`]), one entry per parameter.
+pub type OptimizerState = Vec<ParamState>;
 
 /// One parameter and its Adam state.
 #[derive(Debug)]
@@ -132,7 +156,7 @@ impl AdamW {
     /// opt.skip_step_if(&tch::Tensor::from_slice(&[1.0f32]));
     /// opt.step();
     /// assert_eq!(w.double_value(&[0]), 1.0);
-    /// assert_eq!(opt.state()[0].1, 0, "a skipped step does not count");
+    /// assert_eq!(opt.state()[0].step, 0, "a skipped step does not count");
     /// ```
     pub fn skip_step_if(&mut self, found_inf: &Tensor) {
         // Two scalers (the learner's own and one passed to a fit) each add their flag.
@@ -209,8 +233,8 @@ impl AdamW {
         });
     }
 
-    /// A deep copy of the optimizer state: (name, step, exp_avg, exp_avg_sq). The step counts
-    /// come back from the device in one transfer.
+    /// A deep copy of the optimizer state: per parameter its step count and its `exp_avg` and
+    /// `exp_avg_sq`. The step counts come back from the device in one transfer.
     pub fn state(&self) -> OptimizerState {
         let params: Vec<&Param> = self.groups.iter().flat_map(|g| g.params.iter()).collect();
         let counted: Vec<&Tensor> = params
@@ -227,27 +251,35 @@ impl AdamW {
         params
             .into_iter()
             .map(|p| match &p.state {
-                Some(s) => (
-                    p.name.clone(),
-                    counts.next().expect("one count per state") as i64,
-                    Some(s.exp_avg.copy()),
-                    Some(s.exp_avg_sq.copy()),
-                ),
-                None => (p.name.clone(), 0, None, None),
+                Some(s) => ParamState {
+                    name: p.name.clone(),
+                    step: counts.next().expect("one count per state") as i64,
+                    buffers: vec![
+                        ("exp_avg".into(), s.exp_avg.copy()),
+                        ("exp_avg_sq".into(), s.exp_avg_sq.copy()),
+                    ],
+                },
+                None => ParamState {
+                    name: p.name.clone(),
+                    step: 0,
+                    buffers: Vec::new(),
+                },
             })
             .collect()
     }
 
-    /// Restores state taken by [`AdamW::state`] (parameters matched by name).
-    pub fn set_state(&mut self, state: &[(String, i64, Option<Tensor>, Option<Tensor>)]) {
-        let by_name: std::collections::HashMap<&str, _> =
-            state.iter().map(|s| (s.0.as_str(), s)).collect();
+    /// Restores state taken by [`AdamW::state`] (parameters matched by name; one without
+    /// both moments starts afresh).
+    pub fn set_state(&mut self, state: &[ParamState]) {
+        let by_name: std::collections::HashMap<&str, &ParamState> =
+            state.iter().map(|s| (s.name.as_str(), s)).collect();
         for p in self.groups.iter_mut().flat_map(|g| g.params.iter_mut()) {
-            p.state = match by_name.get(p.name.as_str()) {
-                Some((_, step, Some(m), Some(v))) => Some(AdamState {
+            let saved = by_name.get(p.name.as_str());
+            p.state = match saved.map(|s| (s.step, s.buffer("exp_avg"), s.buffer("exp_avg_sq"))) {
+                Some((step, Some(m), Some(v))) => Some(AdamState {
                     exp_avg: m.copy(),
                     exp_avg_sq: v.copy(),
-                    step: Tensor::full([0i64; 0], *step as f64, (Kind::Float, m.device())),
+                    step: Tensor::full([0i64; 0], step as f64, (Kind::Float, m.device())),
                 }),
                 _ => None,
             };
@@ -260,31 +292,43 @@ impl AdamW {
     }
 }
 
-/// What the training loop asks of an optimizer, and no more: the hyper-parameters for the
-/// next step, the step, clearing gradients, and a state to keep and put back (`lr_find`,
-/// the NaN guard, `save`). [`AdamW`] is fastai's default and the one a learner uses.
+/// What the training loop, the callbacks and `save` ask of an optimizer, and no more: the
+/// hyper-parameters for the next step, the step, the gradients (clipping and loss scaling read
+/// them), a step to skip on overflow, and a state to keep and put back (`lr_find`, the NaN
+/// guard, `save`). A learner holds one as `Box<dyn Optimizer>`.
 ///
 /// ```
 /// use fastvision::learner::optim::{AdamW, Optimizer};
 /// let w = tch::Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
-/// let mut opt = AdamW::new(vec![vec![("w".to_string(), w.shallow_clone())]]);
-/// Optimizer::set_hypers(&mut opt, &[0.1], 0.9);
-/// Optimizer::zero_grad(&mut opt);
+/// let mut opt: Box<dyn Optimizer> = Box::new(AdamW::new(vec![vec![("w".to_string(), w.shallow_clone())]]));
+/// opt.set_hypers(&[0.1], 0.9);
+/// opt.zero_grad();
 /// (&w * &w).sum(tch::Kind::Float).backward();
-/// Optimizer::step(&mut opt);
+/// opt.step();
 /// assert!(w.double_value(&[0]) < 1.0);
 /// ```
-pub trait Optimizer {
-    /// Each layer group's learning rate and the momentum (Adam's beta1) for the next step.
+pub trait Optimizer: Send + std::fmt::Debug {
+    /// Each layer group's learning rate and the momentum (Adam's beta1, SGD's momentum) for
+    /// the next step.
     fn set_hypers(&mut self, lrs: &[f64], mom: f64);
     /// Updates the parameters from their gradients.
     fn step(&mut self);
-    /// Clears the gradients before the next backward pass.
+    /// Clears the gradients before the next backward pass (and forgets any skip flag).
     fn zero_grad(&mut self);
+    /// Gradients of the trainable parameters that have one.
+    fn grads(&self) -> Vec<Tensor>;
+    /// The next [`Optimizer::step`] leaves every parameter and its state alone if `found_inf`
+    /// (a one-element float tensor on the parameters' device) is non-zero: a loss scaler's
+    /// skipped step.
+    fn skip_step_if(&mut self, found_inf: &Tensor);
     /// A copy of the per-parameter state.
     fn state(&self) -> OptimizerState;
     /// Puts back a state from [`Optimizer::state`].
-    fn set_state(&mut self, state: &OptimizerState);
+    fn set_state(&mut self, state: &[ParamState]);
+    /// Forgets all state (fastai rebuilds the optimizer on freeze and unfreeze).
+    fn clear_state(&mut self) {
+        self.set_state(&[]);
+    }
 }
 
 impl Optimizer for AdamW {
@@ -298,11 +342,221 @@ impl Optimizer for AdamW {
     fn zero_grad(&mut self) {
         AdamW::zero_grad(self)
     }
+    fn grads(&self) -> Vec<Tensor> {
+        AdamW::grads(self)
+    }
+    fn skip_step_if(&mut self, found_inf: &Tensor) {
+        AdamW::skip_step_if(self, found_inf)
+    }
     fn state(&self) -> OptimizerState {
         AdamW::state(self)
     }
-    fn set_state(&mut self, state: &OptimizerState) {
+    fn set_state(&mut self, state: &[ParamState]) {
         AdamW::set_state(self, state)
+    }
+}
+
+/// What builds a learner's optimizer from its parameters by layer group: fastai's
+/// `opt_func`. [`adamw`] and [`sgd`] make one; any closure of this shape is one.
+///
+/// ```
+/// use fastvision::learner::optim::{OptFunc, Optimizer, sgd};
+/// fn build(f: impl OptFunc) -> Box<dyn Optimizer> {
+///     f(vec![vec![("w".to_string(), tch::Tensor::zeros([2], tch::kind::FLOAT_CPU).set_requires_grad(true))]])
+/// }
+/// let opt = build(sgd(0.0));
+/// assert!(opt.state()[0].buffers.is_empty());
+/// ```
+pub trait OptFunc: Fn(ParamGroups) -> Box<dyn Optimizer> + 'static {}
+
+impl<F: Fn(ParamGroups) -> Box<dyn Optimizer> + 'static> OptFunc for F {}
+
+/// fastai's default optimizer, [`AdamW`], with decoupled weight decay `wd` (fastai: 1e-2).
+///
+/// ```
+/// let opt = fastvision::learner::optim::adamw(1e-2)(vec![Vec::new()]);
+/// assert!(opt.state().is_empty());
+/// ```
+pub fn adamw(wd: f64) -> impl OptFunc {
+    move |groups| {
+        let mut opt = AdamW::new(groups);
+        opt.wd = wd;
+        Box::new(opt) as Box<dyn Optimizer>
+    }
+}
+
+/// SGD with momentum (the fit's: fastai cycles it 0.95 → 0.85 in `fit_one_cycle`, 0.9
+/// otherwise) and decoupled weight decay `wd` (fastai's `SGD`, `decouple_wd=True`).
+///
+/// ```
+/// let opt = fastvision::learner::optim::sgd(0.0)(vec![Vec::new()]);
+/// assert!(opt.state().is_empty());
+/// ```
+pub fn sgd(wd: f64) -> impl OptFunc {
+    move |groups| Box::new(Sgd::new(groups, wd)) as Box<dyn Optimizer>
+}
+
+/// SGD with momentum, as torch's `SGD(momentum=m)` and fastai's `SGD`: per parameter
+/// `buf = m·buf + grad` (the first step's `buf` is the gradient), then `p -= lr·buf`, after
+/// decoupled weight decay `p *= 1 - lr·wd`.
+///
+/// ```
+/// use fastvision::learner::optim::{Optimizer, Sgd};
+/// let w = tch::Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+/// let mut opt = Sgd::new(vec![vec![("w".to_string(), w.shallow_clone())]], 0.0);
+/// opt.set_hypers(&[0.1], 0.9);
+/// for _ in 0..2 {
+///     opt.zero_grad();
+///     (&w * &w).sum(tch::Kind::Float).backward(); // gradient 2w
+///     opt.step();
+/// }
+/// // w1 = 1 - 0.1·2 = 0.8; buf = 0.9·2 + 1.6 = 3.4; w2 = 0.8 - 0.34 = 0.46
+/// assert!((w.double_value(&[0]) - 0.46).abs() < 1e-6);
+/// ```
+#[derive(Debug)]
+pub struct Sgd {
+    groups: Vec<SgdGroup>,
+    /// Momentum for the next step (set by the fit through [`Optimizer::set_hypers`]).
+    pub momentum: f64,
+    /// Decoupled weight decay.
+    pub wd: f64,
+    found_inf: Option<Tensor>,
+}
+
+#[derive(Debug)]
+struct SgdGroup {
+    params: Vec<SgdParam>,
+    lr: f64,
+}
+
+#[derive(Debug)]
+struct SgdParam {
+    name: String,
+    tensor: Tensor,
+    buf: Option<Tensor>,
+    step: i64,
+}
+
+impl Sgd {
+    /// SGD over named parameters by layer group, momentum 0.9 until the fit sets it.
+    pub fn new(groups: ParamGroups, wd: f64) -> Sgd {
+        let groups = groups
+            .into_iter()
+            .map(|ps| SgdGroup {
+                params: ps
+                    .into_iter()
+                    .map(|(name, tensor)| SgdParam {
+                        name,
+                        tensor,
+                        buf: None,
+                        step: 0,
+                    })
+                    .collect(),
+                lr: 1e-3,
+            })
+            .collect();
+        Sgd {
+            groups,
+            momentum: 0.9,
+            wd,
+            found_inf: None,
+        }
+    }
+
+    fn params(&self) -> impl Iterator<Item = &SgdParam> {
+        self.groups.iter().flat_map(|g| g.params.iter())
+    }
+}
+
+fn trainable_grad(t: &Tensor) -> Option<Tensor> {
+    if !t.requires_grad() {
+        return None;
+    }
+    Some(t.grad()).filter(Tensor::defined)
+}
+
+impl Optimizer for Sgd {
+    fn set_hypers(&mut self, lrs: &[f64], mom: f64) {
+        for (g, &lr) in self.groups.iter_mut().zip(lrs) {
+            g.lr = lr;
+        }
+        self.momentum = mom;
+    }
+    fn step(&mut self) {
+        // SGD has no fused kernel to read the flag on the device: the host reads it once.
+        if let Some(inf) = self.found_inf.take()
+            && inf.double_value(&[]) != 0.0
+        {
+            return;
+        }
+        let (mom, wd) = (self.momentum, self.wd);
+        tch::no_grad(|| {
+            for g in self.groups.iter_mut() {
+                for p in g.params.iter_mut() {
+                    let Some(grad) = trainable_grad(&p.tensor) else {
+                        continue;
+                    };
+                    let mut t = p.tensor.shallow_clone();
+                    if wd != 0.0 {
+                        let _ = t.g_mul_scalar_(1.0 - g.lr * wd);
+                    }
+                    let update = match p.buf.as_mut() {
+                        Some(buf) if mom != 0.0 => {
+                            let _ = buf.g_mul_scalar_(mom).g_add_(&grad);
+                            buf.shallow_clone()
+                        }
+                        _ if mom != 0.0 => {
+                            let buf = grad.copy();
+                            p.buf = Some(buf.shallow_clone());
+                            buf
+                        }
+                        _ => grad,
+                    };
+                    let _ = t.g_sub_(&(update * g.lr));
+                    p.step += 1;
+                }
+            }
+        });
+    }
+    fn zero_grad(&mut self) {
+        self.found_inf = None;
+        let grads = self.grads();
+        foreach::zero_(&grads.iter().collect::<Vec<_>>());
+    }
+    fn grads(&self) -> Vec<Tensor> {
+        self.params()
+            .filter_map(|p| trainable_grad(&p.tensor))
+            .collect()
+    }
+    fn skip_step_if(&mut self, found_inf: &Tensor) {
+        self.found_inf = Some(match self.found_inf.take() {
+            Some(earlier) => earlier.maximum(found_inf),
+            None => found_inf.shallow_clone(),
+        });
+    }
+    fn state(&self) -> OptimizerState {
+        self.params()
+            .map(|p| ParamState {
+                name: p.name.clone(),
+                step: p.step,
+                buffers: p
+                    .buf
+                    .iter()
+                    .map(|b| ("momentum_buffer".to_string(), b.copy()))
+                    .collect(),
+            })
+            .collect()
+    }
+    fn set_state(&mut self, state: &[ParamState]) {
+        let by_name: std::collections::HashMap<&str, &ParamState> =
+            state.iter().map(|s| (s.name.as_str(), s)).collect();
+        for p in self.groups.iter_mut().flat_map(|g| g.params.iter_mut()) {
+            let saved = by_name.get(p.name.as_str());
+            p.step = saved.map_or(0, |s| s.step);
+            p.buf = saved
+                .and_then(|s| s.buffer("momentum_buffer"))
+                .map(Tensor::copy);
+        }
     }
 }
 
@@ -375,14 +629,14 @@ mod tests {
             frozen.equal(&before),
             "a parameter without gradient must not move"
         );
-        let steps: Vec<i64> = opt.state().iter().map(|s| s.1).collect();
+        let steps: Vec<i64> = opt.state().iter().map(|s| s.step).collect();
         assert_eq!(steps, [5, 0, 5]);
         // The state round-trips, counts included.
         let state = opt.state();
         opt.clear_state();
         opt.set_state(&state);
         assert_eq!(
-            opt.state().iter().map(|s| s.1).collect::<Vec<_>>(),
+            opt.state().iter().map(|s| s.step).collect::<Vec<_>>(),
             [5, 0, 5]
         );
     }

@@ -9,6 +9,8 @@ use crate::Result;
 use crate::data::folder::ImageDataBunch;
 use crate::learner::Learner;
 use crate::learner::metrics::MetricFn;
+use crate::learner::optim::{ParamState, adamw};
+use crate::loss::CrossEntropyFlat;
 use crate::models::Model;
 use crate::models::export::{read_file, write_file};
 
@@ -24,7 +26,7 @@ impl Learner {
     /// let learn = Learner::from_model(model, data, &[error_rate]).unwrap();
     /// ```
     pub fn from_model(model: Model, data: ImageDataBunch, metrics: &[MetricFn]) -> Result<Self> {
-        Learner::new(model, data, metrics)
+        Ok(Learner::new(data, model, CrossEntropyFlat, adamw(1e-2))?.with_metrics(metrics))
     }
 
     fn model_path(&self, name: &str) -> PathBuf {
@@ -47,12 +49,14 @@ impl Learner {
         let path = self.model_path(name);
         let mut tensors = self.model.snapshot();
         let mut steps = HashMap::new();
-        for (pname, step, m, v) in self.opt.state() {
-            if let (Some(m), Some(v)) = (m, v) {
-                tensors.push((format!("opt.{pname}.exp_avg"), m));
-                tensors.push((format!("opt.{pname}.exp_avg_sq"), v));
-                steps.insert(pname, step);
+        for state in self.opt.state() {
+            if state.buffers.is_empty() {
+                continue;
             }
+            for (buffer, t) in state.buffers {
+                tensors.push((format!("opt.{}.{buffer}", state.name), t));
+            }
+            steps.insert(state.name, state.step);
         }
         write_file(&path, &tensors, &self.model.info(steps))?;
         Ok(path)
@@ -65,19 +69,31 @@ impl Learner {
         let (tensors, info) = read_file(&path)?;
         self.model.check_compatible(&info, &path)?;
         self.model.load_tensors(&tensors, &path)?;
-        let state: Vec<_> = info
+        // Each parameter's buffers are the tensors named `opt.<parameter>.<buffer>`.
+        let device = self.model.device();
+        let mut state: HashMap<&str, ParamState> = info
             .opt_steps
             .iter()
             .map(|(n, &step)| {
-                let m = tensors
-                    .get(&format!("opt.{n}.exp_avg"))
-                    .map(|t| t.to_device(self.model.device()));
-                let v = tensors
-                    .get(&format!("opt.{n}.exp_avg_sq"))
-                    .map(|t| t.to_device(self.model.device()));
-                (n.clone(), step, m, v)
+                let s = ParamState {
+                    name: n.clone(),
+                    step,
+                    buffers: Vec::new(),
+                };
+                (n.as_str(), s)
             })
             .collect();
+        for (key, t) in &tensors {
+            let Some(rest) = key.strip_prefix("opt.") else {
+                continue;
+            };
+            if let Some((param, buffer)) = rest.rsplit_once('.')
+                && let Some(s) = state.get_mut(param)
+            {
+                s.buffers.push((buffer.to_string(), t.to_device(device)));
+            }
+        }
+        let state: Vec<ParamState> = state.into_values().collect();
         self.opt.set_state(&state);
         Ok(self)
     }

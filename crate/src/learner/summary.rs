@@ -7,7 +7,7 @@ use polars::prelude::*;
 use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
-use crate::learner::{Learner, N_GROUPS};
+use crate::learner::Learner;
 
 /// One row of the summary.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,66 +43,84 @@ impl Learner {
     /// println!("{}", learn.summary());
     /// ```
     pub fn summary(&self) -> Summary {
-        // Parameters are exactly the optimizer's; BatchNorm running statistics are not counted.
-        let count = |prefix: &str| -> (i64, i64) {
-            let params = self
-                .opt
-                .groups
+        // Parameters are exactly the layer groups'; BatchNorm running statistics are not
+        // counted.
+        let params = || {
+            self.layer_groups
                 .iter()
-                .flat_map(|g| &g.params)
-                .filter(|p| p.name.starts_with(prefix));
-            params.fold((0, 0), |(all, trainable), p| {
-                let n = p.tensor.numel() as i64;
-                (
-                    all + n,
-                    trainable + if p.tensor.requires_grad() { n } else { 0 },
-                )
-            })
+                .enumerate()
+                .flat_map(|(g, ps)| ps.iter().map(move |p| (g, p)))
+        };
+        let count = |keep: &dyn Fn(&str) -> bool| -> (i64, i64) {
+            params().filter(|(_, (name, _))| keep(name)).fold(
+                (0, 0),
+                |(all, trainable), (_, (_, t))| {
+                    let n = t.numel() as i64;
+                    (all + n, trainable + if t.requires_grad() { n } else { 0 })
+                },
+            )
         };
         let s = self.model.size as i64;
-        let mut x = Tensor::zeros([1, 3, s, s], (Kind::Float, self.model.vs.device()));
+        let x = Tensor::zeros([1, 3, s, s], (Kind::Float, self.model.device()));
         let mut rows = Vec::new();
-        tch::no_grad(|| {
-            for stage in &self.model.body {
-                x = stage.module.forward_t(&x, false);
-                let first = stage
-                    .name
-                    .split('+')
-                    .next()
-                    .unwrap_or(&stage.name)
-                    .to_string();
-                let mut prefixes = vec![format!("{first}.")];
-                if first == "conv1" {
-                    prefixes.push("bn1.".into());
+        tch::no_grad(|| match self.model.cnn() {
+            Some(cnn) => {
+                let mut x = self.model.forward_layout(&x);
+                for stage in &cnn.body {
+                    x = stage.module.forward_t(&x, false);
+                    let (params, trainable) = count(&|name| {
+                        stage
+                            .paths
+                            .iter()
+                            .any(|p| name.starts_with(&format!("{p}.")))
+                    });
+                    rows.push(SummaryRow {
+                        layer: stage.name.clone(),
+                        output_shape: x.size(),
+                        params,
+                        trainable,
+                        group: stage.group,
+                    });
                 }
-                let (params, trainable) = prefixes.iter().fold((0, 0), |acc, p| {
-                    let c = count(p);
-                    (acc.0 + c.0, acc.1 + c.1)
-                });
-                let group = self.model.arch.group_of(&format!("{first}.x"));
+                let out = cnn.head.forward_t(&x, false);
+                let (params, trainable) = count(&|name| name.starts_with("head."));
                 rows.push(SummaryRow {
-                    layer: stage.name.clone(),
-                    output_shape: x.size(),
+                    layer: "head (ConcatPool, BN, Dropout, Linear 512, ReLU, BN, Dropout, Linear)"
+                        .into(),
+                    output_shape: out.size(),
                     params,
                     trainable,
-                    group,
+                    group: self.n_groups() - 1,
                 });
             }
-            let out = self.model.head.forward_t(&x, false);
-            let (params, trainable) = count("head.");
-            rows.push(SummaryRow {
-                layer: "head (ConcatPool, BN, Dropout, Linear 512, ReLU, BN, Dropout, Linear)"
-                    .into(),
-                output_shape: out.size(),
-                params,
-                trainable,
-                group: N_GROUPS - 1,
-            });
+            None => {
+                // A network of its own shows one row per layer group; the last carries the
+                // output's shape.
+                let out = self.model.forward(&x, crate::models::Mode::Eval);
+                let name = self.model.name();
+                for g in 0..self.n_groups() {
+                    let (params, trainable) = params().filter(|(group, _)| *group == g).fold(
+                        (0, 0),
+                        |(all, tr), (_, (_, t))| {
+                            let n = t.numel() as i64;
+                            (all + n, tr + if t.requires_grad() { n } else { 0 })
+                        },
+                    );
+                    let last = g + 1 == self.n_groups();
+                    rows.push(SummaryRow {
+                        layer: format!("{name}, layer group {g}"),
+                        output_shape: if last { out.size() } else { Vec::new() },
+                        params,
+                        trainable,
+                        group: g,
+                    });
+                }
+            }
         });
         Summary {
             rows,
             frozen_groups: self.frozen_groups(),
-            title: format!("{} at {}px", self.model.arch, self.model.size),
+            title: format!("{} at {}px", self.model.name(), self.model.size),
         }
     }
 }

@@ -102,7 +102,7 @@ impl Model {
     pub(crate) fn info(&self, opt_steps: HashMap<String, i64>) -> ModelInfo {
         ModelInfo {
             fastvision: env!("CARGO_PKG_VERSION").into(),
-            arch: self.arch.name().into(),
+            arch: self.name(),
             classes: self.classes.clone(),
             size: self.size,
             stats: self.stats.map(|s| (s.mean, s.std)),
@@ -115,13 +115,12 @@ impl Model {
     /// the same architecture and the same classes in the same order (a file whose classes are
     /// in another order would load and mislabel every prediction).
     pub(crate) fn check_compatible(&self, info: &ModelInfo, path: &Path) -> Result<()> {
-        if info.arch != self.arch.name() {
+        let name = self.name();
+        if info.arch != name {
             return Err(Error::Weights(format!(
-                "{} holds a {} model; this model is {}: load a file saved from a {} learner",
+                "{} holds a {} model; this model is {name}: load a file saved from a {name} learner",
                 path.display(),
                 info.arch,
-                self.arch,
-                self.arch
             )));
         }
         check_classes(
@@ -225,7 +224,15 @@ pub fn load_learner(path: &Path) -> Result<Model> {
 /// ```
 pub fn load_learner_on(path: &Path, device: tch::Device) -> Result<Model> {
     let (tensors, info) = read_file(path)?;
-    let arch: Arch = info.arch.parse()?;
+    let arch: Arch = info.arch.parse().map_err(|_| {
+        Error::Weights(format!(
+            "{} holds a {} network, not one of the architectures load_learner builds ({}): \
+             build it again with Model::from_network and load these weights with learn.load",
+            path.display(),
+            info.arch,
+            Arch::ALL.map(|a| a.name()).join(", ")
+        ))
+    })?;
     let stats = info.stats.map(|(mean, std)| Stats { mean, std });
     // In the device's faster layout (Model::new); the file itself is always NCHW.
     let mut model = Model::new(arch, info.classes.clone(), info.size, stats, device)?;

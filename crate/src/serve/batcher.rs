@@ -131,7 +131,7 @@ impl Batcher {
                     return;
                 }
                 let _ = b.card.set(ModelCard {
-                    arch: model.arch.name().into(),
+                    arch: model.name(),
                     classes: model.classes.clone(),
                     size: model.size,
                     stats: model.stats.map(|s| (s.mean, s.std)),
@@ -141,7 +141,7 @@ impl Batcher {
                 b.ready.store(true, Ordering::SeqCst);
                 tracing::info!(
                     "model ready: {} for {} classes at {} px",
-                    model.arch,
+                    model.name(),
                     model.classes.len(),
                     model.size
                 );
@@ -259,7 +259,7 @@ fn answer(model: &Model, jobs: Vec<Job>) {
             let idx = Tensor::from_slice(&want.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let classes: Vec<i64> = want.iter().map(|&i| preds[i].index as i64).collect();
             let cams = model
-                .gradcam(&x.index_select(0, &idx), &classes)
+                .gradcam(&x.index_select(0, &idx), &classes)?
                 .to_device(Device::Cpu);
             for (k, &i) in want.iter().enumerate() {
                 maps[i] = Vec::try_from(cams.get(k as i64).contiguous().view([-1])).ok();

@@ -5,7 +5,8 @@
 
 use tch::{Device, Kind, Tensor};
 
-pub use crate::torch_ext::autocast::{AutocastGuard, Precision, autocast};
+pub use crate::learner::optim::Optimizer;
+use crate::torch_ext::autocast::{AutocastGuard, Precision, autocast};
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext};
@@ -18,8 +19,9 @@ use crate::torch_ext::foreach;
 /// row it doubles.
 ///
 /// All of it happens on the device, as torch's `GradScaler` with a fused optimizer does: the
-/// scale, the overflow flag and the count of skipped steps are tensors there, the optimizer's
-/// kernel reads the flag itself ([`crate::learner::optim::AdamW::skip_step_if`]), and the host
+/// scale, the overflow flag and the count of skipped steps are tensors there, the gradients
+/// and the skipped step go through the learner's optimizer ([`Optimizer::grads`],
+/// [`Optimizer::skip_step_if`]; AdamW's fused kernel reads the flag itself), and the host
 /// never waits for a batch. [`MixedPrecision::loss_scale`] and
 /// [`MixedPrecision::skipped_steps`] read the values back when asked.
 ///
