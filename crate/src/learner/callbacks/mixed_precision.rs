@@ -5,8 +5,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-pub use crate::learner::optim::Optimizer;
-use crate::torch_ext::autocast::{AutocastGuard, Precision, autocast};
+pub use crate::torch_ext::autocast::{AutocastGuard, Precision, autocast};
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext};
@@ -20,8 +19,8 @@ use crate::torch_ext::foreach;
 ///
 /// All of it happens on the device, as torch's `GradScaler` with a fused optimizer does: the
 /// scale, the overflow flag and the count of skipped steps are tensors there, the gradients
-/// and the skipped step go through the learner's optimizer ([`Optimizer::grads`],
-/// [`Optimizer::skip_step_if`]; AdamW's fused kernel reads the flag itself), and the host
+/// and the skipped step go through the learner's optimizer ([`crate::learner::optim::Optimizer::grads`],
+/// [`crate::learner::optim::Optimizer::skip_step_if`]; AdamW's fused kernel reads the flag itself), and the host
 /// never waits for a batch. [`MixedPrecision::loss_scale`] and
 /// [`MixedPrecision::skipped_steps`] read the values back when asked.
 ///
