@@ -61,6 +61,12 @@ pub mod prelude {
     pub use tch::Tensor;
 }
 
+/// The README's Rust examples, compiled (and, where they train, run) as doc tests, so what a
+/// newcomer copies from it works.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// libtorch's bindings, as fastvision uses them: a notebook that depends only on fastvision can
 /// still name their types (`fastvision::tch::Tensor`), which evcxr needs to keep a tensor from
 /// one cell to the next.

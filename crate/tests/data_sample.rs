@@ -162,3 +162,26 @@ fn an_existing_other_folder_is_never_overwritten() {
     fastvision::generate_sample(&s, 3, 2, 0).unwrap();
     assert!(fastvision::generate_sample(&s, 3, 2, 1).is_err());
 }
+
+/// Several processes (parallel tests, doc tests) making the same sample at once all get it,
+/// whole, and leave no temporary folders behind.
+#[test]
+fn the_same_sample_made_at_once_by_several_threads_is_one_whole_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("s");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| fastvision::generate_sample(&dest, 3, 6, 9)))
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().unwrap(), dest);
+        }
+    });
+    let entries: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, ["s"], "no temporary folder left");
+    let classes = std::fs::read_dir(dest.join("Training")).unwrap().count();
+    assert_eq!(classes, 3);
+}

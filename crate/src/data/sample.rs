@@ -279,6 +279,14 @@ pub fn generate_sample(
     // Temporary folders are private (0700); a dataset folder is an ordinary one.
     std::fs::set_permissions(&kept, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .map_err(|e| Error::io(&kept, e))?;
-    std::fs::rename(&kept, dest).map_err(|e| Error::io(dest, e))?;
+    if let Err(e) = std::fs::rename(&kept, dest) {
+        // Another process made the same sample meanwhile (two tests, two doc tests): theirs
+        // is whole, as ours is, so ours goes and theirs is used.
+        let _ = std::fs::remove_dir_all(&kept);
+        if std::fs::read_to_string(dest.join(MARKER)).unwrap_or_default() == stamp {
+            return Ok(dest.to_path_buf());
+        }
+        return Err(Error::io(dest, e));
+    }
     Ok(dest.to_path_buf())
 }
