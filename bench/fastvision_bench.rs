@@ -458,7 +458,7 @@ fn after_lesson(args: &Args) -> anyhow::Result<()> {
             learn
         }
     };
-    learn.callbacks.clear();
+    learn.clear_cbs();
     let t = Instant::now();
     let plain = learn.validate()?.1[0];
     let plain_s = t.elapsed().as_secs_f64();

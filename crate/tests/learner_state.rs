@@ -60,7 +60,7 @@ fn a_panic_mid_fit_leaves_the_learner_whole_and_the_next_fit_works() {
     let data = common::small_data(tmp.path(), 5);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     learn.fit_one_cycle(1, 1e-3).unwrap();
-    let n_callbacks = learn.callbacks.len();
+    let n_callbacks = learn.cbs().count();
     learn.add_cb(PanicOnce { fired: false });
     learn.to_bf16();
     let before = learn.model.snapshot();
@@ -71,7 +71,7 @@ fn a_panic_mid_fit_leaves_the_learner_whole_and_the_next_fit_works() {
     assert!(caught.is_err(), "the callback's panic reaches the caller");
 
     // Its callbacks (the defaults, mixed precision and the one that panicked) are all there.
-    assert_eq!(learn.callbacks.len(), n_callbacks + 2);
+    assert_eq!(learn.cbs().count(), n_callbacks + 2);
     assert!(learn.cb::<PanicOnce>().is_some_and(|p| p.fired));
     // Autocast ended with the fit: a matmul outside it is fp32 again.
     let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
@@ -120,4 +120,81 @@ fn a_callback_added_during_a_fit_hears_the_rest_of_it_and_stays() {
     );
     learn.fit(1, 1e-3).unwrap();
     assert_eq!(learn.cb::<Count>().unwrap().0, 3 * per_epoch);
+}
+
+/// Reads the rest of the learner from inside its hooks, as they stand during the fit.
+#[derive(Default)]
+struct Inspect {
+    epochs_recorded: Vec<usize>,
+    count_seen: Vec<usize>,
+    call_cb_seen: bool,
+    nested: Option<String>,
+}
+
+/// A call-local marker another callback looks for.
+struct Marker;
+
+impl Callback for Marker {}
+
+impl Callback for Inspect {
+    fn on_epoch_begin(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+        // The recorder stays in the learner: the epochs recorded so far are there.
+        self.epochs_recorded.push(cx.learn.recorder.epochs.len());
+        // Another callback's state, read mid-fit through the learner and the context.
+        self.count_seen
+            .push(cx.learn.cb::<Count>().map_or(usize::MAX, |c| c.0));
+        assert_eq!(
+            cx.cb::<Count>().map(|c| c.0),
+            cx.learn.cb::<Count>().map(|c| c.0)
+        );
+        self.call_cb_seen = cx.cb::<Marker>().is_some();
+        // A fit inside a fit is refused, and the outer one goes on.
+        if cx.epoch == 0 {
+            self.nested = cx.learn.fit(1, 1e-3).err().map(|e| e.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Removes itself at its second batch: it hears no more events, and is gone after the fit.
+#[derive(Default)]
+struct Quitter(usize);
+
+impl Callback for Quitter {
+    fn on_batch_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+        self.0 += 1;
+        if self.0 == 2 {
+            assert!(cx.learn.remove_cb::<Quitter>());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn hooks_see_the_learner_whole_during_a_fit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::small_data(tmp.path(), 7);
+    let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
+    learn.add_cb(Count::default());
+    learn.add_cb(Inspect::default());
+    learn.add_cb(Quitter::default());
+    let n = data.train_dl.len();
+    learn.fit_with(2, 1e-3, &mut [&mut Marker]).unwrap();
+    let inspect = learn.cb::<Inspect>().unwrap();
+    assert_eq!(inspect.epochs_recorded, [0, 1]);
+    assert_eq!(
+        inspect.count_seen,
+        [0, n],
+        "the count after epoch 0's batches"
+    );
+    assert!(inspect.call_cb_seen);
+    let nested = inspect.nested.as_deref().unwrap_or("");
+    assert!(nested.contains("inside another fit"), "{nested:?}");
+    assert_eq!(learn.recorder.epochs.len(), 2);
+    assert!(
+        learn.cb::<Quitter>().is_none(),
+        "removed itself during the fit"
+    );
+    let names: Vec<String> = learn.cbs().map(|cb| cb.name()).collect();
+    assert_eq!(names, ["ProgressTable", "NanGuard", "Count", "Inspect"]);
 }

@@ -74,7 +74,7 @@ fn a_learners_loss_func_is_the_one_every_step_uses() {
     let data = common::small_data(tmp.path(), 3);
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     learn.loss_func = Box::new(LabelSmoothingCrossEntropy::default());
-    learn.callbacks.clear();
+    learn.clear_cbs();
     learn.fit_one_cycle(1, 1e-3).unwrap();
 
     let (probs, y, losses) = learn.get_preds(&learn.data.valid_dl).unwrap();

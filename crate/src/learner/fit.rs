@@ -17,12 +17,14 @@
 //!
 //! [`Learner::fit_with`]: crate::Learner::fit_with
 
+use std::any::{Any, TypeId};
 use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
 use crate::Result;
 use crate::learner::Learner;
+use crate::learner::recorder::Recorder;
 use crate::models::Mode;
 
 /// The training loss of every batch, kept on the device until someone reads it, so the loop
@@ -120,18 +122,90 @@ pub struct FitContext<'a> {
     /// When the epoch began.
     pub epoch_start: Instant,
     pub(crate) losses: LossLog,
+    /// The fit's callbacks in the order their hooks run (see [`Slot`]).
+    slots: Vec<Slot<'a>>,
+    /// How many of the learner's callbacks the slots know of; those past it were added by a
+    /// hook and join at the next event.
+    known: usize,
+    /// The learner's callbacks of these types sit this fit out.
+    sit_out: Vec<TypeId>,
+}
+
+/// Where a callback of the fit lives: the learner's recorder, the learner's callback list
+/// (by index: a fit only appends to it, and removals leave a hole until the fit ends), or the
+/// call's own list. Each stays where it lives, whole, except while its own hook runs, so a
+/// hook sees `learn.recorder`, `learn.cb::<T>()` and [`FitContext::cb`] as they are.
+pub(crate) enum Slot<'a> {
+    Recorder,
+    Own(usize),
+    Call(Option<&'a mut dyn Callback>),
+}
+
+/// A callback out of its place while its hook runs.
+enum Out<'a> {
+    Recorder(Recorder),
+    Own(usize, Box<dyn Callback>),
+    Call(&'a mut dyn Callback),
+}
+
+impl Out<'_> {
+    fn cb(&mut self) -> &mut dyn Callback {
+        match self {
+            Out::Recorder(r) => r,
+            Out::Own(_, cb) => cb.as_mut(),
+            Out::Call(cb) => &mut **cb,
+        }
+    }
+}
+
+/// What stands in a learner's callback list for a callback whose hook is running (so
+/// `learn.cb::<T>()` does not find it, and `remove_cb::<T>()` can still remove it), or for
+/// one removed during the fit (until the fit ends, so the others keep their places).
+pub(crate) struct Hole {
+    /// The type of the callback out running, if one is.
+    pub(crate) running: Option<TypeId>,
+    /// Removed while the fit runs: dropped (with its callback, if out) when it can be.
+    pub(crate) removed: bool,
+}
+
+impl Callback for Hole {}
+
+impl Hole {
+    /// The hole a list entry is, if it is one.
+    pub(crate) fn of(cb: &dyn Callback) -> Option<&Hole> {
+        (cb as &dyn Any).downcast_ref::<Hole>()
+    }
+
+    fn of_mut(cb: &mut dyn Callback) -> Option<&mut Hole> {
+        (cb as &mut dyn Any).downcast_mut::<Hole>()
+    }
 }
 
 impl<'a> FitContext<'a> {
     /// The state at the start of a fit of `n_epochs` epochs of `n_batches` batches, starting
     /// from learning rates `lrs`.
-    pub(crate) fn new(
+    pub(crate) fn new<'b: 'a>(
         learn: &'a mut Learner,
         n_epochs: usize,
         n_batches: usize,
         lrs: Vec<f64>,
+        call: &'a mut [&'b mut dyn Callback],
+        sit_out: &[TypeId],
     ) -> Self {
         let metric_names = learn.metrics.iter().map(|m| m.name()).collect();
+        // The recorder, the call's callbacks and the learner's (less those sitting out), in
+        // order; the sort is stable, so equal orders keep this order.
+        let mut ordered: Vec<(i32, Slot<'a>)> = vec![(learn.recorder.order(), Slot::Recorder)];
+        for cb in call.iter_mut() {
+            ordered.push((cb.order(), Slot::Call(Some(&mut **cb))));
+        }
+        for (i, cb) in learn.callbacks.iter().enumerate() {
+            if !sit_out.contains(&(cb.as_ref() as &dyn Any).type_id()) {
+                ordered.push((cb.order(), Slot::Own(i)));
+            }
+        }
+        ordered.sort_by_key(|(order, _)| *order);
+        let known = learn.callbacks.len();
         FitContext {
             learn,
             n_epochs,
@@ -158,7 +232,113 @@ impl<'a> FitContext<'a> {
             metric_names,
             epoch_start: Instant::now(),
             losses: LossLog::default(),
+            slots: ordered.into_iter().map(|(_, slot)| slot).collect(),
+            known,
+            sit_out: sit_out.to_vec(),
         }
+    }
+
+    /// The callback of type `T` in this fit, the learner's or the call's, other than the one
+    /// whose hook is running: what a hook uses to read another callback's state.
+    ///
+    /// ```
+    /// use fastvision::learner::callbacks::EarlyStopping;
+    /// use fastvision::learner::fit::{Callback, FitContext};
+    /// struct Report;
+    /// impl Callback for Report {
+    ///     fn on_epoch_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+    ///         if let Some(es) = cx.cb::<EarlyStopping>() {
+    ///             println!("{es:?}");
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn cb<T: Callback>(&self) -> Option<&T> {
+        self.learn.cb::<T>().or_else(|| {
+            self.slots.iter().find_map(|slot| match slot {
+                Slot::Call(Some(cb)) => (&**cb as &dyn Any).downcast_ref::<T>(),
+                _ => None,
+            })
+        })
+    }
+
+    /// Callbacks a hook added to the learner join the fit, after the fit's own.
+    fn join_added(&mut self) {
+        let n = self.learn.callbacks.len();
+        for i in self.known..n {
+            let cb = self.learn.callbacks[i].as_ref();
+            if Hole::of(cb).is_none() && !self.sit_out.contains(&(cb as &dyn Any).type_id()) {
+                self.slots.push(Slot::Own(i));
+            }
+        }
+        self.known = n;
+    }
+
+    /// Takes slot `i`'s callback out of its place for its hook; `None` if it is gone
+    /// (removed during the fit).
+    fn take(&mut self, i: usize) -> Option<Out<'a>> {
+        match &mut self.slots[i] {
+            Slot::Recorder => Some(Out::Recorder(std::mem::take(&mut self.learn.recorder))),
+            Slot::Call(cb) => cb.take().map(Out::Call),
+            &mut Slot::Own(at) => {
+                let entry = self.learn.callbacks.get_mut(at)?;
+                if Hole::of(entry.as_ref()).is_some() {
+                    return None;
+                }
+                let running = Some((entry.as_ref() as &dyn Any).type_id());
+                let hole = Box::new(Hole {
+                    running,
+                    removed: false,
+                });
+                Some(Out::Own(at, std::mem::replace(entry, hole)))
+            }
+        }
+    }
+
+    /// Puts a callback back where [`FitContext::take`] found it (or drops it, if it was
+    /// removed meanwhile).
+    fn put_back(&mut self, i: usize, out: Out<'a>) {
+        match out {
+            Out::Recorder(r) => self.learn.recorder = r,
+            Out::Call(cb) => self.slots[i] = Slot::Call(Some(cb)),
+            Out::Own(at, cb) => {
+                if let Some(entry) = self.learn.callbacks.get_mut(at)
+                    && let Some(hole) = Hole::of_mut(entry.as_mut())
+                    && hole.running.is_some()
+                {
+                    if hole.removed {
+                        hole.running = None;
+                    } else {
+                        *entry = cb;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one hook of every callback in order, stopping at the first error, which then
+    /// names the callback and the hook. Each callback is out of its place only while its own
+    /// hook runs, and goes back even if the hook panics.
+    fn hook(
+        &mut self,
+        event: &'static str,
+        f: fn(&mut dyn Callback, &mut FitContext) -> Result<()>,
+    ) -> Result<()> {
+        self.join_added();
+        for i in 0..self.slots.len() {
+            let Some(mut out) = self.take(i) else {
+                continue;
+            };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(out.cb(), self)));
+            let named = r.map(|r| r.map_err(|e| in_callback(out.cb(), event, e)));
+            self.put_back(i, out);
+            match named {
+                Ok(r) => r?,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(())
     }
 
     /// The training loss of the last logged batch (reads it back from the device).
@@ -292,23 +472,6 @@ pub trait Callback: std::any::Any {
     }
 }
 
-/// Calls one hook on every callback, in order, stopping at the first error, which then names
-/// the callback and the hook. Callbacks a hook added with `learn.add_cb` join first, so they
-/// hear every event from this one on (after the fit's own, whatever their order).
-macro_rules! hook {
-    ($cbs:expr, $added:expr, $cx:expr, $name:ident) => {
-        $added.append(&mut $cx.learn.callbacks);
-        for cb in $cbs.iter_mut() {
-            cb.$name($cx)
-                .map_err(|e| in_callback(&**cb, stringify!($name), e))?;
-        }
-        for cb in $added.iter_mut() {
-            cb.$name($cx)
-                .map_err(|e| in_callback(&**cb, stringify!($name), e))?;
-        }
-    };
-}
-
 /// `error`, from `cb`'s hook `event`, as [`crate::Error::Callback`] (once: an error a callback
 /// passed on from another keeps the first name).
 fn in_callback(cb: &dyn Callback, event: &'static str, error: crate::Error) -> crate::Error {
@@ -324,28 +487,23 @@ fn in_callback(cb: &dyn Callback, event: &'static str, error: crate::Error) -> c
 
 pub use crate::show::progress::format_time;
 
-/// Runs `n_epochs` epochs over the learner's data with `cbs` (already in order). Every
+/// Runs `n_epochs` epochs over the learner's data with the callbacks `cx` holds. Every
 /// special case lives in a callback; this is only the loop.
 ///
-/// `added` collects the callbacks hooks add during the fit (they are the learner's from then
-/// on). A panic in a hook or in libtorch (CUDA out of memory, a failed kernel check) still
-/// ends the fit as an error would: every callback hears `on_train_end` (bars close, autocast
-/// ends), and then the panic goes on to the caller.
-pub(crate) fn run_fit(
-    cx: &mut FitContext,
-    cbs: &mut [&mut dyn Callback],
-    added: &mut Vec<Box<dyn Callback>>,
-) -> Result<()> {
+/// A panic in a hook or in libtorch (CUDA out of memory, a failed kernel check) still ends the
+/// fit as an error would: every callback hears `on_train_end` (bars close, autocast ends), and
+/// then the panic goes on to the caller.
+pub(crate) fn run_fit(cx: &mut FitContext) -> Result<()> {
     let train_dl = cx.learn.data.train_dl.clone();
     let valid_dl = cx.learn.data.valid_dl.clone();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
-        hook!(cbs, added, cx, on_train_begin);
+        cx.hook("on_train_begin", |cb, cx| cb.on_train_begin(cx))?;
         for epoch in 0..cx.n_epochs {
             cx.epoch = epoch;
             cx.epoch_start = Instant::now();
             cx.valid = None;
             cx.stop_epoch = false;
-            hook!(cbs, added, cx, on_epoch_begin);
+            cx.hook("on_epoch_begin", |cb, cx| cb.on_epoch_begin(cx))?;
             // Each epoch of a learner's life gets its own shuffle and augmentation draw.
             let epoch_id = cx.learn.epochs_done;
             cx.learn.epochs_done += 1;
@@ -356,24 +514,24 @@ pub(crate) fn run_fit(
                 cx.y = batch.y;
                 cx.skip_backward = false;
                 cx.skip_step = false;
-                hook!(cbs, added, cx, on_batch_begin);
+                cx.hook("on_batch_begin", |cb, cx| cb.on_batch_begin(cx))?;
                 cx.learn.opt.set_hypers(&cx.lrs, cx.mom);
                 cx.logits = cx.learn.model.forward(&cx.x, Mode::Train);
-                hook!(cbs, added, cx, on_loss_begin);
+                cx.hook("on_loss_begin", |cb, cx| cb.on_loss_begin(cx))?;
                 cx.loss = cx.learn.loss_func.loss(&cx.logits, &cx.y);
-                hook!(cbs, added, cx, on_loss);
+                cx.hook("on_loss", |cb, cx| cb.on_loss(cx))?;
                 cx.losses.push(&cx.loss);
-                hook!(cbs, added, cx, on_backward_begin);
+                cx.hook("on_backward_begin", |cb, cx| cb.on_backward_begin(cx))?;
                 if !cx.skip_backward {
                     cx.learn.opt.zero_grad();
                     cx.loss.backward();
                 }
-                hook!(cbs, added, cx, on_backward_end);
+                cx.hook("on_backward_end", |cb, cx| cb.on_backward_end(cx))?;
                 if !(cx.skip_backward || cx.skip_step) {
                     cx.learn.opt.step();
                 }
-                hook!(cbs, added, cx, on_step_end);
-                hook!(cbs, added, cx, on_batch_end);
+                cx.hook("on_step_end", |cb, cx| cb.on_step_end(cx))?;
+                cx.hook("on_batch_end", |cb, cx| cb.on_batch_end(cx))?;
                 cx.iteration += 1;
                 if cx.stop_epoch || cx.stop_training {
                     break;
@@ -381,17 +539,19 @@ pub(crate) fn run_fit(
             }
             if cx.validate {
                 cx.n_valid_batches = valid_dl.len();
-                hook!(cbs, added, cx, on_validate_begin);
+                cx.hook("on_validate_begin", |cb, cx| cb.on_validate_begin(cx))?;
                 let mut totals = cx.learn.eval_totals();
                 for (b, batch) in valid_dl.epoch(0).enumerate() {
                     cx.learn.eval_batch(&mut totals, &batch?);
                     cx.valid_batch = b;
-                    hook!(cbs, added, cx, on_validate_batch_end);
+                    cx.hook("on_validate_batch_end", |cb, cx| {
+                        cb.on_validate_batch_end(cx)
+                    })?;
                 }
                 cx.valid = Some(totals.value());
-                hook!(cbs, added, cx, on_validate_end);
+                cx.hook("on_validate_end", |cb, cx| cb.on_validate_end(cx))?;
             }
-            hook!(cbs, added, cx, on_epoch_end);
+            cx.hook("on_epoch_end", |cb, cx| cb.on_epoch_end(cx))?;
             if cx.stop_training {
                 break;
             }
@@ -399,19 +559,22 @@ pub(crate) fn run_fit(
         Ok(())
     }));
     // Every callback hears the end, even after an error or a panic, so bars close and state
-    // is restored.
-    added.append(&mut cx.learn.callbacks);
+    // is restored; the first error of these is the fit's if it had none.
+    cx.join_added();
     let mut end = Ok(());
-    for cb in cbs
-        .iter_mut()
-        .map(|cb| &mut **cb)
-        .chain(added.iter_mut().map(|cb| &mut **cb))
-    {
-        let r = cb
-            .on_train_end(cx)
-            .map_err(|e| in_callback(&*cb, "on_train_end", e));
-        if end.is_ok() {
-            end = r;
+    for i in 0..cx.slots.len() {
+        let Some(mut out) = cx.take(i) else {
+            continue;
+        };
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| out.cb().on_train_end(cx)));
+        let r = r.map(|r| r.map_err(|e| in_callback(out.cb(), "on_train_end", e)));
+        cx.put_back(i, out);
+        match r {
+            Ok(r) if end.is_ok() => end = r,
+            Ok(_) => {}
+            Err(panic) if outcome.is_ok() => std::panic::resume_unwind(panic),
+            Err(_) => {}
         }
     }
     match outcome {

@@ -55,15 +55,16 @@ pub struct Learner {
     pub recorder: Recorder,
     /// Metrics shown after each epoch.
     pub metrics: Vec<MetricFn>,
-    /// Callbacks of every fit (fastai's `learn.cbs`): at first the defaults, the progress
-    /// table ([`ProgressTable`]) and the NaN guard ([`NanGuard`], not run by `lr_find`), then
-    /// those from [`Learner::add_cb`] and the mixed precision that [`Learner::to_fp16`] adds.
-    /// The recorder ([`Learner::recorder`]) always runs.
-    pub callbacks: Vec<Box<dyn Callback>>,
+    /// Callbacks of every fit (fastai's `learn.cbs`; [`Learner::cbs`] lists them): at first
+    /// the defaults, the progress table ([`ProgressTable`]) and the NaN guard ([`NanGuard`],
+    /// not run by `lr_find`), then those from [`Learner::add_cb`] and the mixed precision that
+    /// [`Learner::to_fp16`] adds. The recorder ([`Learner::recorder`]) always runs.
+    pub(crate) callbacks: Vec<Box<dyn Callback>>,
     /// Where `save` and `load` put models; default `<data path>/models`.
     pub model_dir: PathBuf,
     opt_func: Box<dyn OptFunc>,
     layer_groups: ParamGroups,
+    in_fit: bool,
     frozen_to: usize,
     epochs_done: u64,
 }
@@ -152,6 +153,7 @@ impl Learner {
             callbacks,
             opt_func: Box::new(opt_func),
             layer_groups,
+            in_fit: false,
             frozen_to: 0,
             epochs_done: 0,
         })
@@ -357,10 +359,12 @@ impl Learner {
     }
 
     /// The one place a fit is set up: the recorder and the learner's callbacks (the defaults,
-    /// mixed precision, those from `add_cb`) join the call's, sorted by order. The learner's
-    /// callbacks of the types in `sit_out` stay out of this fit (fastai's `removed_cbs`).
-    /// Callbacks a hook adds join from the next event and stay the learner's; after a panic in
-    /// the fit the learner keeps its recorder, callbacks and weights, and the next fit works.
+    /// mixed precision, those from `add_cb`) join the call's, in order. The learner's
+    /// callbacks of the types in `sit_out` stay out of this fit (fastai's `removed_cbs`). Each
+    /// callback stays in its place during the fit, so hooks see the learner whole
+    /// ([`fit::FitContext::cb`]); callbacks a hook adds join from the next event and stay the
+    /// learner's, and those removed go when the fit ends. After a panic in the fit the learner
+    /// keeps its recorder, callbacks and weights, and the next fit works.
     fn run(
         &mut self,
         epochs: usize,
@@ -368,6 +372,13 @@ impl Learner {
         cbs: &mut [&mut dyn Callback],
         sit_out: &[std::any::TypeId],
     ) -> Result<&Recorder> {
+        if self.in_fit {
+            return Err(Error::InvalidArgument(
+                "a fit cannot start inside another fit's callback: stop this one (cx.stop) and \
+                 fit again after it"
+                    .into(),
+            ));
+        }
         let train_dl = &self.data.train_dl;
         if train_dl.is_empty() {
             return Err(Error::InvalidArgument(format!(
@@ -377,30 +388,16 @@ impl Learner {
             )));
         }
         let n_batches = train_dl.len();
-        let mut recorder = std::mem::take(&mut self.recorder);
-        let mut own = std::mem::take(&mut self.callbacks);
-        let mut added: Vec<Box<dyn Callback>> = Vec::new();
+        self.in_fit = true;
         let result = {
-            let mut all: Vec<&mut dyn Callback> = vec![&mut recorder];
-            for cb in cbs.iter_mut() {
-                all.push(&mut **cb);
-            }
-            for cb in own.iter_mut() {
-                if !sit_out.contains(&(cb.as_ref() as &dyn std::any::Any).type_id()) {
-                    all.push(cb.as_mut());
-                }
-            }
-            all.sort_by_key(|cb| cb.order());
-            let mut cx = FitContext::new(&mut *self, epochs, n_batches, lrs);
-            // A panic (a callback's, or libtorch's on CUDA out of memory) must not take the
-            // recorder and the callbacks with it: they go back first, then the panic goes on.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                fit::run_fit(&mut cx, &mut all, &mut added)
-            }))
+            let mut cx = FitContext::new(&mut *self, epochs, n_batches, lrs, cbs, sit_out);
+            // A panic (a callback's, or libtorch's on CUDA out of memory) must not leave the
+            // learner in its fit: the removed callbacks go first, then the panic goes on.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fit::run_fit(&mut cx)))
         };
-        self.callbacks = own;
-        self.callbacks.append(&mut added);
-        self.recorder = recorder;
+        self.in_fit = false;
+        self.callbacks
+            .retain(|cb| fit::Hole::of(cb.as_ref()).is_none());
         match result {
             Ok(result) => result.map(|_| &self.recorder),
             Err(panic) => std::panic::resume_unwind(panic),

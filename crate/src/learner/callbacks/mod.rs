@@ -167,7 +167,7 @@ impl Tracker {
     }
 }
 
-use crate::learner::fit::Callback;
+use crate::learner::fit::{Callback, Hole};
 use crate::learner::progress::ProgressTable;
 
 /// The learner's list of callbacks: adding, reading back and removing them.
@@ -201,6 +201,21 @@ impl crate::Learner {
             .find_map(|cb| (cb.as_ref() as &dyn std::any::Any).downcast_ref::<T>())
     }
 
+    /// The learner's callbacks, in the order they were added (fastai's `learn.cbs`); during
+    /// a fit, less the one whose hook is running.
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// let names: Vec<String> = learn.cbs().map(|cb| cb.name()).collect();
+    /// assert_eq!(names, ["ProgressTable", "NanGuard"]);
+    /// ```
+    pub fn cbs(&self) -> impl Iterator<Item = &dyn Callback> {
+        self.callbacks
+            .iter()
+            .map(|cb| cb.as_ref())
+            .filter(|cb| Hole::of(*cb).is_none())
+    }
+
     /// Removes the callbacks of type `T` (a default one too) and says whether there was one.
     ///
     /// ```no_run
@@ -209,16 +224,47 @@ impl crate::Learner {
     /// assert!(learn.remove_cb::<NanGuard>()); // train without the NaN guard
     /// ```
     pub fn remove_cb<T: Callback>(&mut self) -> bool {
-        let before = self.callbacks.len();
-        self.callbacks
-            .retain(|cb| !(cb.as_ref() as &dyn std::any::Any).is::<T>());
-        self.callbacks.len() < before
+        self.remove_cbs_where(|t| t == std::any::TypeId::of::<T>())
     }
 
     /// Removes every callback, the defaults too (the recorder still runs).
     pub fn clear_cbs(&mut self) -> &mut Self {
-        self.callbacks.clear();
+        self.remove_cbs_where(|_| true);
         self
+    }
+
+    /// Removes the callbacks whose type `matches`; during a fit (from a hook) each leaves a
+    /// [`Hole`] that keeps the others' places until the fit ends, and hears no more events.
+    fn remove_cbs_where(&mut self, matches: impl Fn(std::any::TypeId) -> bool) -> bool {
+        let mut removed = false;
+        if !self.in_fit {
+            self.callbacks.retain(|cb| {
+                let hit = matches((cb.as_ref() as &dyn std::any::Any).type_id());
+                removed |= hit;
+                !hit
+            });
+            return removed;
+        }
+        for entry in self.callbacks.iter_mut() {
+            let t = (entry.as_ref() as &dyn std::any::Any).type_id();
+            if let Some(hole) = (entry.as_mut() as &mut dyn std::any::Any).downcast_mut::<Hole>() {
+                // The callback whose hook is running removes itself, or is removed.
+                if let Some(running) = hole.running
+                    && !hole.removed
+                    && matches(running)
+                {
+                    hole.removed = true;
+                    removed = true;
+                }
+            } else if matches(t) {
+                *entry = Box::new(Hole {
+                    running: None,
+                    removed: true,
+                });
+                removed = true;
+            }
+        }
+        removed
     }
 
     /// Fits without the progress table or the live progress line (fastai's `no_bar()` and
