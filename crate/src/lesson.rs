@@ -12,8 +12,8 @@ use crate::learner::lr_find::LrFind;
 use crate::models::Arch;
 use crate::show::escape;
 use crate::{
-    ClassificationInterpretation, FromFolder, ImageDataBunch, Result, VerifyOptions, error_rate,
-    generate_sample, get_transforms, imagenet_stats, slice, verify_images,
+    ClassificationInterpretation, FromFolder, ImageDataBunch, Learner, Result, VerifyOptions,
+    error_rate, generate_sample, get_transforms, imagenet_stats, slice, verify_images,
 };
 
 /// Where the lesson's images come from.
@@ -316,6 +316,83 @@ pub fn unfrozen_lrs() -> crate::Lr {
     slice(1e-6, 10f64.powf(-5.5))
 }
 
+/// How the lesson trains, the steps `fastvision lesson` and `fastvision train` share: the
+/// architecture and its options, the two stages' epochs, a stop button and the precision.
+#[derive(Debug, Clone)]
+pub struct Training {
+    /// The architecture.
+    pub arch: Arch,
+    /// `cnn_learner`'s options (pretrained, seed, layout).
+    pub learner: crate::learner::CnnOptions,
+    /// Frozen epochs (the lesson: 4) and unfrozen epochs (the lesson: 2).
+    pub epochs: (usize, usize),
+    /// A stop button for every fit (the command line wires it to Ctrl-C).
+    pub interrupt: Option<crate::learner::callbacks::Interrupt>,
+    /// Reduced precision for every fit, if any.
+    pub precision: Option<crate::learner::callbacks::Precision>,
+}
+
+impl Default for Training {
+    fn default() -> Self {
+        Training {
+            arch: crate::mobilenet_v2,
+            learner: Default::default(),
+            epochs: (4, 2),
+            interrupt: None,
+            precision: None,
+        }
+    }
+}
+
+/// The lesson's data from `path`: the folders and sizes `opts` names, fastai's
+/// `get_transforms()`, normalised with ImageNet's statistics.
+///
+/// ```no_run
+/// use fastvision::FromFolder;
+/// let data = fastvision::lesson::lesson_data("data/fruits-360".as_ref(), FromFolder::new("Training", "Test").size(100)).unwrap();
+/// ```
+pub fn lesson_data(path: &std::path::Path, opts: FromFolder) -> Result<ImageDataBunch> {
+    ImageDataBunch::from_folder(path, opts.tfms(get_transforms()))?.normalize(imagenet_stats)
+}
+
+impl Training {
+    /// The lesson's learner for `data`: `cnn_learner` with `error_rate`, the stop button and
+    /// the precision.
+    ///
+    /// ```no_run
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// let learn = fastvision::lesson::Training::default().learner(&data).unwrap();
+    /// ```
+    pub fn learner(&self, data: &ImageDataBunch) -> Result<Learner> {
+        let mut learn =
+            crate::cnn_learner_with(data, self.arch, &[error_rate], self.learner.clone())?;
+        if let Some(stop) = &self.interrupt {
+            learn.add_cb(stop.clone());
+        }
+        match self.precision {
+            Some(crate::learner::callbacks::Precision::Half) => learn.to_fp16(),
+            Some(crate::learner::callbacks::Precision::BFloat16) => learn.to_bf16(),
+            None => learn.to_fp32(),
+        };
+        Ok(learn)
+    }
+
+    /// The lesson's first stage: `fit_one_cycle(epochs.0)` at fastai's default rate.
+    pub fn train_frozen(&self, learn: &mut Learner) -> Result<()> {
+        learn.fit_one_cycle(self.epochs.0, None).map(|_| ())
+    }
+
+    /// The lesson's second stage: `unfreeze()` and `fit_one_cycle(epochs.1, slice(1e-6,
+    /// 10^-5.5))`; nothing when `epochs.1` is 0.
+    pub fn fine_tune(&self, learn: &mut Learner) -> Result<()> {
+        if self.epochs.1 > 0 {
+            learn.unfreeze();
+            learn.fit_one_cycle(self.epochs.1, unfrozen_lrs())?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the lesson and returns the report's path.
 ///
 /// ```no_run
@@ -333,29 +410,25 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
          <h1>Lesson 1: what's your fruit?</h1>",
     );
 
+    // What the lesson says as it goes, through a renderer, as a fit's output.
+    let mut show = crate::show::render::default_renderer();
     let (path, source) = opts.data.get()?;
-    println!("== data: {source}");
+    show.note(&format!("== data: {source}"));
     let _ = write!(html, "<p>{}</p>", escape(&source));
 
     let verify = verify_images(
         &path.join("Training"),
         VerifyOptions::new().recurse().max_size(500),
     )?;
-    println!("{}", verify.summary());
+    show.note(&verify.summary());
     let _ = write!(
         html,
         "<h2>verify_images</h2><p>{}</p>",
         escape(&verify.summary())
     );
 
-    let data = ImageDataBunch::from_folder(
-        &path,
-        FromFolder::new("Training", "Test")
-            .size(100)
-            .tfms(get_transforms()),
-    )?
-    .normalize(imagenet_stats)?;
-    println!("{}", data.summary().line);
+    let data = lesson_data(&path, FromFolder::new("Training", "Test").size(100))?;
+    show.note(&data.summary().line);
     data.show_batch(3, (7.0, 8.0))?
         .save(&out.join("show_batch.png"))?;
     let _ = write!(
@@ -364,17 +437,20 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
         escape(&data.summary().line)
     );
 
-    println!("== training {} (frozen)", opts.arch);
-    let lopts = crate::learner::CnnOptions {
-        pretrained: opts.pretrained,
-        ..Default::default()
+    show.note(&format!("== training {} (frozen)", opts.arch));
+    let training = Training {
+        arch: opts.arch,
+        learner: crate::learner::CnnOptions {
+            pretrained: opts.pretrained,
+            ..Default::default()
+        },
+        epochs: opts.epochs,
+        interrupt: opts.interrupt.clone(),
+        precision: None,
     };
-    let mut learn = crate::cnn_learner_with(&data, opts.arch, &[error_rate], lopts)?;
-    if let Some(stop) = &opts.interrupt {
-        learn.add_cb(stop.clone());
-    }
+    let mut learn = training.learner(&data)?;
     learn.model_dir = out.join("models");
-    learn.fit_one_cycle(opts.epochs.0, None)?;
+    training.train_frozen(&mut learn)?;
     learn
         .recorder
         .plot_losses()?
@@ -388,7 +464,7 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
         crate::show::table::html(&learn.recorder.history(), None)
     );
 
-    println!("== results");
+    show.note("== results");
     let interp = ClassificationInterpretation::from_learner(&learn)?;
     interp
         .plot_top_losses_with(9, (15.0, 11.0), TopLosses::heatmap())?
@@ -397,22 +473,21 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
         .plot_confusion_matrix()?
         .save(&out.join("confusion_matrix.png"))?;
     let confused = interp.most_confused(2);
-    println!("{confused}");
+    show.note(&confused.to_string());
     let _ = write!(
         html,
         "<h2>Results</h2><img src=top_losses.png><img src=confusion_matrix.png><h3>most_confused(2)</h3>{}",
         crate::show::table::html(&confused.df(), None)
     );
 
-    println!("== fine-tuning");
-    learn.lr_find_with(LrFind {
+    show.note("== fine-tuning");
+    let sweep = learn.lr_find_with(LrFind {
         num_it: opts.lr_find_iters,
         ..Default::default()
     })?;
-    learn.recorder.plot()?.save(&out.join("lr_find.png"))?;
-    let s = learn.recorder.suggestions()?;
-    learn.unfreeze();
-    learn.fit_one_cycle(opts.epochs.1, unfrozen_lrs())?;
+    sweep.plot()?.save(&out.join("lr_find.png"))?;
+    let s = sweep.suggestions()?;
+    training.fine_tune(&mut learn)?;
     let _ = write!(
         html,
         "<h2>Fine-tuning</h2><img src=lr_find.png><p>lr_find suggestions: valley {:.2e}, steep {:.2e}, minimum/10 {:.2e}</p>\
@@ -436,11 +511,11 @@ pub fn run_lesson(opts: &LessonOptions) -> Result<PathBuf> {
     );
     let report = out.join("report.html");
     crate::io::atomic_write(&report, html.as_bytes())?;
-    println!(
+    show.note(&format!(
         "== done in {:.0} s: figures and {} in {}",
         start.elapsed().as_secs_f64(),
         report.display(),
         out.display()
-    );
+    ));
     Ok(report)
 }

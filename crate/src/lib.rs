@@ -43,9 +43,9 @@ pub mod prelude {
     pub use crate::data::image::ResizeMethod;
     pub use crate::interpret::{ConfusionPlot, TopLosses};
     pub use crate::learner::CnnOptions;
+    pub use crate::learner::lr_curve::{LrCurve, LrPlot};
     pub use crate::learner::lr_find::LrFind;
     pub use crate::learner::optim::{AdamW, OptFunc, Optimizer, Sgd, adamw, sgd};
-    pub use crate::learner::recorder::LrPlot;
     pub use crate::learner::tta::Tta;
     pub use crate::lesson::{DataSource, Settings, photos_path};
     pub use crate::loss::{CrossEntropyFlat, LabelSmoothingCrossEntropy, LossFunc};

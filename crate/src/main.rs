@@ -391,33 +391,29 @@ fn run() -> anyhow::Result<()> {
                 None => None,
             };
             let (path, opts) = folders.resolve(&path);
-            let mut opts = opts.size(size).bs(bs).seed(seed).tfms(get_transforms());
+            let mut opts = opts.size(size).bs(bs).seed(seed);
             opts.device = device;
-            let data = ImageDataBunch::from_folder(&path, opts)?.normalize(imagenet_stats)?;
+            let data = fastvision::lesson::lesson_data(&path, opts)?;
             println!("{}", data.summary().line);
-            let learn_opts = fastvision::learner::CnnOptions {
-                pretrained: !no_pretrained,
-                channels_last,
-                seed,
-                ..Default::default()
+            let training = fastvision::lesson::Training {
+                arch: arch.parse()?,
+                learner: fastvision::learner::CnnOptions {
+                    pretrained: !no_pretrained,
+                    channels_last,
+                    seed,
+                    ..Default::default()
+                },
+                epochs: (epochs as usize, unfrozen_epochs),
+                interrupt: Some(stop),
+                precision: match precision {
+                    Precision::Fp32 => None,
+                    Precision::Fp16 => Some(fastvision::learner::callbacks::Precision::Half),
+                    Precision::Bf16 => Some(fastvision::learner::callbacks::Precision::BFloat16),
+                },
             };
-            let mut learn = fastvision::cnn_learner_with(
-                &data,
-                arch.parse()?,
-                &[fastvision::error_rate],
-                learn_opts,
-            )?;
-            learn.add_cb(stop);
-            match precision {
-                Precision::Fp32 => learn.to_fp32(),
-                Precision::Fp16 => learn.to_fp16(),
-                Precision::Bf16 => learn.to_bf16(),
-            };
-            learn.fit_one_cycle(epochs as usize, None)?;
-            if unfrozen_epochs > 0 {
-                learn.unfreeze();
-                learn.fit_one_cycle(unfrozen_epochs, fastvision::lesson::unfrozen_lrs())?;
-            }
+            let mut learn = training.learner(&data)?;
+            training.train_frozen(&mut learn)?;
+            training.fine_tune(&mut learn)?;
             learn.export(&export)?;
             println!("exported to {}", export.display());
         }

@@ -72,7 +72,11 @@ fn suggestions_equal_fastai_on_recorded_sweeps() {
             );
         }
         // The plot draws the whole sweep, up to the divergence.
-        assert_eq!(rec.lr_find_sweep().0.len(), rec.lrs.len(), "{name}");
+        assert_eq!(
+            rec.lr_curve().unwrap().sweep().0.len(),
+            rec.lrs.len(),
+            "{name}"
+        );
     }
     assert!(early_stopped >= 1, "no fixture stopped at the divergence");
 }

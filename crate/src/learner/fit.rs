@@ -26,6 +26,7 @@ use crate::Result;
 use crate::learner::Learner;
 use crate::learner::recorder::Recorder;
 use crate::models::Mode;
+use crate::show::render::{Renderer, Silent};
 
 /// The training loss of every batch, kept on the device until someone reads it, so the loop
 /// never waits for the GPU just to log a number. Reading (the recorder at the end of an
@@ -261,6 +262,26 @@ impl<'a> FitContext<'a> {
                 _ => None,
             })
         })
+    }
+
+    /// Calls `f` with the learner's renderer and this context, for a line whose suffix reads
+    /// the context (the running loss).
+    ///
+    /// ```
+    /// use fastvision::learner::fit::{Callback, FitContext};
+    /// struct LossLine;
+    /// impl Callback for LossLine {
+    ///     fn on_batch_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
+    ///         let done = cx.batch as u64 + 1;
+    ///         cx.render(|r, cx| r.update(done, &mut || format!("loss {:.3}", cx.smooth_loss())));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn render(&mut self, f: impl FnOnce(&mut dyn Renderer, &mut FitContext)) {
+        let mut renderer = std::mem::replace(&mut self.learn.renderer, Box::new(Silent));
+        f(renderer.as_mut(), self);
+        self.learn.renderer = renderer;
     }
 
     /// Callbacks a hook added to the learner join the fit, after the fit's own.

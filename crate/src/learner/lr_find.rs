@@ -1,11 +1,13 @@
 //! The learning-rate range test (fastai's `LRFinder`): a callback that raises the learning
 //! rate exponentially batch by batch and stops once the loss runs away. `Learner::lr_find`
-//! runs it over `fit` and then puts the weights and optimizer state back.
+//! runs it over `fit`, puts the weights and optimizer state back, and returns the sweep
+//! ([`LrCurve`]). The sweep shows its own one progress line, not the progress table.
 
 use crate::learner::Learner;
 use crate::learner::callbacks::NanGuard;
 use crate::learner::fit::{Callback, FitContext};
-use crate::learner::recorder::Recorder;
+use crate::learner::lr_curve::{LOSS_FLOOR, LrCurve};
+use crate::learner::progress::ProgressTable;
 use crate::{Error, Result};
 
 /// Options of the sweep (`Learner::lr_find_with`), with fastai's defaults: from 1e-7 to 10
@@ -74,7 +76,7 @@ pub struct Divergence {
 
 impl Divergence {
     /// The lowest best loss the divergence test compares against (a smoothed cross-entropy).
-    pub const FLOOR: f64 = 0.025;
+    pub const FLOOR: f64 = LOSS_FLOOR;
 
     /// A fresh test for a sweep of `num_it` batches.
     pub fn new(num_it: usize) -> Self {
@@ -108,6 +110,8 @@ pub struct LrFinder {
     /// The sweep's range and length.
     pub opts: LrFind,
     divergence: Divergence,
+    /// Whether the sweep shows its progress (the learner has its progress table).
+    shown: bool,
 }
 
 impl LrFinder {
@@ -116,6 +120,7 @@ impl LrFinder {
         LrFinder {
             opts,
             divergence: Divergence::new(opts.num_it),
+            shown: false,
         }
     }
 
@@ -144,6 +149,13 @@ impl Callback for LrFinder {
         // The sweep is num_it batches long, whatever the epochs it spans.
         cx.total_iterations = cx.total_iterations.min(self.opts.num_it);
         self.divergence = Divergence::new(self.opts.num_it);
+        // One line for the whole sweep, where the learner shows its fits (not after no_bar).
+        self.shown = cx.learn.cb::<ProgressTable>().is_some();
+        if self.shown {
+            cx.learn
+                .renderer
+                .start("lr_find", cx.total_iterations as u64);
+        }
         Ok(())
     }
     fn on_batch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
@@ -167,6 +179,20 @@ impl Callback for LrFinder {
         if cx.iteration + 1 >= self.opts.num_it {
             cx.stop_training = true;
         }
+        if self.shown {
+            let done = cx.iteration as u64 + 1;
+            cx.render(|r, cx| r.update(done, &mut || ProgressTable::loss_suffix(cx.smooth_loss())));
+        }
+        Ok(())
+    }
+    fn on_train_end(&mut self, cx: &mut FitContext) -> Result<()> {
+        if self.shown {
+            cx.learn.renderer.end(None);
+            // Where it stopped early is no failure: the sweep always ends so.
+            if let Some(why) = cx.stopped_because.clone() {
+                cx.learn.renderer.note(&why);
+            }
+        }
         Ok(())
     }
 }
@@ -175,14 +201,16 @@ impl Learner {
     /// The learning-rate range test with fastai's defaults (1e-7 to 10 over 100 batches):
     /// trains a few batches with an exponentially growing learning rate, records the loss,
     /// then puts the weights and optimizer state back exactly as they were (from memory;
-    /// nothing is written to disk). Plot with `recorder.plot()`.
+    /// nothing is written to disk). Returns the sweep, with its suggestions and plot; the
+    /// recorder keeps it too, for `learn.recorder.plot()`.
     ///
     /// ```no_run
     /// # let mut learn: fastvision::Learner = unimplemented!();
-    /// learn.lr_find().unwrap();
-    /// let s = learn.recorder.suggestions().unwrap();
+    /// let sweep = learn.lr_find().unwrap();
+    /// let s = sweep.suggestions().unwrap();
+    /// learn.recorder.plot().unwrap(); // the same sweep, fastai's way
     /// ```
-    pub fn lr_find(&mut self) -> Result<&Recorder> {
+    pub fn lr_find(&mut self) -> Result<LrCurve> {
         self.lr_find_with(LrFind::default())
     }
 
@@ -193,7 +221,7 @@ impl Learner {
     /// # let mut learn: fastvision::Learner = unimplemented!();
     /// learn.lr_find_with(LrFind { num_it: 40, ..Default::default() }).unwrap();
     /// ```
-    pub fn lr_find_with(&mut self, opts: LrFind) -> Result<&Recorder> {
+    pub fn lr_find_with(&mut self, opts: LrFind) -> Result<LrCurve> {
         let LrFind {
             start_lr,
             end_lr,
@@ -210,13 +238,18 @@ impl Learner {
         let weights = self.model.snapshot();
         let opt_state = self.opt.state();
         let mut finder = LrFinder::new(opts);
-        // No NaN guard: the sweep is meant to find where the loss blows up, and it stops there.
+        // No NaN guard: the sweep is meant to find where the loss blows up, and it stops
+        // there. No progress table: the sweep shows its own line.
+        let sit_out = [
+            std::any::TypeId::of::<NanGuard>(),
+            std::any::TypeId::of::<ProgressTable>(),
+        ];
         let result = self
             .run(
                 epochs,
                 vec![start_lr; self.n_groups()],
                 &mut [&mut finder],
-                &[std::any::TypeId::of::<NanGuard>()],
+                &sit_out,
             )
             .map(|_| ());
         self.model.restore(&weights);
@@ -224,11 +257,18 @@ impl Learner {
         result?;
         self.recorder.is_lr_find = true;
         self.recorder.num_it = num_it;
-        // fastai's hint, through the logger like every other notice: the library prints nothing.
-        if crate::show::in_notebook() {
-            log::info!("LR Finder is complete, type learn.recorder.plot() to see the graph.");
+        let sweep = self.recorder.lr_curve()?;
+        if self.cb::<ProgressTable>().is_some() {
+            // fastai's hint is for notebooks; the suggestions are for everyone.
+            if crate::show::in_notebook() {
+                self.renderer
+                    .note("LR Finder is complete, type learn.recorder.plot() to see the graph.");
+            }
+            if let Ok(line) = sweep.suggestion_line() {
+                self.renderer.note(&line);
+            }
         }
-        Ok(&self.recorder)
+        Ok(sweep)
     }
 }
 

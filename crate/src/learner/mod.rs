@@ -8,6 +8,7 @@
 pub mod callbacks;
 pub mod cnn;
 pub mod fit;
+pub mod lr_curve;
 pub mod lr_find;
 pub mod metrics;
 pub mod one_cycle;
@@ -30,6 +31,7 @@ use crate::data::folder::ImageDataBunch;
 use crate::loss::LossFunc;
 use crate::models::predict_folder::FolderPredictions;
 use crate::models::{Model, Prediction};
+use crate::show::render::Renderer;
 use crate::{Error, Result};
 use callbacks::{MixedPrecision, NanGuard, Precision};
 use fit::{Callback, FitContext};
@@ -62,6 +64,9 @@ pub struct Learner {
     pub(crate) callbacks: Vec<Box<dyn Callback>>,
     /// Where `save` and `load` put models; default `<data path>/models`.
     pub model_dir: PathBuf,
+    /// Where what a fit shows goes: the progress table, its live progress and notes
+    /// ([`crate::show::render`]; the console, as this process is run, unless set).
+    pub renderer: Box<dyn Renderer>,
     opt_func: Box<dyn OptFunc>,
     layer_groups: ParamGroups,
     in_fit: bool,
@@ -139,11 +144,12 @@ impl Learner {
         }
         let opt = opt_func(Self::copy_groups(&layer_groups));
         let callbacks: Vec<Box<dyn Callback>> = vec![
-            Box::new(ProgressTable::default()),
+            Box::new(ProgressTable),
             Box::new(NanGuard::new(model.device())),
         ];
         Ok(Learner {
             model_dir: data.path.join("models"),
+            renderer: crate::show::render::default_renderer(),
             model,
             data,
             opt,

@@ -1,20 +1,16 @@
-//! fastai's progress table: one line per epoch as it ends, with the epoch's progress shown
-//! live while it runs (training batches, then validation) through [`crate::show::Progress`]:
-//! a bar on a terminal, a line redrawn in place in the notebook, a plain line every 10 s
-//! otherwise. In a notebook the epoch's row replaces its progress line, so the saved output is
-//! the table fastai prints. `lr_find` gets one progress line for its sweep and no table.
+//! fastai's progress table: one row per epoch as it ends, with the epoch's progress shown
+//! live while it runs (training batches, then validation). This callback says what to show;
+//! the learner's renderer ([`crate::show::render`]) shows it: in a notebook the epoch's row
+//! replaces its progress line, so the saved output is the table fastai prints.
 
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext, format_time};
-use crate::show::Progress;
 
 pub use crate::show::progress::PLAIN_EVERY;
 
 /// The progress table and the live progress, part of every fit.
-#[derive(Default)]
-pub struct ProgressTable {
-    live: Option<Progress>,
-}
+#[derive(Debug, Default)]
+pub struct ProgressTable;
 
 impl ProgressTable {
     /// The running part of an epoch's progress line: the smoothed training loss.
@@ -26,13 +22,13 @@ impl ProgressTable {
         format!("loss {loss:.4}")
     }
 
-    /// The header line for these metrics.
+    /// The table's columns for these metrics.
     ///
     /// ```
-    /// let h = fastvision::learner::progress::ProgressTable::header(&["error_rate".into()]);
-    /// assert!(h.starts_with("epoch") && h.ends_with("time"));
+    /// let h = fastvision::learner::progress::ProgressTable::columns(&["error_rate".into()]);
+    /// assert_eq!(h, ["epoch", "train_loss", "valid_loss", "error_rate", "time"]);
     /// ```
-    pub fn header(metric_names: &[String]) -> String {
+    pub fn columns(metric_names: &[String]) -> Vec<String> {
         let mut cols = vec![
             "epoch".to_string(),
             "train_loss".into(),
@@ -40,19 +36,11 @@ impl ProgressTable {
         ];
         cols.extend(metric_names.iter().cloned());
         cols.push("time".into());
-        Self::line(&cols)
+        cols
     }
 
-    fn line(cols: &[String]) -> String {
-        cols.iter()
-            .map(|c| format!("{c:<12}"))
-            .collect::<String>()
-            .trim_end()
-            .to_string()
-    }
-
-    /// The line for the epoch that just ended.
-    fn row(cx: &mut FitContext) -> String {
+    /// The row of the epoch that just ended (`#na#` where nothing was validated).
+    fn row(cx: &mut FitContext) -> Vec<String> {
         let mut cols = vec![cx.epoch.to_string(), format!("{:.6}", cx.smooth_loss())];
         match &cx.valid {
             Some((loss, metrics)) => {
@@ -65,7 +53,7 @@ impl ProgressTable {
             )),
         }
         cols.push(format_time(cx.epoch_start.elapsed().as_secs_f64()));
-        Self::line(&cols)
+        cols
     }
 }
 
@@ -74,66 +62,40 @@ impl Callback for ProgressTable {
         100
     }
     fn on_train_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        if cx.validate {
-            println!("{}", Self::header(&cx.metric_names));
-        } else {
-            // lr_find: one line for the whole sweep (its finder has set the length by now).
-            self.live = Some(Progress::new("lr_find", cx.total_iterations as u64));
-        }
+        let columns = Self::columns(&cx.metric_names);
+        cx.learn.renderer.header(&columns);
         Ok(())
     }
     fn on_epoch_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        if cx.validate {
-            let what = format!("epoch {}/{}", cx.epoch + 1, cx.n_epochs);
-            self.live = Some(Progress::new(what, cx.n_batches as u64));
-        }
+        let what = format!("epoch {}/{}", cx.epoch + 1, cx.n_epochs);
+        cx.learn.renderer.start(&what, cx.n_batches as u64);
         Ok(())
     }
     fn on_batch_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        let done = if cx.validate {
-            cx.batch + 1
-        } else {
-            cx.iteration + 1
-        };
-        if let Some(p) = self.live.take() {
-            // Reading the loss waits for the device, so only when the line is redrawn.
-            p.set_with(done as u64, || Self::loss_suffix(cx.smooth_loss()));
-            self.live = Some(p);
-        }
+        let done = cx.batch as u64 + 1;
+        // Reading the loss waits for the device, so only when the line is redrawn.
+        cx.render(|r, cx| r.update(done, &mut || Self::loss_suffix(cx.smooth_loss())));
         Ok(())
     }
     fn on_validate_begin(&mut self, cx: &mut FitContext) -> Result<()> {
-        if let Some(p) = &self.live {
-            let what = format!("epoch {}/{} validation", cx.epoch + 1, cx.n_epochs);
-            p.restart(what, cx.n_valid_batches as u64);
-        }
+        let what = format!("epoch {}/{} validation", cx.epoch + 1, cx.n_epochs);
+        cx.learn.renderer.start(&what, cx.n_valid_batches as u64);
         Ok(())
     }
     fn on_validate_batch_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        if let Some(p) = &self.live {
-            p.set(cx.valid_batch as u64 + 1);
-        }
+        let done = cx.valid_batch as u64 + 1;
+        cx.learn.renderer.update(done, &mut String::new);
         Ok(())
     }
     fn on_epoch_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        if cx.validate {
-            let row = Self::row(cx);
-            match self.live.take() {
-                Some(p) => p.finish_with(&row),
-                None => println!("{row}"),
-            }
-        }
+        let row = Self::row(cx);
+        cx.learn.renderer.end(Some(&row));
         Ok(())
     }
     fn on_train_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        if let Some(p) = self.live.take() {
-            p.finish();
-        }
-        match &cx.stopped_because {
-            Some(why) if cx.validate => println!("stopped early: {why}"),
-            // lr_find always ends this way; it is no failure.
-            Some(why) => println!("{why}"),
-            None => {}
+        cx.learn.renderer.end(None);
+        if let Some(why) = cx.stopped_because.clone() {
+            cx.learn.renderer.note(&format!("stopped early: {why}"));
         }
         Ok(())
     }

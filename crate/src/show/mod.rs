@@ -12,6 +12,7 @@ pub mod grid;
 pub mod logging;
 pub mod plots;
 pub mod progress;
+pub mod render;
 pub mod table;
 
 pub use display::{display_html, display_png, escape, in_notebook};

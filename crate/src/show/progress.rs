@@ -96,7 +96,19 @@ struct State {
 impl Progress {
     /// Progress of `total` items, shown as [`Live::detect`] decides.
     pub fn new(what: impl Into<String>, total: u64) -> Progress {
-        let live = Live::detect();
+        Progress::styled(what, total, Live::detect())
+    }
+
+    /// Progress of `total` items shown in the style `live`, where that style shows: the
+    /// in-place line on stdout, the bar and plain lines on stderr.
+    ///
+    /// ```
+    /// use fastvision::show::progress::{Live, Progress};
+    /// let p = Progress::styled("predicting", 10, Live::Hidden);
+    /// p.set(10);
+    /// p.finish();
+    /// ```
+    pub fn styled(what: impl Into<String>, total: u64, live: Live) -> Progress {
         let out: Box<dyn Write + Send> = match live {
             Live::InPlace => Box::new(std::io::stdout()),
             _ => Box::new(std::io::stderr()),
@@ -338,24 +350,25 @@ impl Progress {
         }
     }
 
-    /// Ends the step and shows `line` in its place (an epoch's row of the progress table
-    /// replaces the epoch's bar), on stdout.
-    pub fn finish_with(&self, line: &str) {
+    /// Ends the step and, drawn in place, shows `line` in its place (an epoch's row of the
+    /// progress table replaces the epoch's line); says whether it did. In the other styles
+    /// the bar or line just ends, and the caller shows `line` itself.
+    pub fn finish_with(&self, line: &str) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.finished = true;
         if let Some(bar) = st.bar.take() {
             bar.finish_and_clear();
         }
-        if self.live == Live::InPlace {
-            if st.last.is_some() {
-                self.draw(&mut st, line, true);
-                return;
-            }
+        if self.live != Live::InPlace {
+            return false;
+        }
+        if st.last.is_some() {
+            self.draw(&mut st, line, true);
+        } else {
             let _ = writeln!(st.out, "{line}");
             let _ = st.out.flush();
-        } else {
-            println!("{line}");
         }
+        true
     }
 }
 
