@@ -24,7 +24,6 @@ use tch::{Device, Kind, Tensor};
 
 use crate::Result;
 use crate::learner::Learner;
-use crate::learner::recorder::Recorder;
 use crate::models::Mode;
 use crate::show::render::{Renderer, Silent};
 
@@ -144,7 +143,7 @@ pub(crate) enum Slot<'a> {
 
 /// A callback out of its place while its hook runs.
 enum Out<'a> {
-    Recorder(Recorder),
+    Recorder(Box<dyn Callback>),
     Own(usize, Box<dyn Callback>),
     Call(&'a mut dyn Callback),
 }
@@ -152,8 +151,7 @@ enum Out<'a> {
 impl Out<'_> {
     fn cb(&mut self) -> &mut dyn Callback {
         match self {
-            Out::Recorder(r) => r,
-            Out::Own(_, cb) => cb.as_mut(),
+            Out::Recorder(cb) | Out::Own(_, cb) => cb.as_mut(),
             Out::Call(cb) => &mut **cb,
         }
     }
@@ -300,7 +298,7 @@ impl<'a> FitContext<'a> {
     /// (removed during the fit).
     fn take(&mut self, i: usize) -> Option<Out<'a>> {
         match &mut self.slots[i] {
-            Slot::Recorder => Some(Out::Recorder(std::mem::take(&mut self.learn.recorder))),
+            Slot::Recorder => Some(Out::Recorder(self.learn.take_recorder())),
             Slot::Call(cb) => cb.take().map(Out::Call),
             &mut Slot::Own(at) => {
                 let entry = self.learn.callbacks.get_mut(at)?;
@@ -321,7 +319,7 @@ impl<'a> FitContext<'a> {
     /// removed meanwhile).
     fn put_back(&mut self, i: usize, out: Out<'a>) {
         match out {
-            Out::Recorder(r) => self.learn.recorder = r,
+            Out::Recorder(cb) => self.learn.put_recorder(cb),
             Out::Call(cb) => self.slots[i] = Slot::Call(Some(cb)),
             Out::Own(at, cb) => {
                 if let Some(entry) = self.learn.callbacks.get_mut(at)

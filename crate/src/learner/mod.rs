@@ -1,19 +1,24 @@
-//! The training half of the lesson: a [`Learner`] is a [`Model`] with its data, optimizer,
-//! metrics, recorder and callbacks; `cnn_learner` makes one, `fit_one_cycle` and `lr_find`
-//! train it, `freeze`/`unfreeze` choose what trains. The loop lives in [`fit`]; everything
+//! The training half of the lesson: a [`Learner`] is a [`Model`] (any network) with its data,
+//! loss, optimizer ([`optim`]), metrics, recorder and callbacks: fastai's
+//! `Learner(dls, model, loss_func, opt_func)`, and `cnn_learner` ([`cnn`]) is one way to make
+//! one. `fit_one_cycle` and `lr_find` train it; `freeze`/`unfreeze`/`split` choose what trains
+//! (freeze.rs), `to_fp16`/`to_bf16` how (precision.rs). The loop lives in [`fit`]; everything
 //! else is a [`fit::Callback`] over it ([`one_cycle`], [`lr_find`], [`recorder`],
-//! [`progress`], [`callbacks`]) or a thin method here. Using the trained network (predict,
-//! export, the evaluation loop) is the model's own ([`crate::models::model`]).
+//! [`progress`], [`callbacks`]), and what a fit shows goes through the learner's renderer
+//! ([`crate::show::render`]). Using the trained network (predict, export, the evaluation
+//! loop) is the model's own ([`crate::models::model`]).
 
 pub mod callbacks;
 pub mod cnn;
 pub mod fit;
+mod freeze;
 pub mod lr_curve;
 pub mod lr_find;
 pub mod metrics;
 pub mod one_cycle;
 pub mod optim;
 pub mod persist;
+mod precision;
 pub mod progress;
 pub mod recorder;
 pub mod show_results;
@@ -33,7 +38,7 @@ use crate::models::predict_folder::FolderPredictions;
 use crate::models::{Model, Prediction};
 use crate::show::render::Renderer;
 use crate::{Error, Result};
-use callbacks::{MixedPrecision, NanGuard, Precision};
+use callbacks::NanGuard;
 use fit::{Callback, FitContext};
 use metrics::MetricFn;
 use one_cycle::{Lr, OneCycle};
@@ -187,126 +192,6 @@ impl Learner {
             .collect()
     }
 
-    /// Layer groups: each trains at its own learning rate (`slice(lo, hi)` spreads them) and
-    /// `freeze_to(n)` freezes those before `n`.
-    pub fn n_groups(&self) -> usize {
-        self.layer_groups.len()
-    }
-
-    /// Regroups the trainable parameters by `splitter` (a parameter's name → its layer group,
-    /// fastai's `split`), builds the optimizer afresh over the new groups and freezes as many
-    /// groups as before (at most all but the last).
-    ///
-    /// ```no_run
-    /// # let mut learn: fastvision::Learner = unimplemented!();
-    /// // Two groups: the head, and everything before it.
-    /// learn.split(|name| usize::from(name.starts_with("head.")));
-    /// assert_eq!(learn.n_groups(), 2);
-    /// ```
-    pub fn split(&mut self, splitter: impl Fn(&str) -> usize) -> &mut Self {
-        let mut all: Vec<(String, Tensor)> = self
-            .layer_groups
-            .iter()
-            .flatten()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        let n = all
-            .iter()
-            .map(|(name, _)| splitter(name) + 1)
-            .max()
-            .unwrap_or(1);
-        let mut groups: ParamGroups = (0..n).map(|_| Vec::new()).collect();
-        for (name, t) in all {
-            let g = splitter(&name);
-            groups[g].push((name, t));
-        }
-        self.opt = (self.opt_func)(Self::copy_groups(&groups));
-        self.layer_groups = groups;
-        self.freeze_to(self.frozen_to);
-        self
-    }
-
-    /// Freezes layer groups before `n`: their weights stop training, except BatchNorm layers
-    /// (found by kind, [`crate::models::network::batchnorm_params`]), which keep adapting to
-    /// the new data (fastai's `train_bn`). Resets the optimizer state.
-    ///
-    /// ```no_run
-    /// # let mut learn: fastvision::Learner = unimplemented!();
-    /// learn.freeze_to(1); // train the later body stages and the head
-    /// ```
-    pub fn freeze_to(&mut self, n: usize) {
-        let n = n.min(self.n_groups() - 1);
-        let bn = crate::models::network::batchnorm_params(&self.model.vs);
-        for (group, params) in self.layer_groups.iter().enumerate() {
-            for (name, t) in params {
-                let _ = t.set_requires_grad(group >= n || bn.contains(name));
-            }
-        }
-        self.frozen_to = n;
-        self.opt.clear_state();
-    }
-
-    /// Trains only the head (and BatchNorm layers): `freeze_to(last group)`.
-    pub fn freeze(&mut self) {
-        self.freeze_to(self.n_groups() - 1);
-    }
-
-    /// Trains every layer.
-    pub fn unfreeze(&mut self) {
-        self.freeze_to(0);
-    }
-
-    /// How many layer groups are frozen.
-    pub fn frozen_groups(&self) -> usize {
-        self.frozen_to
-    }
-
-    /// Mixed precision on CUDA, as fastai's `to_fp16`: every fit's forward passes, training
-    /// and validation, run under fp16 autocast with dynamic loss scaling, both done by one
-    /// callback ([`callbacks::MixedPrecision`]). On a CPU it warns and changes nothing.
-    /// Predictions outside a fit stay in fp32.
-    ///
-    /// ```no_run
-    /// # let mut learn: fastvision::Learner = unimplemented!();
-    /// learn.to_fp16().fit_one_cycle(4, None).unwrap();
-    /// ```
-    pub fn to_fp16(&mut self) -> &mut Self {
-        if !self.model.device().is_cuda() {
-            log::warn!(
-                "to_fp16 needs a CUDA device; training stays in fp32 on the CPU (to_bf16 works there)"
-            );
-            return self;
-        }
-        self.remove_cb::<MixedPrecision>();
-        self.add_cb(MixedPrecision::new());
-        self
-    }
-
-    /// Mixed precision in bfloat16, on CUDA or on the CPU: autocast without loss scaling
-    /// ([`callbacks::MixedPrecision::bf16`]).
-    ///
-    /// ```no_run
-    /// # let mut learn: fastvision::Learner = unimplemented!();
-    /// learn.to_bf16().fit_one_cycle(4, None).unwrap();
-    /// ```
-    pub fn to_bf16(&mut self) -> &mut Self {
-        self.remove_cb::<MixedPrecision>();
-        self.add_cb(MixedPrecision::bf16());
-        self
-    }
-
-    /// Back to plain fp32.
-    pub fn to_fp32(&mut self) -> &mut Self {
-        self.remove_cb::<MixedPrecision>();
-        self
-    }
-
-    /// The reduced precision fits compute in, if any (set by `to_fp16` or `to_bf16`).
-    pub fn precision(&self) -> Option<Precision> {
-        self.cb::<MixedPrecision>().map(MixedPrecision::precision)
-    }
-
     /// Trains for `epochs` epochs with constant learning rates.
     ///
     /// ```no_run
@@ -407,6 +292,19 @@ impl Learner {
         match result {
             Ok(result) => result.map(|_| &self.recorder),
             Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// The recorder, out of its place while one of its own hooks runs (the loop knows it only
+    /// as a callback).
+    fn take_recorder(&mut self) -> Box<dyn Callback> {
+        Box::new(std::mem::take(&mut self.recorder))
+    }
+
+    /// Puts back what [`Learner::take_recorder`] took.
+    fn put_recorder(&mut self, cb: Box<dyn Callback>) {
+        if let Ok(recorder) = (cb as Box<dyn std::any::Any>).downcast::<Recorder>() {
+            self.recorder = *recorder;
         }
     }
 
