@@ -50,6 +50,7 @@ pub mod prelude {
     pub use crate::lesson::{DataSource, Settings, photos_path};
     pub use crate::loss::{CrossEntropyFlat, LabelSmoothingCrossEntropy, LossFunc};
     pub use crate::models::{Arch, Cnn, Mode, Model, Network, Prediction, Stage};
+    pub use crate::show::render::{Console, LogRenderer, Renderer};
     pub use crate::{
         ClassificationInterpretation, Error, Figure, FromFolder, ImageDataBunch, Learner, Lr,
         Result, Stats, Transforms, VerifyOptions, VerifyReport, accuracy, cnn_learner,
