@@ -72,9 +72,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn tta_is_the_plain_prediction_mixed_with_the_mean_of_eight_views() {
-    let Some(sample) = common::real_sample("TTA") else {
-        return;
-    };
+    let sample = common::real_sample();
     let tmp = tempfile::tempdir().unwrap();
     let classes = ["Banana Lady Finger", "Cocos", "Strawberry", "Lemon"];
     copy_class_images(
@@ -84,12 +82,12 @@ fn tta_is_the_plain_prediction_mixed_with_the_mean_of_eight_views() {
         20,
         &tmp.path().join("Training"),
     );
-    copy_class_images(&sample, "Test", &classes, 12, &tmp.path().join("Test"));
+    copy_class_images(&sample, "Test", &classes, 10, &tmp.path().join("Test"));
     let mut learn = learner_on(tmp.path(), None);
     learn.fit_one_cycle(1, 1e-3).unwrap();
 
     let (preds, y) = learn.tta().unwrap();
-    assert_eq!(preds.size(), [48, 4]);
+    assert_eq!(preds.size(), [40, 4]);
 
     // By hand: the plain predictions, then each of fastai's eight views as its own loader.
     let dl = &learn.data.valid_dl;
@@ -136,7 +134,8 @@ fn tta_is_the_plain_prediction_mixed_with_the_mean_of_eight_views() {
         .ne_tensor(&y)
         .to_kind(Kind::Float)
         .mean(Kind::Float);
-    assert!((e - wrong.double_value(&[])).abs() < 1e-9);
+    // The same count over the same items; the two means round in f32, a few 1e-9 apart.
+    assert!((e - wrong.double_value(&[])).abs() < 1e-6);
 
     // The interpretation's TTA is the same code.
     let interp =
@@ -170,9 +169,7 @@ fn tta_is_the_plain_prediction_mixed_with_the_mean_of_eight_views() {
 
 #[test]
 fn show_results_titles_each_image_green_when_right_and_red_when_wrong() {
-    let Some(sample) = common::real_sample("show_results") else {
-        return;
-    };
+    let sample = common::real_sample();
     let tmp = three_fruits(&sample, 10, 6);
     // An untrained head: some predictions right, some wrong.
     let learn = learner_on(tmp.path(), None);
@@ -213,9 +210,7 @@ fn show_results_titles_each_image_green_when_right_and_red_when_wrong() {
 
 #[test]
 fn cleaned_csv_round_trips_through_from_csv_with_relabels_and_deletions() {
-    let Some(sample) = common::real_sample("cleaning") else {
-        return;
-    };
+    let sample = common::real_sample();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("fruit");
     copy_class_images(&sample, "Training", &FRUITS, 10, &root);
@@ -293,9 +288,7 @@ fn cleaned_csv_round_trips_through_from_csv_with_relabels_and_deletions() {
 
 #[test]
 fn leakage_flags_planted_copies_and_not_another_fruit() {
-    let Some(sample) = common::real_sample("leakage") else {
-        return;
-    };
+    let sample = common::real_sample();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     copy_class_images(&sample, "Training", &FRUITS, 15, &root.join("Training"));
@@ -314,7 +307,7 @@ fn leakage_flags_planted_copies_and_not_another_fruit() {
     img.crop_imm(4, 3, 92, 94)
         .save(test.join("flipped_cropped.png"))
         .unwrap();
-    let other: PathBuf = std::fs::read_dir(sample.join("Test/Pomegranate"))
+    let other: PathBuf = std::fs::read_dir(sample.join("Test/Orange"))
         .unwrap()
         .next()
         .unwrap()
@@ -371,14 +364,12 @@ fn leakage_flags_planted_copies_and_not_another_fruit() {
 
 #[test]
 fn predict_folder_equals_predict_file_by_file_and_survives_a_truncated_jpeg() {
-    let Some(sample) = common::real_sample("predict_folder") else {
-        return;
-    };
+    let sample = common::real_sample();
     let tmp = three_fruits(&sample, 10, 4);
     let learn = learner_on(tmp.path(), None);
     // A folder tree: images at two depths, a truncated JPEG, and a text file to skip.
     let photos = tmp.path().join("photos");
-    copy_class_images(&sample, "Test", &FRUITS, 25, &photos.join("nested"));
+    copy_class_images(&sample, "Test", &FRUITS, 10, &photos.join("nested"));
     let whole = std::fs::read(
         std::fs::read_dir(photos.join("nested/Cocos"))
             .unwrap()
@@ -394,8 +385,8 @@ fn predict_folder_equals_predict_file_by_file_and_survives_a_truncated_jpeg() {
     let preds = learn.predict_folder(&photos).unwrap();
     assert_eq!(
         preds.rows.len(),
-        76,
-        "75 images and the truncated one, not the text file"
+        31,
+        "30 images and the truncated one, not the text file"
     );
     let failed: Vec<&Path> = preds.failed().map(|(f, _)| f).collect();
     assert_eq!(failed, [photos.join("truncated.jpg").as_path()]);
@@ -420,7 +411,7 @@ fn predict_folder_equals_predict_file_by_file_and_survives_a_truncated_jpeg() {
     preds.to_csv(&csv).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.starts_with("file,class,probability,error"));
-    assert_eq!(text.lines().count(), 77);
+    assert_eq!(text.lines().count(), 32);
 
     // The CLI: the same folder, a CSV, and a failing exit status only after every file.
     let model = tmp.path().join("model.safetensors");
@@ -437,13 +428,13 @@ fn predict_folder_equals_predict_file_by_file_and_survives_a_truncated_jpeg() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert_eq!(stdout.lines().count(), 75, "{stdout}");
+    assert_eq!(stdout.lines().count(), 30, "{stdout}");
     assert!(
-        stderr.contains("truncated.jpg") && stderr.contains("1 of 76"),
+        stderr.contains("truncated.jpg") && stderr.contains("1 of 31"),
         "{stderr}"
     );
     let cli_text = std::fs::read_to_string(&csv2).unwrap();
-    assert_eq!(cli_text.lines().count(), 77);
+    assert_eq!(cli_text.lines().count(), 32);
 }
 
 #[test]

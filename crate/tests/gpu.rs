@@ -34,7 +34,7 @@ fn cuda(test: &str) -> Option<Device> {
 
 /// The real sample when present (error target 0.03), else a generated one (0.25).
 fn data(dir: &std::path::Path, device: Device, test: &str) -> (ImageDataBunch, f64) {
-    let (path, target) = match common::real_sample(test) {
+    let (path, target) = match common::shared_sample(test) {
         Some(p) => (p, 0.03),
         None => (
             fastvision::generate_sample(&dir.join("sample"), 10, 60, 3).unwrap(),

@@ -12,17 +12,7 @@ use fastvision::{
 use tch::{Kind, Tensor};
 
 fn trained() -> (Learner, Option<tempfile::TempDir>) {
-    let (path, tmp) =
-        match common::real_sample("interpretation tests (using generated data instead)") {
-            Some(p) => (p, None),
-            None => {
-                let tmp = tempfile::tempdir().unwrap();
-                (
-                    fastvision::generate_sample(&tmp.path().join("s"), 30, 40, 1).unwrap(),
-                    Some(tmp),
-                )
-            }
-        };
+    let (path, tmp) = (common::real_sample(), None::<tempfile::TempDir>);
     let opts = FromFolder {
         train: "Training".into(),
         valid: "Test".into(),

@@ -16,17 +16,7 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn trained() -> (fastvision::Learner, Option<tempfile::TempDir>) {
-    let (path, tmp) =
-        match common::real_sample("interpretation memory test (using generated data instead)") {
-            Some(p) => (p, None),
-            None => {
-                let tmp = tempfile::tempdir().unwrap();
-                (
-                    fastvision::generate_sample(&tmp.path().join("s"), 30, 20, 1).unwrap(),
-                    Some(tmp),
-                )
-            }
-        };
+    let (path, tmp) = (common::real_sample(), None::<tempfile::TempDir>);
     let opts = FromFolder {
         train: "Training".into(),
         valid: "Test".into(),

@@ -12,7 +12,7 @@ use fastvision::{
 
 #[test]
 fn mobilenet_on_the_real_sample_matches_fastai() {
-    let Some(sample) = common::real_sample("mobilenet_on_the_real_sample_matches_fastai") else {
+    let Some(sample) = common::shared_sample("mobilenet_on_the_real_sample_matches_fastai") else {
         return;
     };
     let opts = FromFolder {

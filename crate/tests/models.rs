@@ -74,9 +74,7 @@ fn torchvision_checkpoints_load_and_match_outputs() {
 
 #[test]
 fn real_mobilenet_weights_recognise_real_fruit() {
-    let Some(sample) = common::real_sample("real_mobilenet_weights_recognise_real_fruit") else {
-        return;
-    };
+    let sample = common::real_sample();
     let vs = VarStore::new(Device::Cpu);
     let body = mobilenet_v2.body(&vs.root());
     let classifier = mobilenet_v2.imagenet_classifier(&vs.root());

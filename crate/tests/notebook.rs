@@ -327,11 +327,11 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
     let root = common::repo_root().canonicalize().unwrap();
     let jupyter = jupyter(&root);
     let tmp = tempfile::tempdir().unwrap();
-    let (data, real) =
-        match common::real_sample("notebook on real images (uses the synthetic sample instead)") {
-            Some(p) => (p.canonicalize().unwrap().display().to_string(), true),
-            None => ("synthetic".to_string(), false),
-        };
+    let data = common::real_sample()
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string();
     execute(&jupyter, &root, NOTEBOOK, tmp.path(), &data);
     let executed = tmp.path().join("lesson1-fruits.ipynb");
     let raw = std::fs::read_to_string(&executed).unwrap();
@@ -441,14 +441,12 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
     let settings = output_data(tagged(&nb, "settings"), "text/html").concat();
     assert!(settings.contains("mobilenet_v2"), "{settings}");
     let source = streams(tagged(&nb, "data"));
-    if !real {
-        assert!(
-            source.contains("SYNTHETIC"),
-            "the synthetic sample must say so: {source}"
-        );
-    }
+    assert!(
+        !source.contains("SYNTHETIC"),
+        "real photos are not called synthetic: {source}"
+    );
     let verify = output_data(tagged(&nb, "verify"), "text/html").concat();
-    assert!(verify.contains("3000") || !real, "verify report: {verify}");
+    assert!(verify.contains("360"), "verify report: {verify}");
 
     let databunch = output_data(tagged(&nb, "databunch"), "text/html").concat();
     assert!(
@@ -469,7 +467,7 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
         "live progress lines: {live}"
     );
     let error = last_error_rate(&output_data(fit, "text/html").concat());
-    let limit = if real { 0.03 } else { 0.25 };
+    let limit = 0.05;
     assert!(
         error < limit,
         "error_rate after fit_one_cycle(4): {error} (limit {limit})"

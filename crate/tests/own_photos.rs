@@ -18,12 +18,12 @@ use image::{Rgb, RgbImage};
 /// Real photos copied into one flat folder named as the pets lesson names its photos
 /// (`Class_Name_12.jpg`), 12 of each of 3 classes, plus `notes.jpg`, a photo whose name has
 /// no label. Returns the folder and each file's true class.
-fn pets_style(dir: &Path) -> Option<(PathBuf, BTreeMap<PathBuf, String>)> {
-    let sample = common::real_sample("own_photos")?;
+fn pets_style(dir: &Path) -> (PathBuf, BTreeMap<PathBuf, String>) {
+    let sample = common::real_sample();
     let out = dir.join("images");
     std::fs::create_dir_all(&out).unwrap();
     let mut truth = BTreeMap::new();
-    for class in ["Apple Red Delicious", "Banana Lady Finger", "Orange"] {
+    for class in ["Apple Red Yellow 1", "Banana Lady Finger", "Orange"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(sample.join("Training").join(class))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -42,7 +42,7 @@ fn pets_style(dir: &Path) -> Option<(PathBuf, BTreeMap<PathBuf, String>)> {
         .unwrap()
         .path();
     std::fs::copy(first, out.join("notes.jpg")).unwrap();
-    Some((out, truth))
+    (out, truth)
 }
 
 fn opts(seed: u64) -> FromFolder {
@@ -64,9 +64,7 @@ fn split_of(data: &ImageDataBunch) -> Vec<PathBuf> {
 #[test]
 fn from_name_re_labels_real_photos_and_names_the_files_it_cannot() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some((dir, truth)) = pets_style(tmp.path()) else {
-        return;
-    };
+    let (dir, truth) = pets_style(tmp.path());
     let fnames = get_image_files(&dir, false).unwrap();
     assert_eq!(fnames.len(), 37);
     let pat = r"/([^/]+)_\d+\.jpg$";
@@ -91,7 +89,7 @@ fn from_name_re_labels_real_photos_and_names_the_files_it_cannot() {
     let data = ImageDataBunch::from_name_re(&dir, &fnames, pat, opts(1)).unwrap();
     assert_eq!(
         data.classes,
-        ["Apple_Red_Delicious", "Banana_Lady_Finger", "Orange"]
+        ["Apple_Red_Yellow_1", "Banana_Lady_Finger", "Orange"]
     );
     // Every image carries its own class, in both splits; 20% (7 of 36) held out.
     assert_eq!(data.valid_dl.dataset.len(), 7);
@@ -305,20 +303,9 @@ fn squish_and_pad_give_the_pixels_computed_by_hand() {
 #[test]
 fn the_budget_fallback_gives_the_batches_of_the_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    // Real photos when the sample is here, generated ones otherwise, each also put side by side
-    // with the next into a wide photo, so random crops have room to move.
-    let base = match common::real_sample("own_photos budget") {
-        Some(s) => s.join("Training/Orange"),
-        None => fastvision::generate_sample(&tmp.path().join("gen"), 2, 10, 3)
-            .unwrap()
-            .join("Training")
-            .read_dir()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    };
+    // Real photos, each also put side by side with the next into a wide photo, so random
+    // crops have room to move.
+    let base = common::real_sample().join("Training/Orange");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&base)
         .unwrap()
         .map(|e| e.unwrap().path())

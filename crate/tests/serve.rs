@@ -34,22 +34,20 @@ fn fixture() -> (std::sync::MutexGuard<'static, ()>, Fixture) {
     learn.fit(1, 1e-3).unwrap();
     let model = tmp.path().join("export.safetensors");
     learn.export(&model).unwrap();
-    let photos = match common::real_sample("serve") {
-        Some(dir) => {
-            let mut all: Vec<PathBuf> = Vec::new();
-            for class in std::fs::read_dir(dir.join("Test")).unwrap().take(8) {
-                let class = class.unwrap().path();
-                let mut files: Vec<PathBuf> = std::fs::read_dir(&class)
-                    .unwrap()
-                    .map(|f| f.unwrap().path())
-                    .collect();
-                files.sort();
-                all.extend(files.into_iter().take(4));
-            }
-            all.sort();
-            all
+    let photos = {
+        let dir = common::real_sample();
+        let mut all: Vec<PathBuf> = Vec::new();
+        for class in std::fs::read_dir(dir.join("Test")).unwrap().take(8) {
+            let class = class.unwrap().path();
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&class)
+                .unwrap()
+                .map(|f| f.unwrap().path())
+                .collect();
+            files.sort();
+            all.extend(files.into_iter().take(4));
         }
-        None => data.valid_dl.dataset.items.clone(),
+        all.sort();
+        all
     };
     assert!(photos.len() >= 16, "{} photos", photos.len());
     (

@@ -1,4 +1,4 @@
-//! Shared by the integration tests: where the real Fruits 360 sample is.
+//! Shared by the integration tests: where the real Fruits 360 photos are, and small generated data.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -8,12 +8,27 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `../shared/data/fruits-360-sample` beside the clone (or `FASTVISION_REAL_SAMPLE`), if present.
-/// Tests that need real images call this and skip, saying so, when it returns None; under
-/// `FASTVISION_REQUIRE_SAMPLE=1` (CI sets it when `../shared` is there) a missing sample fails
-/// the test instead, so a moved folder cannot turn the real-image tests into silent skips.
-pub fn real_sample(test: &str) -> Option<PathBuf> {
+/// The real Fruits 360 photos every clone has: `samples/fruits-360-slice`, 12 classes with
+/// 30 Training and 10 Test images each (see its README). Tests that need real photos use it,
+/// so they run on a fresh clone with nothing else at hand.
+pub fn real_sample() -> PathBuf {
     // What the fastvision binary does first thing: the library itself leaves the allocator alone.
+    fastvision::device::tune_allocator();
+    let dir = repo_root().join("samples/fruits-360-slice");
+    assert!(
+        dir.join("Training").is_dir(),
+        "{} is missing: it is committed with the repository",
+        dir.display()
+    );
+    dir
+}
+
+/// The larger real sample, `../shared/data/fruits-360-sample` beside the clone (or
+/// `FASTVISION_REAL_SAMPLE`): 30 classes, 3,000 Training and 900 Test images, on which
+/// fastai's reference error was measured. Tests that need it skip, saying so, when it is not
+/// there; under `FASTVISION_REQUIRE_SAMPLE=1` (CI sets it when `../shared` is there) a
+/// missing sample fails the test instead, so a moved folder cannot turn them into silent skips.
+pub fn shared_sample(test: &str) -> Option<PathBuf> {
     fastvision::device::tune_allocator();
     let dir = std::env::var_os("FASTVISION_REAL_SAMPLE")
         .map(PathBuf::from)
@@ -22,13 +37,13 @@ pub fn real_sample(test: &str) -> Option<PathBuf> {
         Some(dir)
     } else if std::env::var("FASTVISION_REQUIRE_SAMPLE").is_ok_and(|v| v == "1") {
         panic!(
-            "{test}: FASTVISION_REQUIRE_SAMPLE=1 but the real Fruits 360 sample is not at {} \
+            "{test}: FASTVISION_REQUIRE_SAMPLE=1 but the shared Fruits 360 sample is not at {} \
              (set FASTVISION_REAL_SAMPLE to one)",
             dir.display()
         );
     } else {
         eprintln!(
-            "SKIPPED {test}: the real Fruits 360 sample is not at {} (set FASTVISION_REAL_SAMPLE to one)",
+            "SKIPPED {test}: the shared Fruits 360 sample is not at {} (set FASTVISION_REAL_SAMPLE to one)",
             dir.display()
         );
         None
