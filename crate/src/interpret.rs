@@ -62,7 +62,8 @@ impl fmt::Debug for ClassificationInterpretation {
 pub struct TopLosses {
     /// Overlay each image with its Grad-CAM map for the predicted class.
     pub heatmap: bool,
-    /// Opacity of the heatmap.
+    /// Opacity of the heatmap where it is hottest (fastai's `alpha`); cooler parts are
+    /// fainter, so the photo shows through ([`crate::show::colors::overlay_heatmap`]).
     pub alpha: f64,
 }
 
@@ -189,6 +190,24 @@ impl ClassificationInterpretation {
     /// ```
     pub fn top_losses(&self) -> (Tensor, Tensor) {
         self.top_losses_k(self.losses.size()[0] as usize)
+    }
+
+    /// The item with the `rank`-th largest loss (0: the largest): its index, its file and its
+    /// loss, so a cell names it without tensor indexing.
+    ///
+    /// ```no_run
+    /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
+    /// let (i, file, loss) = interp.top_loss(0).unwrap();
+    /// println!("largest loss {loss:.2}, item {i} ({})", file.display());
+    /// ```
+    pub fn top_loss(&self, rank: usize) -> Option<(usize, &std::path::Path, f64)> {
+        let (losses, idxs) = self.top_losses_k(rank + 1);
+        let r = rank as i64;
+        if losses.size()[0] <= r {
+            return None;
+        }
+        let i = idxs.int64_value(&[r]) as usize;
+        Some((i, self.items[i].as_path(), losses.double_value(&[r])))
     }
 
     /// The `k` largest losses and their item indices, largest first (fastai's

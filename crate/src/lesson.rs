@@ -379,7 +379,7 @@ impl Training {
 
     /// The lesson's first stage: `fit_one_cycle(epochs.0)` at fastai's default rate.
     pub fn train_frozen(&self, learn: &mut Learner) -> Result<()> {
-        learn.fit_one_cycle(self.epochs.0, None).map(|_| ())
+        learn.fit_one_cycle(self.epochs.0, None)
     }
 
     /// The lesson's second stage: `unfreeze()` and `fit_one_cycle(epochs.1, slice(1e-6,

@@ -173,22 +173,18 @@ fn show_results_titles_each_image_green_when_right_and_red_when_wrong() {
     let tmp = three_fruits(&sample, 10, 6);
     // An untrained head: some predictions right, some wrong.
     let learn = learner_on(tmp.path(), None);
-    let x = learn
-        .data
-        .valid_dl
-        .batch_of(&(0..9).collect::<Vec<_>>(), false)
-        .x;
-    let pred = learn.model.eval_logits(&x).argmax(-1, false);
-    let y = learn
-        .data
-        .valid_dl
-        .batch_of(&(0..9).collect::<Vec<_>>(), false)
-        .y;
-    let n_right = pred.eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
+    let dl = &learn.data.valid_dl;
+    let all: Vec<usize> = (0..dl.dataset.len()).collect();
+    let batch = dl.batch_of(&all, false);
+    let pred = learn.model.eval_logits(&batch.x).argmax(-1, false);
+    let n_right = pred.eq_tensor(&batch.y).sum(Kind::Int64).int64_value(&[]);
+    let n_wrong = all.len() as i64 - n_right;
     let fig = learn.show_results(3, (9.0, 10.0)).unwrap();
     let img = fig.to_rgb();
     let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
     let (green, red) = (count([0, 128, 0]), count([255, 0, 0]));
+    // Mistakes are looked for: red titles whenever the set has a wrong prediction, green
+    // ones whenever it has a right one.
     assert_eq!(
         green > 0,
         n_right > 0,
@@ -196,9 +192,19 @@ fn show_results_titles_each_image_green_when_right_and_red_when_wrong() {
     );
     assert_eq!(
         red > 0,
-        n_right < 9,
-        "red titles for {} wrong predictions",
-        9 - n_right
+        n_wrong > 0,
+        "red titles for {n_wrong} wrong predictions"
+    );
+    // The pictures of the validation set (sorted by class) are drawn across its classes.
+    let first: Vec<i64> = dl
+        .display_order()
+        .into_iter()
+        .take(9)
+        .map(|i| dl.dataset.labels[i])
+        .collect();
+    assert!(
+        first.iter().any(|&l| l != first[0]),
+        "one class only: {first:?}"
     );
     // show_batch on the validation set: its images, unaugmented.
     let fig = learn

@@ -165,6 +165,36 @@ fn a_131_class_matrix_is_drawn_readably() {
     assert!(w >= 131 * 8 && h >= 131 * 8 && w < 4000, "{w}x{h}");
     fig.save(&common::repo_root().join("out/test-figures/confusion_131.png"))
         .unwrap();
+    // At 95 classes with a diagonal of 170, one mistake and twenty are told apart: each has
+    // its own colour, far from the other and from the background.
+    let c95 = 95i64;
+    let mut counts = vec![0i64; (c95 * c95) as usize];
+    for i in 0..c95 {
+        counts[(i * c95 + i) as usize] = 170;
+    }
+    counts[(3 * c95 + 4) as usize] = 1;
+    counts[(40 * c95 + 41) as usize] = 20;
+    let cm95 = Tensor::from_slice(&counts).view([c95, c95]);
+    let img = plot_confusion(&cm95, &classes[..95], Default::default())
+        .unwrap()
+        .to_rgb();
+    let (one, twenty) = (
+        fastvision::show::colors::oranges(0.25),
+        fastvision::show::colors::oranges(1.0),
+    );
+    let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
+    assert!(
+        count(one) > 20 && count(twenty) > 20,
+        "{} {}",
+        count(one),
+        count(twenty)
+    );
+    let far = one
+        .iter()
+        .zip(&twenty)
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .sum::<i32>();
+    assert!(far > 200, "1 and 20 look alike: {one:?} {twenty:?}");
     let two = plot_confusion(
         &Tensor::from_slice(&[9i64, 1, 2, 8]).view([2, 2]),
         &classes[..2],

@@ -151,7 +151,11 @@ fn a_network_of_ones_own_trains_with_sgd_and_label_smoothing() {
     );
     // The four classes are two look-alike pairs: a trained network tells the pairs apart at
     // least, so it is wrong at most half the time, against 3/4 for chance.
-    assert!(last.metrics[0] <= 0.5 + 1e-9, "error rate {}", last.metrics[0]);
+    assert!(
+        last.metrics[0] <= 0.5 + 1e-9,
+        "error rate {}",
+        last.metrics[0]
+    );
 
     // SGD with momentum kept a buffer per parameter, and save/load puts it back.
     let state = learn.opt.state();

@@ -164,17 +164,25 @@ impl Leakage {
 
     /// The `n` validation images closest to a training image, each beside that image.
     pub fn plot_closest(&self, n: usize) -> Result<Figure> {
-        self.plot_at(n, 0)
+        self.plot_at(
+            n,
+            0,
+            "The validation images closest to a training image (the most certain leaks)",
+        )
     }
 
     /// `n` pairs from the middle of the ranking: validation images just above or at the
     /// threshold, to judge where it sits.
     pub fn plot_at_threshold(&self, n: usize) -> Result<Figure> {
         let above = self.n_leaked();
-        self.plot_at(n, above.saturating_sub(n / 2))
+        let title = format!(
+            "Validation images around the threshold ({:.2}): the last counted as leaked, then the first not",
+            self.threshold
+        );
+        self.plot_at(n, above.saturating_sub(n / 2), &title)
     }
 
-    fn plot_at(&self, n: usize, skip: usize) -> Result<Figure> {
+    fn plot_at(&self, n: usize, skip: usize, title: &str) -> Result<Figure> {
         if self.similarity.is_empty() {
             return Err(Error::InvalidArgument("no validation images".into()));
         }
@@ -189,12 +197,7 @@ impl Leakage {
                 format!("train: {}", self.train_labels[self.nearest[i]]),
             )
         });
-        plot_pairs(
-            &self.valid_files,
-            &self.train_files,
-            pairs,
-            "Validation images and their nearest training image",
-        )
+        plot_pairs(&self.valid_files, &self.train_files, pairs, title)
     }
 
     /// Shows the summary table in a notebook.

@@ -474,6 +474,22 @@ impl DataLoader {
         order
     }
 
+    /// The items a picture of this set shows first: the epoch-0 order of a shuffled set, and a
+    /// seeded shuffle of one kept in order (a validation set sorted by class would show its
+    /// first class only).
+    ///
+    /// ```no_run
+    /// # let data: fastvision::ImageDataBunch = unimplemented!();
+    /// let first_nine: Vec<usize> = data.valid_dl.display_order().into_iter().take(9).collect();
+    /// ```
+    pub fn display_order(&self) -> Vec<usize> {
+        let mut order = self.order(0);
+        if !self.shuffle {
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.seed));
+        }
+        order
+    }
+
     /// The batches of epoch `epoch`, prepared ahead on a background thread. Each is a
     /// `Result`: a failure while preparing one (a panic in a transform, say) comes out as an
     /// [`Error::Loader`] naming the batch, and the epoch ends there.

@@ -21,7 +21,7 @@ impl ImageDataBunch {
     }
 
     /// [`ImageDataBunch::show_batch`] on either set (fastai's `ds_type`): the validation set's
-    /// images as the model sees them there, unaugmented.
+    /// images as the model sees them there, unaugmented, drawn across its classes.
     ///
     /// ```no_run
     /// use fastvision::data::folder::DatasetType;
@@ -41,8 +41,9 @@ impl ImageDataBunch {
                 "show_batch: rows must be at least 1 and the {ds_type:?} set non-empty"
             )));
         }
-        // A loader batch holds at most bs images; a bigger grid takes the next ones too.
-        let idx: Vec<usize> = dl.order(0).into_iter().take(n).collect();
+        // A varied set (the validation set is sorted by class); a grid bigger than a loader's
+        // batch takes the next ones too.
+        let idx: Vec<usize> = dl.display_order().into_iter().take(n).collect();
         let batch = dl.batch_of(&idx, true);
         let x = match &dl.stats {
             Some(s) => s.denorm(&batch.x),

@@ -4,7 +4,7 @@
 use tch::Tensor;
 
 use crate::show::Figure;
-use crate::show::colors::blues;
+use crate::show::colors::{blues, oranges};
 use crate::show::grid::DPI;
 use crate::{Error, Result};
 
@@ -133,12 +133,19 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
                 .collect()
         })
         .collect();
-    let vmax = values
-        .iter()
-        .flatten()
-        .cloned()
-        .fold(0.0, f64::max)
-        .max(1e-12);
+    // The diagonal and the mistakes each get their own scale and colours: against a diagonal
+    // of hundreds, one mistake and twenty would both be the palest blue.
+    let max_of = |diagonal: bool| {
+        values
+            .iter()
+            .enumerate()
+            .flat_map(|(r, row)| row.iter().enumerate().map(move |(c, &v)| (r == c, v)))
+            .filter(|&(d, _)| d == diagonal)
+            .map(|(_, v)| v)
+            .fold(0.0, f64::max)
+            .max(1e-12)
+    };
+    let (vmax, vmax_off) = (max_of(true), max_of(false));
 
     // Cells shrink with the class count (or fit the figsize); fonts and label space follow.
     let longest = keep
@@ -171,9 +178,9 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
     let tick_font = tick_font * s;
     let show_text = cell_f >= 26.0;
     let title = if normalize {
-        "Confusion matrix (rows sum to 1)"
+        "Confusion matrix (rows sum to 1): right in blue, mistakes in orange"
     } else {
-        "Confusion matrix"
+        "Confusion matrix: right in blue, mistakes in orange (darker: more)"
     };
 
     Figure::draw(w, h, |root| {
@@ -189,14 +196,20 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
                     (left + col as u32 * cell) as i32,
                     (top + r as u32 * cell) as i32,
                 );
-                // A square-root scale, floored for any non-zero cell, keeps rare confusions
-                // visible next to a full diagonal.
-                let t = if v > 0.0 {
+                // Right predictions in blues, on a square-root scale; mistakes in oranges, on
+                // a log scale of their own, floored so a single one shows: 1 and 20 differ.
+                let t = if v <= 0.0 {
+                    0.0
+                } else if r == col {
                     (v / vmax).sqrt().max(0.2)
                 } else {
-                    0.0
+                    ((1.0 + v / vmax_off * 19.0).ln() / 20f64.ln()).max(0.25)
                 };
-                let [cr, cg, cb] = blues(t);
+                let [cr, cg, cb] = if r == col || v <= 0.0 {
+                    blues(t)
+                } else {
+                    oranges(t)
+                };
                 root.draw(&Rectangle::new(
                     [(x0, y0), (x0 + cell as i32, y0 + cell as i32)],
                     RGBColor(cr, cg, cb).filled(),

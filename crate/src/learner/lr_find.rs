@@ -167,13 +167,14 @@ impl Callback for LrFinder {
         // The sweep decides batch by batch, so it reads the loss every batch (fastai does too).
         let (raw, smooth) = (cx.last_loss(), cx.smooth_loss());
         let lr = self.lr_at(cx.iteration);
+        let at = format!("{}/{}", cx.iteration + 1, self.opts.num_it);
         if !raw.is_finite() {
             cx.stop(format!(
-                "lr_find ended at lr {lr:.2e}: the loss became {raw}"
+                "lr_find stopped at {at} (lr {lr:.2e}): the loss became {raw}"
             ));
         } else if self.divergence.diverged(cx.iteration, smooth) && self.opts.stop_div {
             cx.stop(format!(
-                "lr_find ended at lr {lr:.2e}, where the loss passed 4x its lowest value"
+                "lr_find stopped at {at} (lr {lr:.2e}): the loss diverged, past 4x its lowest value"
             ));
         }
         if cx.iteration + 1 >= self.opts.num_it {

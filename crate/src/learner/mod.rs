@@ -192,13 +192,15 @@ impl Learner {
             .collect()
     }
 
-    /// Trains for `epochs` epochs with constant learning rates.
+    /// Trains for `epochs` epochs with constant learning rates. What happened is in
+    /// [`Learner::recorder`]; the progress table has shown it (a fit returns nothing, as
+    /// fastai's, so a notebook cell shows the table once).
     ///
     /// ```no_run
     /// # let mut learn: fastvision::Learner = unimplemented!();
     /// learn.fit(1, 1e-3).unwrap();
     /// ```
-    pub fn fit(&mut self, epochs: usize, lr: impl Into<Lr>) -> Result<&Recorder> {
+    pub fn fit(&mut self, epochs: usize, lr: impl Into<Lr>) -> Result<()> {
         self.fit_with(epochs, lr, &mut [])
     }
 
@@ -211,7 +213,7 @@ impl Learner {
     /// learn.unfreeze();
     /// learn.fit_one_cycle(2, fastvision::slice(1e-6, 10f64.powf(-5.5))).unwrap();
     /// ```
-    pub fn fit_one_cycle(&mut self, epochs: usize, max_lr: impl Into<Lr>) -> Result<&Recorder> {
+    pub fn fit_one_cycle(&mut self, epochs: usize, max_lr: impl Into<Lr>) -> Result<()> {
         self.fit_one_cycle_with(epochs, max_lr, &mut [])
     }
 
@@ -227,7 +229,7 @@ impl Learner {
         epochs: usize,
         max_lr: impl Into<Lr>,
         cbs: &mut [&mut dyn Callback],
-    ) -> Result<&Recorder> {
+    ) -> Result<()> {
         let mut schedule = OneCycle::new(max_lr.into().expand(self.n_groups()));
         let lrs = schedule.max_lrs.clone();
         let mut all: Vec<&mut dyn Callback> = vec![&mut schedule];
@@ -244,7 +246,7 @@ impl Learner {
         epochs: usize,
         lr: impl Into<Lr>,
         cbs: &mut [&mut dyn Callback],
-    ) -> Result<&Recorder> {
+    ) -> Result<()> {
         let lrs = lr.into().expand(self.n_groups());
         self.run(epochs, lrs, cbs, &[])
     }
@@ -262,7 +264,7 @@ impl Learner {
         lrs: Vec<f64>,
         cbs: &mut [&mut dyn Callback],
         sit_out: &[std::any::TypeId],
-    ) -> Result<&Recorder> {
+    ) -> Result<()> {
         if self.in_fit {
             return Err(Error::InvalidArgument(
                 "a fit cannot start inside another fit's callback: stop this one (cx.stop) and \
@@ -290,7 +292,7 @@ impl Learner {
         self.callbacks
             .retain(|cb| fit::Hole::of(cb.as_ref()).is_none());
         match result {
-            Ok(result) => result.map(|_| &self.recorder),
+            Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }

@@ -17,8 +17,11 @@ pub const RIGHT: RGBColor = RGBColor(0, 128, 0);
 pub const WRONG: RGBColor = RGBColor(255, 0, 0);
 
 impl Learner {
-    /// The first `rows` x `rows` validation images, each titled with its label over the
-    /// model's prediction: fastai's `learn.show_results(rows=3)`.
+    /// `rows` x `rows` validation images, each titled with its label over the model's
+    /// prediction, green when right and red when wrong: fastai's `learn.show_results(rows=3)`.
+    /// fastai shows the first batch, one class in a sorted validation set, and a good model
+    /// gets it all right; this shows images drawn across the classes, and up to a third of
+    /// them mistakes where the set has any, found batch by batch in the same draw.
     ///
     /// ```no_run
     /// # let learn: fastvision::Learner = unimplemented!();
@@ -42,7 +45,7 @@ impl Learner {
                 "show_results: rows must be at least 1 and the set non-empty".into(),
             ));
         }
-        let idx: Vec<usize> = dl.order(0).into_iter().take(n).collect();
+        let idx = self.pick_results(dl, n);
         let batch = dl.batch_of(&idx, false);
         let pred: Vec<i64> = Vec::try_from(
             self.model
@@ -78,5 +81,38 @@ impl Learner {
             Some("Ground truth / Predictions"),
             &colors,
         )
+    }
+
+    /// `n` items of `dl` for [`Learner::show_results`]: in `display_order`, up to a third of
+    /// them mistakes, the rest the first right ones, in the order drawn. Batches are predicted
+    /// only until both are found, so a nearly perfect model's set is read further than a poor
+    /// one's.
+    fn pick_results(&self, dl: &crate::data::loader::DataLoader, n: usize) -> Vec<usize> {
+        let order = dl.display_order();
+        let want_wrong = n / 3;
+        let (mut right, mut wrong) = (Vec::new(), Vec::new());
+        for chunk in order.chunks(dl.bs.max(1)) {
+            if wrong.len() >= want_wrong && right.len() >= n - wrong.len().min(want_wrong) {
+                break;
+            }
+            let batch = dl.batch_of(chunk, false);
+            let pred = self.model.eval_logits(&batch.x).argmax(-1, false);
+            let hit: Vec<bool> = Vec::try_from(pred.eq_tensor(&batch.y).to_device(Device::Cpu))
+                .expect("bool comparisons");
+            for (&i, ok) in chunk.iter().zip(hit) {
+                if ok {
+                    right.push(i);
+                } else if wrong.len() < want_wrong {
+                    wrong.push(i);
+                }
+            }
+        }
+        let mut chosen = wrong;
+        chosen.extend(right.into_iter().take(n - chosen.len()));
+        // Mistakes among the right ones, as they came in the draw.
+        let rank: std::collections::HashMap<usize, usize> =
+            order.iter().enumerate().map(|(r, &i)| (i, r)).collect();
+        chosen.sort_by_key(|i| rank[i]);
+        chosen
     }
 }

@@ -15,6 +15,26 @@ impl Learner {
         self.validate_on(&self.data.valid_dl)
     }
 
+    /// One figure of [`Learner::validate`] by name: `valid_loss` or a metric's name
+    /// (`error_rate`); an unknown name is an error that lists the known ones.
+    ///
+    /// ```no_run
+    /// # let learn: fastvision::Learner = unimplemented!();
+    /// println!("error_rate {:.6}", learn.metric("error_rate").unwrap());
+    /// ```
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        let names: Vec<String> = self.metrics.iter().map(MetricFn::name).collect();
+        let at = names.iter().position(|n| n == name);
+        if name != "valid_loss" && at.is_none() {
+            return Err(crate::Error::InvalidArgument(format!(
+                "no metric called {name:?}: this learner reports valid_loss, {}",
+                names.join(", ")
+            )));
+        }
+        let (loss, values) = self.validate()?;
+        Ok(at.map_or(loss, |i| values[i]))
+    }
+
     /// Loss and metrics over `dl`, accumulated on the device and read back once at the end.
     pub(crate) fn validate_on(&self, dl: &DataLoader) -> Result<(f64, Vec<f64>)> {
         let mut totals = self.eval_totals();

@@ -51,20 +51,40 @@ pub fn blues(t: f64) -> [u8; 3] {
     sample(colorous::BLUES, t)
 }
 
-/// Blends a heatmap (values in [0, 1], row by row, one per pixel) over an image in magma
-/// colours, fastai's `alpha=0.6` overlay.
+/// matplotlib's "Oranges" colour map at `t` in [0, 1]: the confusion matrix's mistakes, set
+/// apart from its blue diagonal.
 ///
 /// ```
-/// let mut img = image::RgbImage::new(2, 1);
-/// fastvision::show::colors::overlay_heatmap(&mut img, &[0.0, 1.0], 1.0);
-/// assert_eq!(img.get_pixel(1, 0).0, fastvision::show::colors::magma(1.0));
+/// let [r, g, b] = fastvision::show::colors::oranges(1.0);
+/// assert!(r > g && g > b);
+/// ```
+pub fn oranges(t: f64) -> [u8; 3] {
+    sample(colorous::ORANGES, t)
+}
+
+/// Lays a heatmap (values in [0, 1], row by row, one per pixel) over an image as a
+/// spotlight: where the network looked hardest the photo keeps its own colours under a
+/// magma tint of `alpha / 2`, and the less it looked the more the photo dims, to `1 - alpha`
+/// of its brightness where it did not look at all. fastai lays the whole magma map over the
+/// photo at `alpha=0.6`, which hides the fruit; here the fruit always shows.
+///
+/// ```
+/// let mut img = image::RgbImage::from_pixel(2, 1, image::Rgb([200, 150, 100]));
+/// fastvision::show::colors::overlay_heatmap(&mut img, &[0.0, 1.0], 0.6);
+/// assert_eq!(img.get_pixel(0, 0).0, [80, 60, 40], "cold: dimmed, its own colours");
+/// let hot = img.get_pixel(1, 0).0;
+/// assert!(hot[0] > 200 && hot[1] > 150, "hot: bright, tinted: {hot:?}");
 /// ```
 pub fn overlay_heatmap(img: &mut image::RgbImage, values: &[f32], alpha: f64) {
     let w = img.width();
+    let alpha = alpha.clamp(0.0, 1.0);
     for (x, y, p) in img.enumerate_pixels_mut() {
-        let c = magma(values[(y * w + x) as usize] as f64);
+        let v = (values[(y * w + x) as usize] as f64).clamp(0.0, 1.0);
+        let c = magma(v);
+        let light = 1.0 - alpha * (1.0 - v);
+        let tint = alpha * v / 2.0;
         p.0 = std::array::from_fn(|i| {
-            (p.0[i] as f64 * (1.0 - alpha) + c[i] as f64 * alpha).round() as u8
+            (p.0[i] as f64 * light * (1.0 - tint) + c[i] as f64 * tint).round() as u8
         });
     }
 }

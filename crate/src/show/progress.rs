@@ -327,6 +327,31 @@ impl Progress {
 
     /// Ends the step: a line that was drawn is left showing the final count and time.
     pub fn finish(&self) {
+        self.finish_showing(false);
+    }
+
+    /// Ends a step that stopped short (an lr_find sweep that diverged, a fit that failed): a
+    /// line that was drawn is left showing the count it reached, not the total.
+    ///
+    /// ```
+    /// use fastvision::show::progress::{Live, Progress};
+    /// # #[derive(Clone, Default)] struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    /// # impl std::io::Write for Buf {
+    /// #     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> { self.0.lock().unwrap().extend_from_slice(b); Ok(b.len()) }
+    /// #     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// let buf = Buf::default();
+    /// let p = Progress::with("lr_find", 100, Live::Lines, Box::new(buf.clone()), std::time::Duration::ZERO);
+    /// p.set(67);
+    /// p.finish_short();
+    /// let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    /// assert!(text.lines().last().unwrap().contains(" 67/100 "), "{text:?}");
+    /// ```
+    pub fn finish_short(&self) {
+        self.finish_showing(true);
+    }
+
+    fn finish_showing(&self, reached: bool) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if std::mem::replace(&mut st.finished, true) {
             return;
@@ -335,7 +360,7 @@ impl Progress {
             bar.finish_and_clear();
         } else if st.last.is_some() {
             let total = self.total.load(Ordering::Relaxed);
-            let done = if total > 0 {
+            let done = if total > 0 && !reached {
                 total
             } else {
                 self.done.load(Ordering::Relaxed)

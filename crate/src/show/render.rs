@@ -50,7 +50,8 @@ pub trait Renderer: Send {
     /// The running step has done `done` units. `suffix` (the running loss, say) waits for the
     /// device, so a renderer calls it only when it draws.
     fn update(&mut self, done: u64, suffix: &mut dyn FnMut() -> String);
-    /// The running step ends, and `row` (a table row's cells), if any, shows in its place.
+    /// The running step ends, and `row` (a table row's cells), if any, shows in its place;
+    /// without a row, the step's line shows the count it reached.
     fn end(&mut self, row: Option<&[String]>);
     /// A line of text under the table.
     fn note(&mut self, text: &str);
@@ -188,8 +189,9 @@ impl Renderer for Console {
         let shown = match (self.progress.take(), &line) {
             // In place, the row replaces the progress line.
             (Some(p), Some(line)) => p.finish_with(line),
+            // No row: the step stopped where it was (a sweep that diverged, a failed fit).
             (Some(p), None) => {
-                p.finish();
+                p.finish_short();
                 false
             }
             (None, _) => false,
