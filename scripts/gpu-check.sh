@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, on a machine with an NVIDIA GPU and torch 2.11.0 for python3 but no Rust and no
 # network, run from the repository root with the bundle from `make gpu-bundle` in .gpu/:
-#   bash scripts/gpu-check.sh            results in $OUT (the device tool's) or out/gpu-check
+#   bash scripts/gpu-check.sh            results in out/gpu-check, or the folder OUT names
 # Every step prints a marker, runs under `timeout`, and a failing step never stops the later
 # ones. The whole check ends within GPU_CHECK_BUDGET seconds (default 470, under 8 minutes):
 # each step's limit is cut to what is left, and a step with no time left is marked skipped.
