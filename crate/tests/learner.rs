@@ -56,6 +56,38 @@ fn one_cycle_schedule_follows_the_formulas() {
     }
 }
 
+/// fastai's split of a resnet, by torchvision's names: the stem, layer1 and layer2 in group 0,
+/// layer3 and layer4 in group 1, the head in group 2; freezing follows it.
+#[test]
+fn resnet_layer_groups_are_fastais() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::small_data(tmp.path(), 1);
+    let opts = CnnOptions {
+        pretrained: false,
+        ..Default::default()
+    };
+    let mut learn = cnn_learner_with(&data, fastvision::resnet18, &[error_rate], opts).unwrap();
+    learn.freeze_to(1);
+    for (name, t) in learn.model.vs.variables() {
+        if name.contains("running_") || name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let first = name.split('.').next().unwrap();
+        let group = match first {
+            "head" => 2,
+            "layer3" | "layer4" => 1,
+            "conv1" | "bn1" | "layer1" | "layer2" => 0,
+            other => panic!("unexpected variable {other}"),
+        };
+        let bn = first != "head" && t.dim() == 1;
+        assert_eq!(
+            t.requires_grad(),
+            group >= 1 || bn,
+            "{name} in group {group}"
+        );
+    }
+}
+
 #[test]
 fn freezing_keeps_batchnorm_trainable_and_unfreeze_trains_all() {
     let tmp = tempfile::tempdir().unwrap();

@@ -157,13 +157,14 @@ impl Callback for Inspect {
 }
 
 /// Removes itself at its second batch: it hears no more events, and is gone after the fit.
+/// Counts the batches it hears where the test can read them after it is dropped.
 #[derive(Default)]
-struct Quitter(usize);
+struct Quitter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
 impl Callback for Quitter {
     fn on_batch_end(&mut self, cx: &mut FitContext) -> fastvision::Result<()> {
-        self.0 += 1;
-        if self.0 == 2 {
+        let heard = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if heard == 2 {
             assert!(cx.learn.remove_cb::<Quitter>());
         }
         Ok(())
@@ -177,7 +178,9 @@ fn hooks_see_the_learner_whole_during_a_fit() {
     let mut learn = cnn_learner(&data, mobilenet_v2, &[error_rate]).unwrap();
     learn.add_cb(Count::default());
     learn.add_cb(Inspect::default());
-    learn.add_cb(Quitter::default());
+    let quitter = Quitter::default();
+    let heard = quitter.0.clone();
+    learn.add_cb(quitter);
     let n = data.train_dl.len();
     learn.fit_with(2, 1e-3, &mut [&mut Marker]).unwrap();
     let inspect = learn.cb::<Inspect>().unwrap();
@@ -194,6 +197,11 @@ fn hooks_see_the_learner_whole_during_a_fit() {
     assert!(
         learn.cb::<Quitter>().is_none(),
         "removed itself during the fit"
+    );
+    assert_eq!(
+        heard.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "a removed callback hears nothing more"
     );
     let names: Vec<String> = learn.cbs().map(|cb| cb.name()).collect();
     assert_eq!(names, ["ProgressTable", "NanGuard", "Count", "Inspect"]);

@@ -86,7 +86,8 @@ fn streams(cell: &Value) -> String {
 fn table_rows(cell: &Value) -> Vec<Vec<String>> {
     streams(cell)
         .lines()
-        .map(|l| l.trim_start_matches('\r'))
+        // A row drawn over its progress line comes after the line's last carriage return.
+        .filter_map(|l| l.rsplit('\r').next())
         .filter(|l| {
             l.split_whitespace()
                 .next()
@@ -317,6 +318,8 @@ fn execute(jupyter: &Path, root: &Path, notebook: &str, dir: &Path, data: &str) 
         .arg(dir)
         .arg(notebook)
         .env("FASTVISION_DATA", data)
+        // The slice's epochs last a couple of seconds: redraw often enough to see them move.
+        .env("FASTVISION_PROGRESS_EVERY", "0.05")
         .env("FASTVISION_ARCH", "mobilenet_v2")
         .env("FASTVISION_OUT", dir.join("out"))
         .env("FASTVISION_DATA_DIR", dir.join("data"))

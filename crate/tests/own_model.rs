@@ -87,6 +87,20 @@ fn a_network_of_ones_own_trains_with_sgd_and_label_smoothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::small_data(tmp.path(), 3);
     let c = data.classes.len() as i64;
+    // A model that normalises otherwise than the data, or lives elsewhere, is refused.
+    let classes = data.classes.clone();
+    let unnormalised =
+        Model::from_network(classes, 64, None, Device::Cpu, move |p| TinyNet::new(p, c)).unwrap();
+    let err = Learner::new(
+        data.clone(),
+        unnormalised,
+        LabelSmoothingCrossEntropy::default(),
+        sgd(0.0),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("normalises with None"), "{err}");
     fastvision::seed_everything(0);
     let model = Model::for_data(&data, move |p| TinyNet::new(p, c)).unwrap();
     assert_eq!(model.name(), "TinyNet");
@@ -388,6 +402,11 @@ fn cnn_learner_on_a_body_of_ones_own_freezes_by_group() {
             .filter(|n| n.starts_with("head."))
             .any(|n| moved(n))
     );
+
+    // A splitter regroups: the body in one group, the head in the other; the summary says so.
+    learn.split(|name| usize::from(name.starts_with("head.")));
+    let groups: Vec<usize> = learn.summary().rows.iter().map(|r| r.group).collect();
+    assert_eq!(groups, [0, 0, 0, 1]);
 
     learn.unfreeze();
     assert_eq!(learn.frozen_groups(), 0);

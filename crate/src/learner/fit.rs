@@ -278,8 +278,14 @@ impl<'a> FitContext<'a> {
     /// ```
     pub fn render(&mut self, f: impl FnOnce(&mut dyn Renderer, &mut FitContext)) {
         let mut renderer = std::mem::replace(&mut self.learn.renderer, Box::new(Silent));
-        f(renderer.as_mut(), self);
+        // The suffix reads the device, which can panic (CUDA out of memory): the renderer
+        // goes back first.
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(renderer.as_mut(), self)));
         self.learn.renderer = renderer;
+        if let Err(panic) = r {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// Callbacks a hook added to the learner join the fit, after the fit's own.
@@ -581,6 +587,7 @@ pub(crate) fn run_fit(cx: &mut FitContext) -> Result<()> {
     // is restored; the first error of these is the fit's if it had none.
     cx.join_added();
     let mut end = Ok(());
+    let mut end_panic = None;
     for i in 0..cx.slots.len() {
         let Some(mut out) = cx.take(i) else {
             continue;
@@ -592,12 +599,14 @@ pub(crate) fn run_fit(cx: &mut FitContext) -> Result<()> {
         match r {
             Ok(r) if end.is_ok() => end = r,
             Ok(_) => {}
-            Err(panic) if outcome.is_ok() => std::panic::resume_unwind(panic),
-            Err(_) => {}
+            // The others still hear the end; the first panic goes on after them.
+            Err(panic) => {
+                end_panic.get_or_insert(panic);
+            }
         }
     }
-    match outcome {
-        Ok(outcome) => outcome.and(end),
-        Err(panic) => std::panic::resume_unwind(panic),
+    match (outcome, end_panic) {
+        (Err(panic), _) | (Ok(_), Some(panic)) => std::panic::resume_unwind(panic),
+        (Ok(outcome), None) => outcome.and(end),
     }
 }

@@ -245,17 +245,17 @@ impl Learner {
             std::any::TypeId::of::<NanGuard>(),
             std::any::TypeId::of::<ProgressTable>(),
         ];
-        let result = self
-            .run(
-                epochs,
-                vec![start_lr; self.n_groups()],
-                &mut [&mut finder],
-                &sit_out,
-            )
-            .map(|_| ());
+        let lrs = vec![start_lr; self.n_groups()];
+        // Whatever ends the sweep, an error or a panic, the weights go back first.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run(epochs, lrs, &mut [&mut finder], &sit_out)
+        }));
         self.model.restore(&weights);
         self.opt.set_state(&opt_state);
-        result?;
+        match result {
+            Ok(r) => r?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
         self.recorder.is_lr_find = true;
         self.recorder.num_it = num_it;
         let sweep = self.recorder.lr_curve()?;

@@ -99,15 +99,16 @@ impl Learner {
     /// builds over the model's layer groups, nothing frozen: fastai's
     /// `Learner(dls, model, loss_func, opt_func)`. Metrics ([`Learner::with_metrics`]) and a
     /// splitter ([`Learner::split`]) are options. The model must know the data's classes in
-    /// the data's order and take its image size: anything else is an error that names the
-    /// first difference, never a learner that mislabels. [`crate::cnn_learner`] builds its
+    /// the data's order, take its image size, normalise as it does and live on its device:
+    /// anything else is an error that names the first difference, never a learner that
+    /// mislabels. [`crate::cnn_learner`] builds its
     /// CNN and calls this.
     ///
     /// ```no_run
     /// use fastvision::{Learner, error_rate, loss::CrossEntropyFlat, learner::optim::sgd};
     /// use fastvision::models::{Model, mobilenet_v2};
     /// # let data: fastvision::ImageDataBunch = unimplemented!();
-    /// let model = Model::new(mobilenet_v2, data.classes.clone(), 100, data.stats(), tch::Device::Cpu).unwrap();
+    /// let model = Model::new(mobilenet_v2, data.classes.clone(), 100, data.stats(), data.train_dl.device).unwrap();
     /// let mut learn = Learner::new(data, model, CrossEntropyFlat, sgd(0.0)).unwrap().with_metrics(&[error_rate]);
     /// learn.fit_one_cycle(1, 1e-3).unwrap();
     /// ```
@@ -137,6 +138,24 @@ impl Learner {
                 "the model takes {0}x{0} images and the data is {1}x{1}: build the data with \
                  .size({0})",
                 model.size, size
+            )));
+        }
+        let device = data.train_dl.device;
+        if model.device() != device {
+            return Err(Error::InvalidArgument(format!(
+                "the model's weights are on {} and the data's batches on {}: build the model \
+                 on the data's device (Model::for_data does), or the data with .device(...)",
+                crate::device::device_name(model.device()),
+                crate::device::device_name(device)
+            )));
+        }
+        if model.stats != data.stats() {
+            return Err(Error::InvalidArgument(format!(
+                "the model normalises with {:?} and the data with {:?}: predictions after \
+                 training would see other colours than training did; build the model with \
+                 the data's stats (Model::for_data does)",
+                model.stats,
+                data.stats()
             )));
         }
         let layer_groups = model.param_groups();

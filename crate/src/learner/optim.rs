@@ -277,9 +277,12 @@ impl AdamW {
             let saved = by_name.get(p.name.as_str());
             p.state = match saved.map(|s| (s.step, s.buffer("exp_avg"), s.buffer("exp_avg_sq"))) {
                 Some((step, Some(m), Some(v))) => Some(AdamState {
-                    exp_avg: m.copy(),
-                    exp_avg_sq: v.copy(),
-                    step: Tensor::full([0i64; 0], step as f64, (Kind::Float, m.device())),
+                    // In the parameter's own layout (a file holds them NCHW; a channels-last
+                    // weight's gradient is NHWC, and the fused kernel pairs them element by
+                    // element in memory).
+                    exp_avg: in_layout_of(&p.tensor, m),
+                    exp_avg_sq: in_layout_of(&p.tensor, v),
+                    step: Tensor::full([0i64; 0], step as f64, (Kind::Float, p.tensor.device())),
                 }),
                 _ => None,
             };
@@ -468,6 +471,15 @@ impl Sgd {
     }
 }
 
+/// A copy of `saved` in `param`'s memory layout, on its device.
+fn in_layout_of(param: &Tensor, saved: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let mut out = param.zeros_like();
+        out.copy_(saved);
+        out
+    })
+}
+
 fn trainable_grad(t: &Tensor) -> Option<Tensor> {
     if !t.requires_grad() {
         return None;
@@ -555,7 +567,7 @@ impl Optimizer for Sgd {
             p.step = saved.map_or(0, |s| s.step);
             p.buf = saved
                 .and_then(|s| s.buffer("momentum_buffer"))
-                .map(Tensor::copy);
+                .map(|b| in_layout_of(&p.tensor, b));
         }
     }
 }
@@ -578,6 +590,50 @@ mod tests {
             let _ = p.shallow_clone().g_mul_scalar_(1.0 - lr * opt.wd);
             let _ = p.shallow_clone().g_sub_(&update);
         });
+    }
+
+    /// A state put back from NCHW copies (as a file holds them) steps a channels-last weight
+    /// exactly as the state it came from.
+    #[test]
+    fn state_from_a_file_steps_a_channels_last_weight_as_before() {
+        tch::manual_seed(5);
+        let opts = (Kind::Float, Device::Cpu);
+        let w0 = Tensor::randn([4, 3, 3, 3], opts);
+        let to_cl = |t: &Tensor| crate::torch_ext::layout::channels_last(t).copy();
+        let a = to_cl(&w0).set_requires_grad(true);
+        let b = to_cl(&w0).set_requires_grad(true);
+        let x = to_cl(&Tensor::randn([4, 3, 3, 3], opts));
+        let mut oa = AdamW::new(vec![vec![("w".into(), a.shallow_clone())]]);
+        oa.set_lrs(&[1e-2]);
+        for _ in 0..3 {
+            oa.zero_grad();
+            (&a * &x * &a).sum(Kind::Float).backward();
+            oa.step();
+        }
+        // b takes a's weights and a's state as a file gives them back: plain NCHW copies.
+        tch::no_grad(|| b.shallow_clone().copy_(&a));
+        let saved: Vec<ParamState> = oa
+            .state()
+            .into_iter()
+            .map(|s| ParamState {
+                buffers: s
+                    .buffers
+                    .into_iter()
+                    .map(|(n, t)| (n, t.contiguous()))
+                    .collect(),
+                ..s
+            })
+            .collect();
+        let mut ob = AdamW::new(vec![vec![("w".into(), b.shallow_clone())]]);
+        ob.set_lrs(&[1e-2]);
+        ob.set_state(&saved);
+        for (o, p) in [(&mut oa, &a), (&mut ob, &b)] {
+            o.zero_grad();
+            (p * &x * p).sum(Kind::Float).backward();
+            o.step();
+        }
+        let diff = (&a - &b).abs().max().double_value(&[]);
+        assert!(diff < 1e-7, "the resumed step differs by {diff}");
     }
 
     #[test]

@@ -60,6 +60,10 @@ impl Learner {
                 },
             )
         };
+        // The group each parameter trains in now (after a `split`, not the body's own).
+        let group_of = |keep: &dyn Fn(&str) -> bool| {
+            params().find(|(_, (name, _))| keep(name)).map(|(g, _)| g)
+        };
         let s = self.model.size as i64;
         let x = Tensor::zeros([1, 3, s, s], (Kind::Float, self.model.device()));
         let mut rows = Vec::new();
@@ -68,18 +72,19 @@ impl Learner {
                 let mut x = self.model.forward_layout(&x);
                 for stage in &cnn.body {
                     x = stage.module.forward_t(&x, false);
-                    let (params, trainable) = count(&|name| {
+                    let in_stage = |name: &str| {
                         stage
                             .paths
                             .iter()
                             .any(|p| name.starts_with(&format!("{p}.")))
-                    });
+                    };
+                    let (params, trainable) = count(&in_stage);
                     rows.push(SummaryRow {
                         layer: stage.name.clone(),
                         output_shape: x.size(),
                         params,
                         trainable,
-                        group: stage.group,
+                        group: group_of(&in_stage).unwrap_or(stage.group),
                     });
                 }
                 let out = cnn.head.forward_t(&x, false);
@@ -90,7 +95,8 @@ impl Learner {
                     output_shape: out.size(),
                     params,
                     trainable,
-                    group: self.n_groups() - 1,
+                    group: group_of(&|name| name.starts_with("head."))
+                        .unwrap_or(self.n_groups() - 1),
                 });
             }
             None => {

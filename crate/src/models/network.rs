@@ -109,10 +109,15 @@ pub(crate) fn param_groups(vs: &nn::VarStore) -> Vec<Vec<(String, Tensor)>> {
     let group_of: HashMap<usize, usize> = vars
         .trainable_variables
         .iter()
+        // Zero-element tensors have no storage to tell them apart: none are parameters.
+        .filter(|v| v.tensor.numel() > 0)
         .map(|v| (v.tensor.data_ptr() as usize, v.group))
         .collect();
     let mut groups: BTreeMap<usize, Vec<(String, Tensor)>> = BTreeMap::new();
     for (name, t) in &vars.named_variables {
+        if t.numel() == 0 {
+            continue;
+        }
         if let Some(&g) = group_of.get(&(t.data_ptr() as usize)) {
             groups
                 .entry(g)

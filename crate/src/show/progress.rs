@@ -113,8 +113,9 @@ impl Progress {
             Live::InPlace => Box::new(std::io::stdout()),
             _ => Box::new(std::io::stderr()),
         };
+        // FASTVISION_PROGRESS_EVERY under a second redraws an in-place line that often too.
         let every = match live {
-            Live::InPlace => IN_PLACE_EVERY,
+            Live::InPlace => IN_PLACE_EVERY.min(crate::config::progress_every()),
             _ => crate::config::progress_every(),
         };
         Progress::with(what, total, live, out, every)

@@ -277,7 +277,12 @@ impl Renderer for LogRenderer {
     }
     fn end(&mut self, row: Option<&[String]>) {
         if let Some(p) = self.progress.take() {
-            p.finish();
+            // Without a row the step stopped where it was: its count, not the total.
+            if row.is_some() {
+                p.finish();
+            } else {
+                p.finish_short();
+            }
         }
         if let Some(row) = row {
             let mut cells = self.columns.iter().zip(row);
