@@ -11,7 +11,7 @@ Results go to stdout and to bench/RESULTS.md, section "Own photos".
 """
 import argparse, datetime, json, os, re, statistics, tempfile
 
-from run import HERE, cpu_name, env_with_weights, replace_section, run, versions
+from run import HERE, cpu_name, env_with_weights, replace_section, run, shown_path, versions
 
 
 def mean_sd(xs):
@@ -173,7 +173,7 @@ def main():
         f"Latest `make bench-photos` run, {datetime.date.today().isoformat()}: {cpu_name()}, "
         f"{os.cpu_count()} cores, {args.threads} threads for both tools; fastai {torch_v[1]} on torch "
         f"{torch_v[0]}, fastai with `num_workers={args.threads}`. Each run is a fresh process.\n\n"
-        f"- Data: `{args.data}` ({n_train} training and {n_valid} validation photos), 20 classes of "
+        f"- Data: `{shown_path(args.data)}` ({n_train} training and {n_valid} validation photos), 20 classes of "
         f"Caltech 101 (CC BY 4.0, made by `scripts/caltech101.py`; see bench/README.md). Natural "
         f"photos of many shapes, most 300 px wide and 114 to 300 px tall, some greyscale.\n"
         f"- Both tools: labels by `from_name_re` (the pets lesson's pattern), the same validation "
