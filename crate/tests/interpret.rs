@@ -195,6 +195,15 @@ fn a_131_class_matrix_is_drawn_readably() {
         .map(|(a, b)| (*a as i32 - *b as i32).abs())
         .sum::<i32>();
     assert!(far > 200, "1 and 20 look alike: {one:?} {twenty:?}");
+    // No mistake at all: the mistakes-only view is still a picture (the whole matrix, so
+    // titled), not an error in the middle of a notebook.
+    let perfect = plot_confusion(
+        &(Tensor::eye(3, (Kind::Int64, tch::Device::Cpu)) * 5),
+        &classes[..3],
+        fastvision::interpret::ConfusionPlot::new().only_mistakes(),
+    )
+    .unwrap();
+    assert!(perfect.size().0 > 200);
     let two = plot_confusion(
         &Tensor::from_slice(&[9i64, 1, 2, 8]).view([2, 2]),
         &classes[..2],

@@ -58,7 +58,7 @@ impl ConfusionPlot {
         self.normalize = true;
         self
     }
-    /// Only the classes involved in a mistake.
+    /// Only the classes involved in a mistake (all of them, titled so, when there is none).
     pub fn only_mistakes(mut self) -> Self {
         self.only_mistakes = true;
         self
@@ -105,18 +105,16 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
                 .collect()
         })
         .collect();
-    let keep: Vec<usize> = if only_mistakes {
-        (0..c)
-            .filter(|&i| (0..c).any(|j| j != i && (counts[i][j] > 0 || counts[j][i] > 0)))
-            .collect()
+    let mistaken: Vec<usize> = (0..c)
+        .filter(|&i| (0..c).any(|j| j != i && (counts[i][j] > 0 || counts[j][i] > 0)))
+        .collect();
+    // With no mistake at all, the mistakes-only view is the whole matrix, and its title says so.
+    let no_mistakes = only_mistakes && mistaken.is_empty();
+    let keep: Vec<usize> = if only_mistakes && !no_mistakes {
+        mistaken
     } else {
         (0..c).collect()
     };
-    if keep.is_empty() {
-        return Err(Error::InvalidArgument(
-            "no mistakes to show: every prediction is right (leave only_mistakes off)".into(),
-        ));
-    }
     let n = keep.len();
     let values: Vec<Vec<f64>> = keep
         .iter()
@@ -177,7 +175,9 @@ pub fn plot_confusion(cm: &Tensor, classes: &[String], opts: ConfusionPlot) -> R
     );
     let tick_font = tick_font * s;
     let show_text = cell_f >= 26.0;
-    let title = if normalize {
+    let title = if no_mistakes {
+        "Confusion matrix: no mistakes, every prediction is right"
+    } else if normalize {
         "Confusion matrix (rows sum to 1): right in blue, mistakes in orange"
     } else {
         "Confusion matrix: right in blue, mistakes in orange (darker: more)"
