@@ -40,11 +40,14 @@ pub mod prelude {
     pub use crate::data::download::{download_kaggle_dataset, fruits360_layout, untar_data};
     pub use crate::data::folder::DatasetType;
     pub use crate::data::from_names::get_image_files;
+    pub use crate::data::image::Decode;
     pub use crate::data::image::ResizeMethod;
     pub use crate::interpret::{ConfusionPlot, TopLosses};
     pub use crate::learner::CnnOptions;
+    pub use crate::learner::callbacks::{EarlyStopping, GradientClipping, NanGuard, SaveModel};
     pub use crate::learner::lr_curve::{LrCurve, LrPlot};
     pub use crate::learner::lr_find::LrFind;
+    pub use crate::learner::metrics::MetricFn;
     pub use crate::learner::optim::{AdamW, OptFunc, Optimizer, Sgd, adamw, sgd};
     pub use crate::learner::tta::Tta;
     pub use crate::lesson::{DataSource, Settings, photos_path};
@@ -56,7 +59,7 @@ pub mod prelude {
         Result, Stats, Transforms, VerifyOptions, VerifyReport, accuracy, cnn_learner,
         cnn_learner_with, default_device, error_rate, generate_sample, get_transforms,
         imagenet_stats, load_learner, mobilenet_v2, resnet18, resnet34, resnet50, seed_everything,
-        slice, verify_images,
+        slice, top_k_accuracy, verify_images,
     };
     pub use std::path::{Path, PathBuf};
     pub use tch::Tensor;
