@@ -63,10 +63,7 @@ struct AdamState {
 impl Param {
     /// The gradient, when the parameter is trainable and has one.
     fn grad(&self) -> Option<Tensor> {
-        if !self.tensor.requires_grad() {
-            return None;
-        }
-        Some(self.tensor.grad()).filter(Tensor::defined)
+        trainable_grad(&self.tensor)
     }
 }
 
@@ -159,11 +156,7 @@ impl AdamW {
     /// assert_eq!(opt.state()[0].step, 0, "a skipped step does not count");
     /// ```
     pub fn skip_step_if(&mut self, found_inf: &Tensor) {
-        // Two scalers (the learner's own and one passed to a fit) each add their flag.
-        self.found_inf = Some(match self.found_inf.take() {
-            Some(earlier) => earlier.maximum(found_inf),
-            None => found_inf.shallow_clone(),
-        });
+        merge_flag(&mut self.found_inf, found_inf);
     }
 
     /// Zeroes the gradients of trainable parameters, in one launch.
@@ -471,6 +464,15 @@ impl Sgd {
     }
 }
 
+/// Adds a skip flag to the ones given since the last zero_grad: two scalers (the learner's own
+/// and one passed to a fit) each add theirs, and any non-zero one skips the step.
+fn merge_flag(flags: &mut Option<Tensor>, found_inf: &Tensor) {
+    *flags = Some(match flags.take() {
+        Some(earlier) => earlier.maximum(found_inf),
+        None => found_inf.shallow_clone(),
+    });
+}
+
 /// A copy of `saved` in `param`'s memory layout, on its device.
 fn in_layout_of(param: &Tensor, saved: &Tensor) -> Tensor {
     tch::no_grad(|| {
@@ -541,10 +543,7 @@ impl Optimizer for Sgd {
             .collect()
     }
     fn skip_step_if(&mut self, found_inf: &Tensor) {
-        self.found_inf = Some(match self.found_inf.take() {
-            Some(earlier) => earlier.maximum(found_inf),
-            None => found_inf.shallow_clone(),
-        });
+        merge_flag(&mut self.found_inf, found_inf);
     }
     fn state(&self) -> OptimizerState {
         self.params()
