@@ -273,6 +273,68 @@ fn save_model_ends_with_the_best_epoch_weights() {
 }
 
 #[test]
+fn save_model_including_start_never_ends_worse_than_it_began() {
+    // A fit that helps: an untrained head improves, so an epoch wins over the start.
+    let (tmp, mut learn) = learner(17, &[error_rate]);
+    learn.model_dir = tmp.path().join("models");
+    let mut keep = SaveModel::new("valid_loss", "stage-1").including_start();
+    learn.fit_one_cycle_with(2, 1e-2, &mut [&mut keep]).unwrap();
+    let first: Vec<f64> = learn
+        .recorder
+        .epochs
+        .iter()
+        .map(|e| e.valid_loss.unwrap())
+        .collect();
+    let untrained = keep.start_value.expect("the start was validated");
+    let best = first.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(
+        best < untrained,
+        "training helped: {untrained} -> {first:?}"
+    );
+    assert!(keep.best_epoch.is_some(), "an epoch beat the start");
+    let (kept, _) = learn.validate().unwrap();
+    assert!((kept - best).abs() < 1e-5, "{kept} vs {best}");
+
+    // A fit that only hurts: a learning rate far too large, the whole network unfrozen.
+    let start = learn.model.snapshot();
+    learn.unfreeze();
+    let mut keep = SaveModel::new("valid_loss", "stage-2").including_start();
+    learn.fit_one_cycle_with(2, 1.0, &mut [&mut keep]).unwrap();
+    let wrecked: Vec<f64> = learn
+        .recorder
+        .epochs
+        .iter()
+        .map(|e| e.valid_loss.unwrap())
+        .collect();
+    let start_loss = keep.start_value.unwrap();
+    assert!((start_loss - kept).abs() < 1e-5, "{start_loss} vs {kept}");
+    assert!(
+        wrecked.iter().all(|l| !(*l < start_loss)),
+        "every epoch is worse than the start: {start_loss} -> {wrecked:?}"
+    );
+    assert_eq!(keep.best_epoch, None, "no epoch beat the start");
+    assert!(
+        common::weights_equal(&start, &learn.model.snapshot()),
+        "the learner holds the weights it started from again"
+    );
+    assert!(tmp.path().join("models/stage-2.safetensors").is_file());
+
+    // The starting weights are compared by a validation figure; the training loss is none.
+    let err = learn
+        .fit_with(
+            1,
+            1e-4,
+            &mut [&mut SaveModel::new("train_loss", "x").including_start()],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("including_start") && err.contains("train_loss") && err.contains("valid_loss"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_interrupt_stops_after_the_current_batch() {
     let (_tmp, mut learn) = learner(18, &[error_rate]);
     let stop = Interrupt::new();

@@ -6,7 +6,9 @@ use crate::learner::fit::{Callback, FitContext};
 
 /// Saves the model (`learn.save(name)`) whenever `monitor` improves, and loads the best one
 /// back when training ends, so the learner finishes with its best epoch's weights. With
-/// [`SaveModel::every_epoch`] it saves `name_<epoch>` after every epoch instead.
+/// [`SaveModel::every_epoch`] it saves `name_<epoch>` after every epoch instead; with
+/// [`SaveModel::including_start`] the weights the fit starts from are a candidate too, so a
+/// fine-tune that only makes the model worse ends where it began.
 ///
 /// ```no_run
 /// use fastvision::learner::callbacks::SaveModel;
@@ -22,6 +24,11 @@ pub struct SaveModel {
     pub every_epoch: bool,
     /// The epoch whose weights were saved last.
     pub best_epoch: Option<usize>,
+    /// Whether the starting weights compete ([`SaveModel::including_start`]).
+    pub including_start: bool,
+    /// The monitored value of the starting weights, when they competed: `best_epoch` still
+    /// `None` after the fit means none of its epochs beat it and the learner holds them again.
+    pub start_value: Option<f64>,
 }
 
 impl SaveModel {
@@ -32,7 +39,31 @@ impl SaveModel {
             name: name.to_string(),
             every_epoch: false,
             best_epoch: None,
+            including_start: false,
+            start_value: None,
         }
+    }
+
+    /// Lets the weights the fit starts from compete with its epochs: before the first epoch
+    /// they are validated (one pass over the validation set) and saved as `name`, and an
+    /// epoch is kept only if it beats them. A fine-tune that makes the monitored value worse
+    /// in every epoch then ends with the weights it started from, whatever the machine's
+    /// rounding made of it; fastai's callback would keep the best of the worse epochs.
+    /// `monitor` must be a validation figure (`valid_loss` or a metric).
+    ///
+    /// ```no_run
+    /// use fastvision::learner::callbacks::SaveModel;
+    /// # let mut learn: fastvision::Learner = unimplemented!();
+    /// let mut keep = SaveModel::new("valid_loss", "stage-2").including_start();
+    /// learn.fit_one_cycle_with(2, fastvision::slice(1e-6, 1e-4), &mut [&mut keep]).unwrap();
+    /// match keep.best_epoch {
+    ///     Some(e) => println!("kept epoch {e}"),
+    ///     None => println!("kept the starting weights"),
+    /// }
+    /// ```
+    pub fn including_start(mut self) -> Self {
+        self.including_start = true;
+        self
     }
 
     /// Saves `name_<epoch>` after every epoch.
@@ -49,9 +80,25 @@ impl SaveModel {
 }
 
 impl Callback for SaveModel {
-    fn on_train_begin(&mut self, _cx: &mut FitContext) -> Result<()> {
+    fn on_train_begin(&mut self, cx: &mut FitContext) -> Result<()> {
         self.tracker.best = None;
         self.best_epoch = None;
+        self.start_value = None;
+        if self.including_start && !self.every_epoch {
+            let monitor = &self.tracker.monitor;
+            let value = cx.learn.metric(monitor).map_err(|e| {
+                crate::Error::InvalidArgument(format!(
+                    "SaveModel::including_start validates the starting weights by {monitor:?}, \
+                     which must be valid_loss or a metric: {e}"
+                ))
+            })?;
+            cx.learn.save(&self.name)?;
+            // A NaN start (a broken model) is no candidate: the first finite epoch beats it.
+            if value.is_finite() {
+                self.tracker.best = Some(value);
+            }
+            self.start_value = Some(value);
+        }
         Ok(())
     }
     fn on_epoch_end(&mut self, cx: &mut FitContext) -> Result<()> {
@@ -65,7 +112,8 @@ impl Callback for SaveModel {
         Ok(())
     }
     fn on_train_end(&mut self, cx: &mut FitContext) -> Result<()> {
-        if !self.every_epoch && self.best_epoch.is_some() {
+        let start_won = self.start_value.is_some_and(f64::is_finite);
+        if !self.every_epoch && (self.best_epoch.is_some() || start_won) {
             cx.learn.load(&self.name)?;
         }
         Ok(())
