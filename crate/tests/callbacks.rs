@@ -5,7 +5,8 @@
 mod common;
 
 use fastvision::learner::callbacks::{
-    EarlyStopping, GradientClipping, Interrupt, MixedPrecision, NanGuard, SaveModel,
+    EarlyStopping, GradientClipping, Interrupt, MixedPrecision, NanGuard, Precision, SaveModel,
+    autocast,
 };
 use fastvision::learner::fit::{Callback, FitContext};
 use fastvision::learner::metrics::MetricFn;
@@ -13,7 +14,7 @@ use fastvision::learner::one_cycle::OneCycle;
 use fastvision::learner::progress::ProgressTable;
 use fastvision::models::Mode;
 use fastvision::{Learner, accuracy, cnn_learner, error_rate, mobilenet_v2, top_k_accuracy};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 fn learner(seed: u64, metrics: &[MetricFn]) -> (tempfile::TempDir, Learner) {
     let tmp = tempfile::tempdir().unwrap();
@@ -277,7 +278,8 @@ fn save_model_including_start_never_ends_worse_than_it_began() {
     // A fit that helps: an untrained head improves, so an epoch wins over the start.
     let (tmp, mut learn) = learner(17, &[error_rate]);
     learn.model_dir = tmp.path().join("models");
-    let mut keep = SaveModel::new("valid_loss", "stage-1").including_start();
+    // One callback for both fits: what it found in the first must not leak into the second.
+    let mut keep = SaveModel::new("valid_loss", "kept").including_start();
     learn.fit_one_cycle_with(2, 1e-2, &mut [&mut keep]).unwrap();
     let first: Vec<f64> = learn
         .recorder
@@ -298,7 +300,6 @@ fn save_model_including_start_never_ends_worse_than_it_began() {
     // A fit that only hurts: a learning rate far too large, the whole network unfrozen.
     let start = learn.model.snapshot();
     learn.unfreeze();
-    let mut keep = SaveModel::new("valid_loss", "stage-2").including_start();
     learn.fit_one_cycle_with(2, 1.0, &mut [&mut keep]).unwrap();
     let wrecked: Vec<f64> = learn
         .recorder
@@ -317,7 +318,7 @@ fn save_model_including_start_never_ends_worse_than_it_began() {
         common::weights_equal(&start, &learn.model.snapshot()),
         "the learner holds the weights it started from again"
     );
-    assert!(tmp.path().join("models/stage-2.safetensors").is_file());
+    assert!(tmp.path().join("models/kept.safetensors").is_file());
 
     // The starting weights are compared by a validation figure; the training loss is none.
     let err = learn
@@ -330,6 +331,40 @@ fn save_model_including_start_never_ends_worse_than_it_began() {
         .to_string();
     assert!(
         err.contains("including_start") && err.contains("train_loss") && err.contains("valid_loss"),
+        "{err}"
+    );
+}
+
+#[test]
+fn save_model_including_start_scores_the_start_as_the_fit_scores_its_epochs() {
+    let (tmp, mut learn) = learner(21, &[error_rate]);
+    learn.model_dir = tmp.path().join("models");
+    learn.to_bf16();
+    let fp32 = learn.validate().unwrap().0;
+    let bf16 = autocast(Device::Cpu, Precision::BFloat16, || {
+        learn.validate().unwrap().0
+    });
+    assert_ne!(fp32, bf16, "bf16 rounds the validation loss differently");
+    let mut keep = SaveModel::new("valid_loss", "kept").including_start();
+    learn.fit_one_cycle_with(1, 1e-6, &mut [&mut keep]).unwrap();
+    assert_eq!(
+        keep.start_value,
+        Some(bf16),
+        "the start is validated under the fit's bf16 autocast, as its epochs are (fp32: {fp32})"
+    );
+    // Keeping every epoch and keeping the best of them with the start contradict each other.
+    let err = learn
+        .fit_with(
+            1,
+            1e-6,
+            &mut [&mut SaveModel::new("valid_loss", "x")
+                .including_start()
+                .every_epoch()],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("every_epoch") && err.contains("including_start"),
         "{err}"
     );
 }

@@ -92,10 +92,16 @@ impl MixedPrecision {
 
     /// Autocast for the model's device: bf16 anywhere, fp16 on CUDA only.
     fn enter(&mut self, cx: &FitContext) {
-        let device = cx.learn.model.device();
-        if self.on.is_none() && (self.precision == Precision::BFloat16 || device.is_cuda()) {
-            self.on = Some(AutocastGuard::enter(device, self.precision));
+        if self.on.is_none() {
+            self.on = self.autocast_on(cx.learn.model.device());
         }
+    }
+
+    /// The autocast this callback computes a forward pass under on `device` (bf16 anywhere,
+    /// fp16 on CUDA only), for another callback that validates as the fit does.
+    pub(crate) fn autocast_on(&self, device: tch::Device) -> Option<AutocastGuard> {
+        (self.precision == Precision::BFloat16 || device.is_cuda())
+            .then(|| AutocastGuard::enter(device, self.precision))
     }
 
     /// Starts from another scale. The scale lives on the device as an f32, as torch's

@@ -1,6 +1,6 @@
 //! Keeps the best model of a fit (fastai's `SaveModelCallback`).
 
-use super::{Mode, Tracker};
+use super::{MixedPrecision, Mode, Tracker};
 use crate::Result;
 use crate::learner::fit::{Callback, FitContext};
 
@@ -26,8 +26,9 @@ pub struct SaveModel {
     pub best_epoch: Option<usize>,
     /// Whether the starting weights compete ([`SaveModel::including_start`]).
     pub including_start: bool,
-    /// The monitored value of the starting weights, when they competed: `best_epoch` still
-    /// `None` after the fit means none of its epochs beat it and the learner holds them again.
+    /// The monitored value of the starting weights, when they competed. When it is finite
+    /// and `best_epoch` is still `None` after the fit, no epoch beat it and the learner holds
+    /// the starting weights again; a non-finite start (a broken model) never wins.
     pub start_value: Option<f64>,
 }
 
@@ -49,7 +50,10 @@ impl SaveModel {
     /// epoch is kept only if it beats them. A fine-tune that makes the monitored value worse
     /// in every epoch then ends with the weights it started from, whatever the machine's
     /// rounding made of it; fastai's callback would keep the best of the worse epochs.
-    /// `monitor` must be a validation figure (`valid_loss` or a metric).
+    /// `monitor` must be a validation figure (`valid_loss` or a metric); the start is
+    /// validated under the fit's mixed precision, as its epochs are, and not at all in a run
+    /// that does not validate (`lr_find`). It cannot be combined with
+    /// [`SaveModel::every_epoch`], which keeps every epoch rather than the best.
     ///
     /// ```no_run
     /// use fastvision::learner::callbacks::SaveModel;
@@ -84,9 +88,23 @@ impl Callback for SaveModel {
         self.tracker.best = None;
         self.best_epoch = None;
         self.start_value = None;
-        if self.including_start && !self.every_epoch {
+        if self.including_start && self.every_epoch {
+            return Err(crate::Error::InvalidArgument(
+                "SaveModel: including_start keeps the best of the start and the epochs, \
+                 every_epoch keeps them all; choose one"
+                    .into(),
+            ));
+        }
+        if self.including_start && cx.validate {
             let monitor = &self.tracker.monitor;
-            let value = cx.learn.metric(monitor).map_err(|e| {
+            // Scored as the epochs will be: under the fit's autocast, if it has one.
+            let device = cx.learn.model.device();
+            let autocast = cx
+                .cb::<MixedPrecision>()
+                .and_then(|mp| mp.autocast_on(device));
+            let value = cx.learn.metric(monitor);
+            drop(autocast);
+            let value = value.map_err(|e| {
                 crate::Error::InvalidArgument(format!(
                     "SaveModel::including_start validates the starting weights by {monitor:?}, \
                      which must be valid_loss or a metric: {e}"
