@@ -23,6 +23,14 @@ fn learner(seed: u64, metrics: &[MetricFn]) -> (tempfile::TempDir, Learner) {
     (tmp, learn)
 }
 
+/// The error of a one-epoch fit that `cb` must refuse.
+fn refused_fit(learn: &mut Learner, cb: &mut dyn Callback) -> String {
+    learn
+        .fit_with(1, 1e-4, &mut [cb])
+        .expect_err("the callback refuses the fit")
+        .to_string()
+}
+
 #[test]
 fn an_overflowed_fp16_step_is_skipped_but_still_a_batch() {
     let (_tmp, mut plain) = learner(11, &[error_rate]);
@@ -238,10 +246,7 @@ fn early_stopping_ends_the_fit_when_nothing_improves() {
         .fold(f64::MIN, f64::max);
     assert_eq!(es.best(), Some(best), "higher is better for accuracy");
 
-    let err = learn
-        .fit_with(1, 1e-4, &mut [&mut EarlyStopping::new("f1")])
-        .unwrap_err()
-        .to_string();
+    let err = refused_fit(&mut learn, &mut EarlyStopping::new("f1"));
     assert!(
         err.contains("'f1'") && err.contains("valid_loss") && err.contains("error_rate"),
         "{err}"
@@ -322,14 +327,10 @@ fn save_model_including_start_never_ends_worse_than_it_began() {
     assert!(tmp.path().join("models/kept.safetensors").is_file());
 
     // The starting weights are compared by a validation figure; the training loss is none.
-    let err = learn
-        .fit_with(
-            1,
-            1e-4,
-            &mut [&mut SaveModel::new("train_loss", "x").including_start()],
-        )
-        .unwrap_err()
-        .to_string();
+    let err = refused_fit(
+        &mut learn,
+        &mut SaveModel::new("train_loss", "x").including_start(),
+    );
     assert!(
         err.contains("including_start") && err.contains("train_loss") && err.contains("valid_loss"),
         "{err}"
@@ -354,16 +355,12 @@ fn save_model_including_start_scores_the_start_as_the_fit_scores_its_epochs() {
         "the start is validated under the fit's bf16 autocast, as its epochs are (fp32: {fp32})"
     );
     // Keeping every epoch and keeping the best of them with the start contradict each other.
-    let err = learn
-        .fit_with(
-            1,
-            1e-6,
-            &mut [&mut SaveModel::new("valid_loss", "x")
-                .including_start()
-                .every_epoch()],
-        )
-        .unwrap_err()
-        .to_string();
+    let err = refused_fit(
+        &mut learn,
+        &mut SaveModel::new("valid_loss", "x")
+            .including_start()
+            .every_epoch(),
+    );
     assert!(
         err.contains("every_epoch") && err.contains("including_start"),
         "{err}"

@@ -60,10 +60,7 @@ impl SaveModel {
     /// # let mut learn: fastvision::Learner = unimplemented!();
     /// let mut keep = SaveModel::new("valid_loss", "stage-2").including_start();
     /// learn.fit_one_cycle_with(2, fastvision::slice(1e-6, 1e-4), &mut [&mut keep]).unwrap();
-    /// match keep.best_epoch {
-    ///     Some(e) => println!("kept epoch {e}"),
-    ///     None => println!("kept the starting weights"),
-    /// }
+    /// let kept_the_start = keep.best_epoch.is_none();
     /// ```
     pub fn including_start(mut self) -> Self {
         self.including_start = true;
