@@ -193,21 +193,23 @@ impl ClassificationInterpretation {
     }
 
     /// The item with the `rank`-th largest loss (0: the largest): its index, its file and its
-    /// loss, so a cell names it without tensor indexing.
+    /// loss, so a cell names it without tensor indexing. The file is the path itself, not a
+    /// borrow of the interpretation, so a notebook cell can keep it in a `let` (evcxr keeps a
+    /// cell's variables for the next cells only when they borrow nothing).
     ///
     /// ```no_run
     /// # let interp: fastvision::ClassificationInterpretation = unimplemented!();
     /// let (i, file, loss) = interp.top_loss(0).unwrap();
     /// println!("largest loss {loss:.2}, item {i} ({})", file.display());
     /// ```
-    pub fn top_loss(&self, rank: usize) -> Option<(usize, &std::path::Path, f64)> {
+    pub fn top_loss(&self, rank: usize) -> Option<(usize, std::path::PathBuf, f64)> {
         let (losses, idxs) = self.top_losses_k(rank + 1);
         let r = rank as i64;
         if losses.size()[0] <= r {
             return None;
         }
         let i = idxs.int64_value(&[r]) as usize;
-        Some((i, self.items[i].as_path(), losses.double_value(&[r])))
+        Some((i, self.items[i].clone(), losses.double_value(&[r])))
     }
 
     /// The `k` largest losses and their item indices, largest first (fastai's

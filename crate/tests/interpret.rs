@@ -63,6 +63,14 @@ fn interpretation_is_consistent_and_plots_read_well() {
             "item {i}: loss {l}, recomputed {ce}"
         );
     }
+    // top_loss(rank): the same ranking, named by item, file and loss; past the end, nothing.
+    for rank in [0, 1, idx.len() - 1] {
+        let (i, file, loss) = interp.top_loss(rank).unwrap();
+        assert_eq!(i as i64, idx[rank], "rank {rank}");
+        assert_eq!(file, interp.items[i], "rank {rank}");
+        assert!((loss - losses[rank]).abs() < 1e-6, "rank {rank}: {loss}");
+    }
+    assert!(interp.top_loss(idx.len()).is_none());
     let df = interp.top_losses_df(5);
     assert_eq!(
         df.get_column_names(),
