@@ -30,11 +30,12 @@ const PICTURES2: [&str; 6] = [
 ];
 
 /// The cells whose output must hold a picture, by their tag in the notebook.
-const PICTURES: [&str; 5] = [
+const PICTURES: [&str; 6] = [
     "show_batch",
     "plot_losses",
     "top_losses",
     "confusion_matrix",
+    "confusion_mistakes",
     "lr_find",
 ];
 
@@ -79,8 +80,6 @@ fn streams(cell: &Value) -> String {
         .collect()
 }
 
-/// The last error_rate in a fit table (the recorder's HTML: epoch, train_loss, valid_loss,
-/// error_rate, time).
 /// The rows of a fit cell's progress table as it streamed: epoch, train_loss, valid_loss, the
 /// metrics and the time, one row per epoch.
 fn table_rows(cell: &Value) -> Vec<Vec<String>> {
@@ -123,6 +122,67 @@ fn last_error_rate(html: &str) -> f64 {
         .get(3)
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no error_rate in the fit table: {html}"))
+}
+
+/// A cell's value shown as text, trimmed (evcxr's `text/plain`).
+fn shown_text(cell: &Value) -> String {
+    output_data(cell, "text/plain").concat().trim().to_string()
+}
+
+/// No cell shows `()`: a cell that ends in a call returning nothing ends with `;`.
+fn assert_no_unit_outputs(nb: &Value) {
+    for cell in nb["cells"].as_array().unwrap() {
+        assert_ne!(
+            shown_text(cell),
+            "()",
+            "a cell shows (): end it with ';': {}",
+            text(&cell["source"])
+        );
+    }
+}
+
+/// The fine-tune keeps the best weights it saw: of the weights it started from (the frozen
+/// fit's last epoch, which lr_find put back) and its own epochs, the one with the lowest
+/// valid_loss, which the `kept` cell names and whose error rate it shows.
+fn assert_kept_the_best(nb: &Value) {
+    let frozen = table_rows(tagged(nb, "fit"));
+    let tuned = table_rows(tagged(nb, "fine_tune"));
+    assert!(
+        !frozen.is_empty() && !tuned.is_empty(),
+        "fit tables: {frozen:?} {tuned:?}"
+    );
+    let num = |row: &[String], i: usize| -> f64 {
+        row[i]
+            .parse()
+            .unwrap_or_else(|_| panic!("column {i} of {row:?}"))
+    };
+    let start = frozen.last().unwrap();
+    let (mut best, mut best_loss, mut best_error) = (
+        "the starting weights".to_string(),
+        num(start, 2),
+        num(start, 3),
+    );
+    for row in &tuned {
+        if num(row, 2) < best_loss {
+            best = format!("epoch {}", row[0]);
+            (best_loss, best_error) = (num(row, 2), num(row, 3));
+        }
+    }
+    let kept = tagged(nb, "kept");
+    // The line the cell prints, beside the progress line of the validation it runs.
+    let said = streams(kept)
+        .lines()
+        .filter_map(|l| l.rsplit('\r').next())
+        .find(|l| l.starts_with("kept: "))
+        .map(str::to_string);
+    assert_eq!(said, Some(format!("kept: {best}")), "{tuned:?}");
+    let error: f64 = shown_text(kept)
+        .parse()
+        .unwrap_or_else(|_| panic!("the kept cell shows no number: {kept}"));
+    assert!(
+        (error - best_error).abs() < 5e-7,
+        "kept error_rate {error}, the best row's {best_error} ({best}): {start:?} {tuned:?}"
+    );
 }
 
 /// Each value shows once: a cell's streamed text never repeats its table's caption (the data
@@ -181,13 +241,15 @@ fn the_committed_notebook_is_short_and_shows_everything_once() {
         .iter()
         .map(|t| output_data(tagged(&nb, t), "image/png").len())
         .sum();
-    assert!(pngs >= 5, "{pngs} inline pictures");
+    assert!(pngs >= PICTURES.len(), "{pngs} inline pictures");
     for cell in nb["cells"].as_array().unwrap() {
         for o in cell["outputs"].as_array().into_iter().flatten() {
             assert_ne!(o["output_type"], "error", "a committed cell failed: {o}");
         }
     }
     assert_no_repeated_tables(&nb);
+    assert_no_unit_outputs(&nb);
+    assert_kept_the_best(&nb);
 }
 
 /// The committed second notebook: executed, without errors, every picture in place.
@@ -246,6 +308,7 @@ fn assert_second_notebook(nb: &Value) {
             colours.len()
         );
     }
+    assert_no_unit_outputs(nb);
     let tta = streams(tagged(nb, "tta"));
     assert!(tta.contains("with TTA"), "{tta}");
     let gallery = output_data(tagged(nb, "cleaner"), "text/html").concat();
@@ -508,6 +571,8 @@ fn the_lesson_notebook_runs_headless_and_shows_every_picture() {
     );
     let tuned = last_error_rate_of(tagged(&coalesced, "fine_tune"));
     assert!(tuned < limit, "error_rate after fine-tuning: {tuned}");
+    assert_kept_the_best(&coalesced);
+    assert_no_unit_outputs(&coalesced);
 
     let confused = output_data(tagged(&nb, "most_confused"), "text/html").concat();
     assert!(
@@ -554,6 +619,7 @@ const PICTURES3: [&str; 4] = ["show_batch", "top_losses", "confusion_matrix", "l
 /// no errors, every picture, the data's summary, a four-row fit table and a prediction.
 fn assert_own_photos_notebook(nb: &Value, photos: usize, classes: usize) {
     assert_ran_with_pictures(nb, NOTEBOOK3, &PICTURES3);
+    assert_no_unit_outputs(nb);
     let fnames = streams(tagged(nb, "fnames"));
     assert!(fnames.contains(&format!("{photos} photos")), "{fnames}");
     let databunch = output_data(tagged(nb, "databunch"), "text/html").concat();
