@@ -253,18 +253,23 @@ fn early_stopping_ends_the_fit_when_nothing_improves() {
     );
 }
 
+/// The validation loss of each epoch of the learner's last fit.
+fn valid_losses(learn: &Learner) -> Vec<f64> {
+    learn
+        .recorder
+        .epochs
+        .iter()
+        .map(|e| e.valid_loss.unwrap())
+        .collect()
+}
+
 #[test]
 fn save_model_ends_with_the_best_epoch_weights() {
     let (tmp, mut learn) = learner(17, &[error_rate]);
     learn.model_dir = tmp.path().join("models");
     let mut save = SaveModel::new("valid_loss", "best");
     learn.fit_one_cycle_with(3, 1e-2, &mut [&mut save]).unwrap();
-    let losses: Vec<f64> = learn
-        .recorder
-        .epochs
-        .iter()
-        .map(|e| e.valid_loss.unwrap())
-        .collect();
+    let losses = valid_losses(&learn);
     let best = (0..losses.len())
         .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
         .unwrap();
@@ -286,12 +291,7 @@ fn save_model_including_start_never_ends_worse_than_it_began() {
     // One callback for both fits: what it found in the first must not leak into the second.
     let mut keep = SaveModel::new("valid_loss", "kept").including_start();
     learn.fit_one_cycle_with(2, 1e-2, &mut [&mut keep]).unwrap();
-    let first: Vec<f64> = learn
-        .recorder
-        .epochs
-        .iter()
-        .map(|e| e.valid_loss.unwrap())
-        .collect();
+    let first = valid_losses(&learn);
     let untrained = keep.start_value.expect("the start was validated");
     let best = first.iter().copied().fold(f64::INFINITY, f64::min);
     assert!(
@@ -306,12 +306,7 @@ fn save_model_including_start_never_ends_worse_than_it_began() {
     let start = learn.model.snapshot();
     learn.unfreeze();
     learn.fit_one_cycle_with(2, 1.0, &mut [&mut keep]).unwrap();
-    let wrecked: Vec<f64> = learn
-        .recorder
-        .epochs
-        .iter()
-        .map(|e| e.valid_loss.unwrap())
-        .collect();
+    let wrecked = valid_losses(&learn);
     let start_loss = keep.start_value.unwrap();
     assert!((start_loss - kept).abs() < 1e-5, "{start_loss} vs {kept}");
     assert!(
