@@ -99,7 +99,7 @@ spec = {
         "FASTVISION_STREAM_CR": "$EVCXR_PATCH",
         # fastvision::device::tune_allocator's settings, applied by glibc as the kernel starts,
         # since a library must not retune its host process's allocator from a cell.
-        "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=67108864:glibc.malloc.arena_max=2",
+        "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.top_pad=67108864:glibc.malloc.arena_max=1",
     },
 }
 with open(sys.argv[1], "w") as f:

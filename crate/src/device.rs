@@ -8,10 +8,17 @@ use tch::{Cuda, Device};
 pub const DEVICE_ENV: &str = "FASTVISION_DEVICE";
 
 /// Keeps freed tensor memory in the process instead of handing it back to the kernel after
-/// every batch. With glibc's defaults each batch's large tensors are mapped and unmapped
-/// again, and the page faults cost a large share of a CPU training step in system time. Two
-/// arenas instead of one per thread keep the loader's and libtorch's threads from each holding
-/// their own free memory, which lowers the peak of a training run at the same speed.
+/// every batch. glibc maps every block above its mmap threshold afresh and unmaps it on free,
+/// and that threshold stops at 32 MiB: a 64-photo batch at 224 px and the first layers'
+/// activations are larger, so with glibc's defaults every training step faults them in again
+/// page by page, a large share of a CPU step spent in system time. Here nothing is mapped on
+/// its own (`M_MMAP_MAX` 0), and the heap's free top is never handed back (`M_TRIM_THRESHOLD`
+/// -1: a step's activations, freed at its end, would otherwise be trimmed and faulted in again
+/// by the next step): large blocks come from the heap and the next step reuses them.
+/// And every thread allocates from the one main heap (`M_ARENA_MAX` 1): glibc's other arenas
+/// are heaps of at most 64 MiB, where a larger block is mapped on its own whatever the
+/// settings, and one heap also keeps the loader's and libtorch's threads from each holding
+/// their own free memory.
 ///
 /// It changes the whole process's allocator, so the library never calls it on its own: the
 /// `fastvision` binary and the benchmark call it first thing in `main`, and the notebook
@@ -27,10 +34,10 @@ pub fn tune_allocator() {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: mallopt only adjusts glibc's allocator thresholds; it is safe to call at any time.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
             libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     });
 }
