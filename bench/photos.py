@@ -165,6 +165,16 @@ def main():
             f"| fastvision `to_bf16()`: epoch time, s | {t:.1f} ± {st:.1f} | {fa_t:.1f} (fp32) | {t / fa_t:.2f}x |",
             f"| fastvision `to_bf16()`: peak memory of the process tree, MB | {m:.0f} ± {sm:.0f} | {fa_m:.0f} (fp32) | {m / fa_m:.2f}x |",
         ]
+    def bf16_speed():
+        """A sentence when bfloat16 trains slower than fp32 here, naming what the CPU lacks."""
+        fp32, bf16 = stat("fastvision", epoch)[0], mean_sd([epoch(r) for r in runs["bf16"]])[0]
+        if bf16 <= fp32:
+            return ""
+        flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+        amx = "" if "amx_bf16" in flags else ", which has no AMX"
+        return (f" On this CPU{amx}, bfloat16 trains slower than fp32 ({bf16:.1f} s against "
+                f"{fp32:.1f} s an epoch): here it saves memory, not time.")
+
     per_seed = ", ".join(f"seed {r['seed']}: {int(r['errors'])} vs {int(s['errors'])}"
                          for r, s in zip(runs["fastvision"], runs["fastai"]))
     cached, fb = epoch(first), epoch(fallback)
@@ -185,7 +195,7 @@ def main():
         + ("The `to_bf16()` rows are fastvision in bfloat16 autocast on the CPU (its AMX or AVX-512 "
            "bf16 units where the CPU has them), against fastai in fp32: fastai's `to_bf16` autocasts "
            "only on CUDA (`autocast('cuda', ...)` in fastai/callback/fp16.py), so on a CPU it trains "
-           "in fp32.\n\n" if runs["bf16"] else "")
+           "in fp32." + bf16_speed() + "\n\n" if runs["bf16"] else "")
         + f"Wrong photos per seed, fastvision vs fastai: {per_seed}.\n\n"
         f"Decoding every batch from its file (memory budget 0) instead of from the cache, seed "
         f"{first['seed']}: an epoch takes {fb:.1f} s against {cached:.1f} s cached ({fb / cached:.2f}x); "
@@ -201,8 +211,10 @@ def main():
             f"the same {limit['steps']} training "
             f"steps on one batch already in memory, plus validation, take {limit['limit_s']:.1f} s "
             f"(libtorch's own compute for this network and batch). fastai's mean epoch is "
-            f"{fa_epoch / limit['limit_s']:.2f}x that floor, so in fp32 on this CPU no pipeline can "
-            f"train an epoch in half fastai's time.\n"
+            f"{fa_epoch / limit['limit_s']:.2f}x that floor and fastvision's "
+            f"{stat('fastvision', epoch)[0] / limit['limit_s']:.2f}x"
+            + (", so in fp32 on this CPU no pipeline can train an epoch in half fastai's time.\n"
+               if fa_epoch < 2 * limit["limit_s"] else ".\n")
         )
     if scale:
         body += (

@@ -8,22 +8,29 @@ use tch::{Cuda, Device};
 pub const DEVICE_ENV: &str = "FASTVISION_DEVICE";
 
 /// Keeps freed tensor memory in the process instead of handing it back to the kernel after
-/// every batch. glibc maps every block above its mmap threshold afresh and unmaps it on free,
-/// and that threshold stops at 32 MiB: a 64-photo batch at 224 px and the first layers'
+/// every batch. glibc's automatic mmap threshold stops at 32 MiB, and a block above it is
+/// mapped on its own and unmapped on free: a 64-photo batch at 224 px and the first layers'
 /// activations are larger, so with glibc's defaults every training step faults them in again
 /// page by page, a large share of a CPU step spent in system time. Here nothing is mapped on
 /// its own (`M_MMAP_MAX` 0), and the heap's free top is never handed back (`M_TRIM_THRESHOLD`
 /// -1: a step's activations, freed at its end, would otherwise be trimmed and faulted in again
-/// by the next step): large blocks come from the heap and the next step reuses them.
-/// And every thread allocates from the one main heap (`M_ARENA_MAX` 1): glibc's other arenas
-/// are heaps of at most 64 MiB, where a larger block is mapped on its own whatever the
-/// settings, and one heap also keeps the loader's and libtorch's threads from each holding
-/// their own free memory.
+/// by the next step): large blocks come from the heap and the next step reuses them. The heap
+/// grows 64 MiB beyond each request (`M_TOP_PAD`), so it reaches a step's size in a few moves.
+/// And every thread started afterwards allocates from the one main heap (`M_ARENA_MAX` 1):
+/// glibc's other arenas are heaps of at most 64 MiB, where a larger block is mapped on its own
+/// whatever the settings, and one heap also keeps the loader's and libtorch's threads from each
+/// holding their own free memory.
+///
+/// The price: the process keeps its peak memory until it ends, and its threads share one
+/// allocator lock (tensors are few and large, so they rarely wait on it). A thread that has
+/// already allocated keeps its own heap, so call this first thing in `main`, before any thread
+/// starts.
 ///
 /// It changes the whole process's allocator, so the library never calls it on its own: the
 /// `fastvision` binary and the benchmark call it first thing in `main`, and the notebook
-/// kernel gets the same settings from `GLIBC_TUNABLES` in its kernel spec (scripts/kernel.sh).
-/// Call it at the start of your own program for the same speed.
+/// kernel gets the same settings from `GLIBC_TUNABLES` in its kernel spec (scripts/kernel.sh),
+/// which glibc applies before any thread exists. Call it at the start of your own program for
+/// the same speed.
 ///
 /// ```
 /// fastvision::device::tune_allocator(); // once, before any threads start
