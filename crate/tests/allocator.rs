@@ -4,7 +4,7 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 use tch::{Device, Kind, Tensor};
 
-/// Bytes in the large tensor.
+/// Bytes in each large block the test asks for.
 const LARGE: i64 = 1_500_000_000;
 
 /// glibc's counters (`mallinfo2`): `hblkhd`, the bytes in blocks mapped on their own (each is
