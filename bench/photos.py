@@ -154,27 +154,23 @@ def main():
         # fastai builds nothing up front (it decodes during the epochs): no ratio to speak of.
         ratio = "n/a" if label.startswith("building the data") or not b else f"{a / b:.2f}x"
         lines.append(f"| {label} | {fmt.format(a, sa)} | {fmt.format(b, sb)} | {ratio} |")
+    fv_epoch, fa_epoch = stat("fastvision", epoch)[0], stat("fastai", epoch)[0]
+    bf16_note = ""
     if runs["bf16"]:
         b = runs["bf16"]
         (e, se), (t, st) = mean_sd([r["errors"] for r in b]), mean_sd([epoch(r) for r in b])
         (m, sm) = mean_sd([r["tree_peak_rss_mb"] for r in b])
-        fa_e, fa_t = stat("fastai", lambda r: r["errors"])[0], stat("fastai", epoch)[0]
+        fa_e, fa_t = stat("fastai", lambda r: r["errors"])[0], fa_epoch
         fa_m = stat("fastai", lambda r: r["tree_peak_rss_mb"])[0]
         lines += [
             f"| fastvision `to_bf16()`: wrong of the validation photos | {e:.1f} ± {se:.1f} | {fa_e:.1f} (fp32) | {e / fa_e:.2f}x |",
             f"| fastvision `to_bf16()`: epoch time, s | {t:.1f} ± {st:.1f} | {fa_t:.1f} (fp32) | {t / fa_t:.2f}x |",
             f"| fastvision `to_bf16()`: peak memory of the process tree, MB | {m:.0f} ± {sm:.0f} | {fa_m:.0f} (fp32) | {m / fa_m:.2f}x |",
         ]
-    def bf16_speed():
-        """A sentence when bfloat16 trains slower than fp32 here, naming what the CPU lacks."""
-        fp32, bf16 = stat("fastvision", epoch)[0], mean_sd([epoch(r) for r in runs["bf16"]])[0]
-        if bf16 <= fp32:
-            return ""
-        flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-        amx = "" if "amx_bf16" in flags else ", which has no AMX"
-        return (f" On this CPU{amx}, bfloat16 trains slower than fp32 ({bf16:.1f} s against "
-                f"{fp32:.1f} s an epoch): here it saves memory, not time.")
-
+        if t > fv_epoch:
+            amx = "" if "amx_bf16" in open("/proc/cpuinfo").read() else ", which has no AMX"
+            bf16_note = (f" On this CPU{amx}, bfloat16 trains slower than fp32 ({t:.1f} s against "
+                         f"{fv_epoch:.1f} s an epoch): here it saves memory, not time.")
     per_seed = ", ".join(f"seed {r['seed']}: {int(r['errors'])} vs {int(s['errors'])}"
                          for r, s in zip(runs["fastvision"], runs["fastai"]))
     cached, fb = epoch(first), epoch(fallback)
@@ -195,7 +191,7 @@ def main():
         + ("The `to_bf16()` rows are fastvision in bfloat16 autocast on the CPU (its AMX or AVX-512 "
            "bf16 units where the CPU has them), against fastai in fp32: fastai's `to_bf16` autocasts "
            "only on CUDA (`autocast('cuda', ...)` in fastai/callback/fp16.py), so on a CPU it trains "
-           "in fp32." + bf16_speed() + "\n\n" if runs["bf16"] else "")
+           "in fp32." + bf16_note + "\n\n" if runs["bf16"] else "")
         + f"Wrong photos per seed, fastvision vs fastai: {per_seed}.\n\n"
         f"Decoding every batch from its file (memory budget 0) instead of from the cache, seed "
         f"{first['seed']}: an epoch takes {fb:.1f} s against {cached:.1f} s cached ({fb / cached:.2f}x); "
@@ -204,7 +200,6 @@ def main():
         f"{first['tree_peak_rss_mb']:.0f} MB. Its error: {int(fallback['errors'])} of {n_valid}.\n"
     )
     if limit:
-        fa_epoch = stat("fastai", epoch)[0]
         body += (
             f"\nThe floor, fastvision in fp32 (the bench's `fit` phase on seed {first['seed']}'s split): "
             f"`fit_one_cycle(1)` takes {limit['fit_s']:.1f} s (a first epoch, with libtorch's warm-up), and "
@@ -212,7 +207,7 @@ def main():
             f"steps on one batch already in memory, plus validation, take {limit['limit_s']:.1f} s "
             f"(libtorch's own compute for this network and batch). fastai's mean epoch is "
             f"{fa_epoch / limit['limit_s']:.2f}x that floor and fastvision's "
-            f"{stat('fastvision', epoch)[0] / limit['limit_s']:.2f}x"
+            f"{fv_epoch / limit['limit_s']:.2f}x"
             + (", so in fp32 on this CPU no pipeline can train an epoch in half fastai's time.\n"
                if fa_epoch < 2 * limit["limit_s"] else ".\n")
         )
