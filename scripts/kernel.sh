@@ -97,8 +97,9 @@ spec = {
         "FASTVISION_VENV_BIN": "$VENV/bin",
         # This kernel is the patched evcxr_jupyter above: fastvision may redraw progress in place.
         "FASTVISION_STREAM_CR": "$EVCXR_PATCH",
-        # fastvision::device::tune_allocator's settings, applied by glibc as the kernel starts,
-        # since a library must not retune its host process's allocator from a cell.
+        # fastvision::device::GLIBC_TUNABLES (tune_allocator's settings; crate/tests/allocator.rs
+        # checks this line carries it), applied by glibc as the kernel starts, since a library
+        # must not retune its host process's allocator from a cell.
         "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.top_pad=67108864:glibc.malloc.arena_max=1",
     },
 }

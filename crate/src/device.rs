@@ -28,7 +28,7 @@ pub const DEVICE_ENV: &str = "FASTVISION_DEVICE";
 ///
 /// It changes the whole process's allocator, so the library never calls it on its own: the
 /// `fastvision` binary and the benchmark call it first thing in `main`, and the notebook
-/// kernel gets the same settings from `GLIBC_TUNABLES` in its kernel spec (scripts/kernel.sh),
+/// kernel gets the same settings from [`GLIBC_TUNABLES`] in its kernel spec (scripts/kernel.sh),
 /// which glibc applies before any thread exists. Call it at the start of your own program for
 /// the same speed.
 ///
@@ -38,6 +38,7 @@ pub const DEVICE_ENV: &str = "FASTVISION_DEVICE";
 pub fn tune_allocator() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // GLIBC_TUNABLES below says the same for a process's start: change both together.
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: mallopt only adjusts glibc's allocator thresholds; it is safe to call at any time.
         unsafe {
@@ -48,6 +49,16 @@ pub fn tune_allocator() {
         }
     });
 }
+
+/// [`tune_allocator`]'s settings as glibc reads them from the environment when a process
+/// starts, before any thread exists: for a process that cannot call it first thing, such as
+/// the notebook kernel (scripts/kernel.sh sets exactly this). "Never trim" is written as
+/// 1 TiB, the documented form of a size.
+///
+/// ```
+/// assert!(fastvision::device::GLIBC_TUNABLES.contains("glibc.malloc.arena_max=1"));
+/// ```
+pub const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.top_pad=67108864:glibc.malloc.arena_max=1";
 
 /// What became of libtorch's CUDA half in this process (see [`load_cuda_backend`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

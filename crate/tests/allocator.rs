@@ -68,6 +68,18 @@ fn main() {
              would fault it in again on every training step"
         );
     }
+    // The notebook kernel gets the same settings from its spec.
+    let kernel_sh = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kernel.sh"),
+    )
+    .expect("scripts/kernel.sh");
+    assert!(
+        kernel_sh.contains(&format!(
+            "\"GLIBC_TUNABLES\": \"{}\"",
+            fastvision::device::GLIBC_TUNABLES
+        )),
+        "scripts/kernel.sh must give the kernel device::GLIBC_TUNABLES, tune_allocator's settings"
+    );
     println!("test tune_allocator_keeps_large_tensors_on_the_heap ... ok");
     println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
 }
